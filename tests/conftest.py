@@ -1,0 +1,21 @@
+"""Test-wide set-up: every ROS process runs on the loopback Fast DDS profile, one domain per worker."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from vla_bringup.ros_env import apply_loopback_profile
+
+
+def _worker_domain_id() -> int:
+    # xdist names workers gw0, gw1, ...; parallel pytest runs on one machine (developers, CI) get
+    # different bases from their pid so that two suites never share a DDS domain.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    base = int(os.environ.get("VLA_TEST_DOMAIN_BASE", str(1 + (os.getppid() * 7) % 90)))
+    return 1 + (base - 1 + index) % 100
+
+
+apply_loopback_profile(domain_id=_worker_domain_id(), log_dir=tempfile.mkdtemp(prefix="vla-test-roslog-"))
+os.environ.setdefault("MUJOCO_GL", "egl")
