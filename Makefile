@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (both set up .venv first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): requirements.txt pyproject.toml scripts/ensure-system-deps.sh
+	bash scripts/ensure-system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	MUJOCO_GL=egl $(VENV)/bin/vla-stack demo --episodes 3 --seed 0 --json out/demo.json
+
+test: setup
+	$(VENV)/bin/ruff check src tests launch
+	MUJOCO_GL=egl $(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+bench: setup
+	MUJOCO_GL=egl $(VENV)/bin/vla-stack bench overhead
+
+clean:
+	rm -rf $(VENV) out build install log

@@ -1,0 +1,97 @@
+"""Simulated WidowX 250 6DOF: MuJoCo sim, perception, policy and actuation on the sim clock.
+
+    ros2 launch vla_bringup sim.launch.py
+    ros2 launch vla_bringup sim.launch.py policy:=scripted instruction:="put the spoon on the towel" seed:=3
+
+Every node reads its params file from share/vla_bringup/config (config/ in the repository).
+Launch arguments left empty keep the value in those files; given ones override it.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def _config(file_name: str) -> str:
+    return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
+
+
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"launch argument seed:='{text}' is not an integer") from None
+
+
+def _nodes(context):
+    backend = LaunchConfiguration("policy").perform(context)
+    instruction = LaunchConfiguration("instruction").perform(context)
+    seed = LaunchConfiguration("seed").perform(context)
+
+    # sim_node is the clock: it steps physics on wall time and publishes /clock, so it must not
+    # wait on sim time itself. Everything else runs on /clock.
+    sim_overrides = {"use_sim_time": False}
+    policy_overrides = {"use_sim_time": True, "backend": backend}
+    if instruction:
+        policy_overrides["instruction"] = instruction
+    if seed:
+        sim_overrides["seed"] = _seed(seed)
+        policy_overrides["seed"] = _seed(seed)
+
+    return [
+        Node(
+            package="vla_sim",
+            executable="sim_node",
+            name="sim",
+            output="screen",
+            parameters=[_config("sim.yaml"), sim_overrides],
+        ),
+        Node(
+            package="vla_perception",
+            executable="perception_node",
+            name="perception",
+            output="screen",
+            parameters=[_config("perception.yaml"), {"use_sim_time": True}],
+        ),
+        Node(
+            package="vla_policy",
+            executable="policy_node",
+            name="policy",
+            output="screen",
+            parameters=[_config("policy.yaml"), policy_overrides],
+        ),
+        Node(
+            package="vla_actuation",
+            executable="actuation_node",
+            name="actuation",
+            output="screen",
+            parameters=[_config("actuation.yaml"), {"use_sim_time": True}],
+        ),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("policy", default_value="scripted", description="policy backend name"),
+            DeclareLaunchArgument(
+                "instruction", default_value="", description="language instruction; empty keeps policy.yaml's"
+            ),
+            DeclareLaunchArgument(
+                "seed", default_value="", description="integer seed for sim and policy; empty keeps the YAML's"
+            ),
+            # Loopback-only Fast DDS (shared memory + 127.0.0.1), unless the caller chose a profile.
+            # Only Fast DDS reads this variable; other RMWs ignore it.
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                EnvironmentVariable(
+                    "FASTDDS_DEFAULT_PROFILES_FILE", default_value=_config("fastdds_localhost.xml")
+                ),
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

@@ -1,0 +1,137 @@
+"""Real WidowX 250 6DOF (wx250s): the Interbotix ros2_control driver plus perception, policy, actuation.
+
+    ros2 launch vla_bringup widowx.launch.py instruction:="put the spoon on the towel"
+    ros2 launch vla_bringup widowx.launch.py start_driver:=false      # driver already running
+    ros2 launch vla_bringup widowx.launch.py hardware_type:=fake       # Interbotix mock hardware, no arm
+
+Params: perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top (real-arm topics and
+limits), then the launch arguments given here. Wall clock (use_sim_time false).
+
+The driver is interbotix_xsarm_ros_control/launch/xsarm_ros_control.launch.py (Interbotix
+interbotix_ros_manipulators, humble/jazzy branches), whose arguments robot_model, hardware_type
+(actual|fake) and use_rviz were checked against its source. It namespaces everything under
+/<robot_name> (default robot_model): /wx250s/arm_controller/joint_trajectory,
+/wx250s/gripper_controller/joint_trajectory and /wx250s/joint_states, which widowx.yaml names.
+Not verified here: that the Jazzy build of the Interbotix packages keeps these names (no ROS
+install on the machine that wrote this), and the camera driver, which is started separately
+(e.g. realsense2_camera publishes /camera/color/image_raw by default on Humble; newer releases
+use /camera/camera/color/image_raw: set primary_image_topic accordingly).
+DDS: the loopback Fast DDS profile is set unless FASTDDS_DEFAULT_PROFILES_FILE already is. A camera
+driver on the same machine still connects (shared memory / 127.0.0.1); one on another machine needs
+a profile of your own, exported before launching.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+ROBOT_MODEL = "wx250s"
+
+
+def _config(file_name: str) -> str:
+    return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
+
+
+def _given(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context)
+
+
+def _nodes(context):
+    perception_overrides = {"use_sim_time": False}
+    for topic_arg in ("primary_image_topic", "wrist_image_topic"):
+        if _given(context, topic_arg):
+            perception_overrides[topic_arg] = _given(context, topic_arg)
+    policy_overrides = {"use_sim_time": False}
+    if _given(context, "policy"):
+        policy_overrides["backend"] = _given(context, "policy")
+    if _given(context, "instruction"):
+        policy_overrides["instruction"] = _given(context, "instruction")
+
+    return [
+        Node(
+            package="vla_perception",
+            executable="perception_node",
+            name="perception",
+            output="screen",
+            parameters=[_config("perception.yaml"), _config("widowx.yaml"), perception_overrides],
+        ),
+        Node(
+            package="vla_policy",
+            executable="policy_node",
+            name="policy",
+            output="screen",
+            parameters=[_config("policy.yaml"), _config("widowx.yaml"), policy_overrides],
+        ),
+        Node(
+            package="vla_actuation",
+            executable="actuation_node",
+            name="actuation",
+            output="screen",
+            parameters=[_config("actuation.yaml"), _config("widowx.yaml"), {"use_sim_time": False}],
+        ),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    driver = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution(
+                [FindPackageShare("interbotix_xsarm_ros_control"), "launch", "xsarm_ros_control.launch.py"]
+            )
+        ),
+        launch_arguments={
+            "robot_model": ROBOT_MODEL,
+            "hardware_type": LaunchConfiguration("hardware_type"),
+            "use_rviz": LaunchConfiguration("use_rviz"),
+        }.items(),
+        # Evaluated before the include is resolved: with start_driver:=false the Interbotix
+        # packages need not be installed at all.
+        condition=IfCondition(LaunchConfiguration("start_driver")),
+    )
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "start_driver",
+                default_value="true",
+                choices=["true", "false"],
+                description="start the Interbotix ros2_control bring-up for the wx250s",
+            ),
+            DeclareLaunchArgument(
+                "hardware_type",
+                default_value="actual",
+                choices=["actual", "fake"],
+                description="Interbotix hardware: the real arm, or its mock hardware for a dry run",
+            ),
+            DeclareLaunchArgument("use_rviz", default_value="false", choices=["true", "false"]),
+            DeclareLaunchArgument(
+                "primary_image_topic",
+                default_value="",
+                description="third-person camera image topic; empty keeps widowx.yaml's",
+            ),
+            DeclareLaunchArgument(
+                "wrist_image_topic", default_value="", description="wrist camera image topic; empty keeps the YAML's"
+            ),
+            DeclareLaunchArgument("policy", default_value="", description="policy backend; empty keeps the YAML's"),
+            DeclareLaunchArgument("instruction", default_value="", description="empty keeps the YAML's"),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                EnvironmentVariable(
+                    "FASTDDS_DEFAULT_PROFILES_FILE", default_value=_config("fastdds_localhost.xml")
+                ),
+            ),
+            driver,
+            OpaqueFunction(function=_nodes),
+        ]
+    )

@@ -1,0 +1,263 @@
+"""Actuation: policy actions in, WidowX joint trajectories out, with the safety layer in between.
+
+Accepts discrete (256-bin) or continuous action chunks from /vla/action, executes them per the
+chosen mode (single step, receding horizon, temporal ensembling), turns Bridge end-effector deltas
+into joint targets by IK on the wx250s kinematics, and streams interpolated targets at the servo
+rate to the ros2_control joint_trajectory_controller topics. It holds the arm (publishes nothing
+new) on stale or invalid commands, bad joint states, and on /vla/estop; resuming never jumps.
+All decisions live in pure modules (ee_delta_controller, chunk_executor, safety).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from vla_actuation.chunk_executor import ChunkExecutor
+from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
+from vla_actuation.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAME
+from vla_actuation.safety import SafetyLimits, command_is_stale, validate_joint_state
+from vla_policy.action_message import decode_action_chunk
+from vla_policy.latency import StageTimer
+from vla_policy.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
+from vla_policy.ros.qos import EVENTS_QOS, RELIABLE_QOS
+
+EXPECTED_SPACE = "bridge_ee_delta"
+
+
+def _duration(seconds: float) -> Duration:
+    return Duration(sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9)))
+
+
+class ActuationNode(Node):
+    def __init__(self) -> None:
+        super().__init__("actuation")
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        robot = p("robot_name", "wx250s", "Robot namespace of the driver topics")
+        self.step_dt_s = p(
+            "step_dt_s", 0.2, "Control step of the policy's actions (s)", minimum=0.02, maximum=2.0
+        )
+        self.servo_hz = p(
+            "servo_hz", 50.0, "Rate of streamed joint targets (Hz)", minimum=1.0, maximum=1000.0
+        )
+        mode = p("execution_mode", "receding_horizon", "single_step | receding_horizon | temporal_ensembling")
+        max_open_loop_s = p(
+            "max_open_loop_s", 0.5, "Longest open-loop execution of one chunk (s)", minimum=0.0, maximum=10.0
+        )
+        decay = p(
+            "ensemble_decay",
+            0.0,
+            "Temporal ensembling weight decay (0 = uniform, Octo)",
+            minimum=0.0,
+            maximum=10.0,
+        )
+        self.joint_state_timeout_s = p(
+            "joint_state_timeout_s", 0.5, "Hold when joint states are older (s)", minimum=0.01, maximum=10.0
+        )
+        limits = SafetyLimits(
+            max_translation_step_m=p(
+                "max_translation_step_m", 0.05, "Per-step tool translation clip (m)", minimum=0.0, maximum=0.5
+            ),
+            max_rotation_step_rad=p(
+                "max_rotation_step_rad", 0.25, "Per-step tool rotation clip (rad)", minimum=0.0, maximum=3.2
+            ),
+            workspace_low_m=tuple(
+                p("workspace_low_m", [0.10, -0.20, -0.01], "Workspace box low corner x,y,z (m)")
+            ),
+            workspace_high_m=tuple(
+                p("workspace_high_m", [0.45, 0.25, 0.30], "Workspace box high corner x,y,z (m)")
+            ),
+            joint_margin_rad=p(
+                "joint_margin_rad",
+                0.1,
+                "Motion toward a joint limit halts inside this margin (rad)",
+                minimum=0.0,
+                maximum=1.0,
+            ),
+            max_joint_velocity_rad_s=p(
+                "max_joint_velocity_rad_s", math.pi, "Joint speed limit (rad/s)", minimum=0.01, maximum=10.0
+            ),
+            command_timeout_s=p(
+                "command_timeout_s", 0.4, "Actions older than this are stale (s)", minimum=0.01, maximum=10.0
+            ),
+        )
+        self.limits = limits
+        self.controller = EeDeltaController(ControllerConfig(step_dt_s=self.step_dt_s, limits=limits))
+        self.executor_ = ChunkExecutor(
+            mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay
+        )
+
+        self.timer = StageTimer()
+        self.diag = StageDiagnostics(self, self.timer)
+        self.measured: np.ndarray | None = None
+        self.measured_finger_m: float | None = None
+        self.measured_stamp_ns = 0
+        self.commanded: np.ndarray | None = None  # the last streamed arm target
+        self.waypoints: deque[tuple[int, np.ndarray]] = deque()  # (due time ns, joints)
+        self.estopped = False
+        self._needs_reset = True
+        self._episode_start_ns = 0
+
+        group = MutuallyExclusiveCallbackGroup()  # one lock for all state: callbacks here are short
+        ns = f"/{robot}"
+        self.arm_pub = self.create_publisher(JointTrajectory, f"{ns}/arm_controller/joint_trajectory", 10)
+        self.gripper_pub = self.create_publisher(
+            JointTrajectory, f"{ns}/gripper_controller/joint_trajectory", 10
+        )
+        self.create_subscription(
+            JointState, f"{ns}/joint_states", self._on_joint_state, 10, callback_group=group
+        )
+        self.create_subscription(String, "/vla/action", self._on_action, RELIABLE_QOS, callback_group=group)
+        self.create_subscription(Bool, "/vla/estop", self._on_estop, RELIABLE_QOS, callback_group=group)
+        self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS, callback_group=group)
+        self.create_timer(self.step_dt_s, self._on_control_tick, callback_group=group)
+        self.create_timer(1.0 / self.servo_hz, self._on_servo_tick, callback_group=group)
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        joints, violations = validate_joint_state(list(msg.name), list(msg.position))
+        if joints is None:
+            self.measured = None
+            self.diag.report(
+                ERROR, f"joint_states rejected: {'; '.join(v.message for v in violations)}; holding"
+            )
+            self.diag.count("bad_joint_states")
+            return
+        self.measured = joints
+        if FINGER_JOINT_NAME in msg.name:
+            self.measured_finger_m = float(msg.position[list(msg.name).index(FINGER_JOINT_NAME)])
+        self.measured_stamp_ns = stamp_to_ns(msg.header.stamp)
+        if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
+            self._reset_to_measured()
+
+    def _reset_to_measured(self) -> None:
+        self.controller.reset(self.measured, self.measured_finger_m)
+        self.executor_.reset()
+        self.waypoints.clear()
+        self.commanded = self.measured.copy()
+        self._needs_reset = False
+
+    def _on_action(self, msg: String) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        try:
+            with self.timer.measure("action_decode"):
+                chunk = decode_action_chunk(msg.data)
+                if chunk.space.name != EXPECTED_SPACE or chunk.space.dim != 7:
+                    raise ValueError(
+                        f"action space '{chunk.space.name}' with {chunk.space.dim} dims; expected {EXPECTED_SPACE} with 7"
+                    )
+        except ValueError as exc:
+            self.diag.report(ERROR, f"action rejected: {exc}; holding")
+            self.diag.count("rejected_actions")
+            return
+        stale, reason = command_is_stale(chunk.stamp_ns, now_ns, self.limits)
+        if stale and (chunk.horizon == 1 or chunk.stamp_ns == 0 or chunk.stamp_ns > now_ns):
+            self.diag.report(WARN, f"action rejected: {reason}; holding")
+            self.diag.count("stale_actions")
+            return
+        if chunk.stamp_ns < self._episode_start_ns:
+            return
+        result = self.executor_.submit(chunk.values, chunk.stamp_ns * 1e-9, now_ns * 1e-9)
+        if not result.accepted:
+            self.diag.report(WARN, f"action chunk rejected: {result.reason}")
+            self.diag.count("rejected_chunks")
+        self.diag.count("actions")
+
+    def _on_estop(self, msg: Bool) -> None:
+        if msg.data and not self.estopped:
+            self.estopped = True
+            self.executor_.reset()
+            self.waypoints.clear()
+            if self.measured is not None:  # protective stop: hold where the arm is now
+                self.commanded = self.measured.copy()
+                self._publish_arm(self.commanded, 2.0 / self.servo_hz)
+            self.diag.report(ERROR, "e-stop: protective stop, holding")
+        elif not msg.data and self.estopped:
+            self.estopped = False
+            self._needs_reset = True  # resume from where the arm is: no jump
+            if self.measured is not None:
+                self._reset_to_measured()
+            self.diag.report(OK, "e-stop released")
+
+    def _on_episode(self, msg: String) -> None:
+        event = json.loads(msg.data)
+        if event.get("event") == "start":
+            self._episode_start_ns = int(event.get("stamp_ns", 0))
+            self.executor_.reset()
+            self.waypoints.clear()
+            self._needs_reset = True
+
+    # --- control ------------------------------------------------------------------------------
+    def _on_control_tick(self) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        if self.estopped or self._needs_reset or self.measured is None:
+            return
+        if (now_ns - self.measured_stamp_ns) * 1e-9 > self.joint_state_timeout_s:
+            self.diag.report(
+                ERROR, f"joint_states are {(now_ns - self.measured_stamp_ns) * 1e-9:.2f} s old; holding"
+            )
+            self.diag.count("stale_joint_states")
+            return
+        action = self.executor_.next_action(now_ns * 1e-9)
+        if action is None:
+            self.diag.count("hold_no_action")
+            return
+        with self.timer.measure("ik"):
+            step = self.controller.step(action, self.measured)
+        for violation in step.violations:
+            self.diag.count(f"violation.{violation.code}")
+        if not step.accepted:
+            self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
+            return
+        start = self.commanded if self.commanded is not None else self.measured
+        self.waypoints.clear()
+        for t_s, joints in servo_waypoints(start, step.joint_targets_rad, self.step_dt_s, self.servo_hz):
+            self.waypoints.append((now_ns + int(t_s * 1e9), joints))
+        self._publish_gripper(step.finger_target_m)
+        self.diag.report(OK, "ok")
+
+    def _on_servo_tick(self) -> None:
+        if self.estopped or not self.waypoints:
+            return
+        now_ns = self.get_clock().now().nanoseconds
+        due = None
+        while self.waypoints and self.waypoints[0][0] <= now_ns + int(0.5e9 / self.servo_hz):
+            due = self.waypoints.popleft()[1]
+        if due is None:
+            return
+        with self.timer.measure("publish"):
+            self._publish_arm(due, 2.0 / self.servo_hz)
+        self.commanded = due
+
+    def _publish_arm(self, joints: np.ndarray, time_from_start_s: float) -> None:
+        msg = JointTrajectory(joint_names=list(ARM_JOINT_NAMES))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.points = [
+            JointTrajectoryPoint(
+                positions=[float(j) for j in joints], time_from_start=_duration(time_from_start_s)
+            )
+        ]
+        self.arm_pub.publish(msg)
+
+    def _publish_gripper(self, finger_m: float) -> None:
+        msg = JointTrajectory(joint_names=[FINGER_JOINT_NAME])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.points = [JointTrajectoryPoint(positions=[float(finger_m)], time_from_start=_duration(0.1))]
+        self.gripper_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    return run_node(ActuationNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The ``vla-stack`` command: launch, demo, bench, backends."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    """--set node.param=value (value parsed as YAML) -> {node: {param: value}}."""
+    import yaml
+
+    overrides: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or not node or not param:
+            raise SystemExit(f"--set '{item}': expected NODE.PARAM=VALUE, e.g. policy.backend=scripted")
+        overrides.setdefault(node, {})[param] = yaml.safe_load(raw)
+    return overrides
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from vla_bringup.launcher import GraphLauncher
+    from vla_bringup.profiles import profile
+    from vla_bringup.ros_env import loopback_environment
+
+    env = loopback_environment()
+    launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
+    print(f"[vla-stack] launching '{args.profile}' on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+          f"(Fast DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops")
+    launcher.start()
+    return launcher.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vla_bringup.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        policy=args.policy, instruction=args.instruction, episodes=args.episodes, seed=args.seed,
+        json_path=args.json, out_dir=args.out, action_kind=args.action_kind, execution_mode=args.execution_mode,
+        real_time_factor=args.real_time_factor, record=not args.no_record, video=not args.no_video,
+    )
+    return run_demo(options)
+
+
+def cmd_backends(_: argparse.Namespace) -> int:
+    from vla_policy.contract import available_backends
+
+    print("\n".join(available_backends()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vla_bringup.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    launch = sub.add_parser("launch", help="start a node graph (sim | widowx | replay) and supervise it")
+    launch.add_argument("profile")
+    launch.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    launch.set_defaults(func=cmd_launch)
+
+    demo = sub.add_parser("demo", help="closed-loop episodes in the embedded sim through the node graph")
+    demo.add_argument("--policy", default="scripted")
+    demo.add_argument("--instruction", default=None, help="override every episode's instruction")
+    demo.add_argument("--episodes", type=int, default=3)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", default=None, help="write the results here")
+    demo.add_argument("--out", default=None, help="folder for video, bag and logs (default out/demo-<time>)")
+    demo.add_argument("--action-kind", default="continuous", choices=["continuous", "discrete"])
+    demo.add_argument("--execution-mode", default=None,
+                      choices=["single_step", "receding_horizon", "temporal_ensembling"])
+    demo.add_argument("--real-time-factor", type=float, default=None, help="sim speed (default from sim.yaml)")
+    demo.add_argument("--no-record", action="store_true", help="skip the MCAP bag")
+    demo.add_argument("--no-video", action="store_true", help="skip the MP4")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks; results go to docs/benchmarks.md")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
+    overhead.add_argument("--steps", type=int, default=2000)
+    overhead.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    bench.set_defaults(func=cmd_bench)
+
+    backends = sub.add_parser("backends", help="list the policy backends")
+    backends.set_defaults(func=cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""``vla-stack demo``: the sim, the three nodes and a policy, closed loop, with results and artefacts.
+
+Prints per-episode success and per-stage latency (p50/p99), writes an MP4 of the third-person
+camera, an MCAP bag of every topic, node logs, and optionally a JSON summary.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vla_bringup.paths import repo_root
+
+# Stage name -> the node that measures it, in pipeline order.
+STAGES = (
+    ("image_decode", "perception"),
+    ("sync", "perception"),
+    ("preprocess", "perception"),
+    ("inference", "policy"),
+    ("action_decode", "actuation"),
+    ("ik", "actuation"),
+    ("publish", "actuation"),
+)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    policy: str = "scripted"
+    instruction: str | None = None
+    episodes: int = 3
+    seed: int = 0
+    json_path: str | None = None
+    out_dir: str | None = None
+    action_kind: str = "continuous"
+    execution_mode: str | None = None
+    real_time_factor: float | None = None
+    max_steps: int = 80
+    record: bool = True
+    video: bool = True
+
+
+def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """{stage: {p50, p99}} in pipeline order from the nodes' diagnostics."""
+    out: dict[str, dict[str, float]] = {}
+    for stage, node in STAGES:
+        values = latency_by_node.get(node, {}).get(stage)
+        if values:
+            out[stage] = {"p50": round(values["p50"], 4), "p99": round(values["p99"], 4)}
+    return out
+
+
+def summarise(events: list[dict], latency_by_node: dict[str, dict]) -> dict:
+    episodes = [
+        {"seed": int(e["seed"]), "instruction": e["instruction"], "success": bool(e["success"]),
+         "steps": int(e["steps"]), "family": e.get("family", "")}
+        for e in events if e.get("event") == "end"
+    ]
+    rate = sum(e["success"] for e in episodes) / len(episodes) if episodes else 0.0
+    return {"success_rate": rate, "episodes": episodes, "latency_ms": stage_latency(latency_by_node)}
+
+
+def run_demo(options: DemoOptions) -> int:
+    from tqdm import tqdm
+
+    from vla_bringup.launcher import GraphLauncher
+    from vla_bringup.profiles import profile
+    from vla_bringup.ros_env import apply_loopback_profile
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(options.out_dir) if options.out_dir else repo_root() / "out" / f"demo-{stamp}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = apply_loopback_profile(log_dir=str(out_dir / "ros_logs"))
+
+    sim: dict[str, object] = {"episodes": options.episodes, "seed": options.seed, "max_steps": options.max_steps}
+    if options.instruction:
+        sim["instruction"] = options.instruction
+    if options.real_time_factor is not None:
+        sim["real_time_factor"] = options.real_time_factor
+    overrides = {
+        "sim": sim,
+        "policy": {"backend": options.policy, "action_kind": options.action_kind},
+    }
+    if options.execution_mode:
+        overrides["actuation"] = {"execution_mode": options.execution_mode}
+    launcher = GraphLauncher(profile("sim"), env, overrides=overrides, log_dir=out_dir / "logs")
+
+    video = None
+    if options.video:
+        from vla_bringup.video import Mp4Writer
+
+        video = Mp4Writer(out_dir / "third_person.mp4", fps=10)
+    bar = tqdm(total=options.episodes, desc="episodes", unit="ep", file=sys.stdout)
+    successes = 0
+
+    def on_end(event: dict) -> None:
+        nonlocal successes
+        successes += bool(event["success"])
+        bar.update(1)
+        bar.set_postfix(success=f"{successes}/{bar.n}")
+        tqdm.write(f"episode {event['episode']} seed {event['seed']}: "
+                   f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps - {event['instruction']!r}")
+
+    from vla_bringup.demo_monitor_node import monitor_run
+
+    print(f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
+          f"seed={options.seed}; artefacts in {out_dir}")
+    launcher.start()
+    try:
+        budget_s = 120.0 + options.episodes * options.max_steps * 0.2 * 4.0
+        events, latency, failure = monitor_run(
+            timeout_s=budget_s,
+            poll_failure=launcher.poll,
+            on_episode_end=on_end,
+            video_topic="/camera/third_person/image_raw" if video else None,
+            on_frame=video.add_frame if video else None,
+            bag_path=out_dir / "bag" if options.record else None,
+        )
+    finally:
+        launcher.stop()
+        bar.close()
+        if video is not None:
+            video.close()
+
+    summary = summarise(events, latency)
+    print_summary(summary, out_dir)
+    if options.json_path:
+        Path(options.json_path).write_text(json.dumps(summary, indent=2))
+        print(f"[demo] results written to {options.json_path}")
+    if failure:
+        print(f"[demo] FAILED: {failure}", file=sys.stderr)
+        return 1
+    return 0 if summary["episodes"] else 1
+
+
+def print_summary(summary: dict, out_dir: Path) -> None:
+    episodes = summary["episodes"]
+    wins = sum(e["success"] for e in episodes)
+    print(f"\nsuccess: {wins}/{len(episodes)} episodes ({summary['success_rate']:.0%})")
+    print(f"{'stage':<15}{'p50 ms':>10}{'p99 ms':>10}")
+    for stage, values in summary["latency_ms"].items():
+        print(f"{stage:<15}{values['p50']:>10.3f}{values['p99']:>10.3f}")
+    print(f"video: {out_dir / 'third_person.mp4'}\nbag:   {out_dir / 'bag'}\nlogs:  {out_dir / 'logs'}")

@@ -1,0 +1,26 @@
+"""colcon build of the vla_policy ament_python package; the pip path installs the repo root instead."""
+
+from setuptools import find_packages, setup
+
+PACKAGE = "vla_policy"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="vla-stack maintainers",
+    maintainer_email="maintainers@vla-stack.example.com",
+    description="VLA policy backends and the policy node.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "policy_node = vla_policy.policy_node:main",
+        ],
+    },
+)

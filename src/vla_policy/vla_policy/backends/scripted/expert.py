@@ -1,0 +1,258 @@
+"""A scripted pick-and-place expert on privileged simulator state (pure numpy).
+
+It reads the ground truth of ``WidowXSim.privileged_state()`` (tool pose, object positions and
+yaws, destination) and returns Bridge V2 end-effector deltas, one per 0.2 s control step:
+``[dx, dy, dz, droll, dpitch, dyaw, gripper]`` with the translation in metres along the base axes,
+the rotation as Euler deltas ``R_delta = Rz(dyaw) Ry(dpitch) Rx(droll)`` applied about world-aligned
+axes at the tool (``R_new = R_delta @ R``) and the gripper absolute (1 = open, 0 = closed).
+
+The expert is a small phase machine:
+
+    approach -> descend -> close -> lift -> carry -> lower -> release -> retreat -> done
+                                      (pick_up: lift -> done, holding the object)
+
+Every step moves at most ``max_translation_m`` and ``max_rotation_rad`` so that the actuation's
+Bridge clip (0.05 m / 0.25 rad) never changes the direction of a step. If the object is not in the
+gripper while lifting or carrying (missed or slipped), the expert opens and approaches again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Tool orientation with the gripper pointing straight down: R = Rz(yaw) @ _DOWN (Bridge Euler zero).
+_DOWN = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Heights are of the tool point (ee_gripper_link); the object's and bowl's z are their origins."""
+
+    max_translation_m: float = 0.04  # per step, below the actuation's 0.05 m clip
+    max_rotation_rad: float = 0.2  # per step and per Euler angle, below the 0.25 rad clip
+    hover_above_object_m: float = 0.09  # approach height over the object's centre
+    grasp_above_centre_m: float = 0.004  # tool point over the object's centre when closing
+    carry_height_m: float = 0.15  # tool z while carrying (above the table)
+    release_above_bowl_m: float = 0.075  # tool z over the bowl's base when opening
+    position_tolerance_m: float = 0.008
+    yaw_tolerance_rad: float = 0.06
+    close_steps: int = 3  # steps holding still while the fingers close
+    release_steps: int = 2
+    in_hand_distance_m: float = 0.035  # object centre to tool point when held
+    # The arm's servos lag their targets by up to about 0.1 s, so deltas are taken from the pose the
+    # expert has commanded so far, re-synchronised with the measured pose when the two disagree by
+    # more than this (a clip, an IK failure or a collision held the arm back).
+    resync_distance_m: float = 0.03
+    resync_angle_rad: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("max_translation_m", "max_rotation_rad", "position_tolerance_m", "yaw_tolerance_rad"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"ExpertConfig.{name}: expected > 0, got {getattr(self, name)!r}")
+        for name in ("close_steps", "release_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ExpertConfig.{name}: expected >= 1 step, got {getattr(self, name)!r}")
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _euler_from_matrix(rotation: np.ndarray) -> np.ndarray:
+    """(roll, pitch, yaw) with ``rotation = Rz(yaw) Ry(pitch) Rx(roll)``."""
+    pitch = math.atan2(-rotation[2, 0], math.hypot(rotation[0, 0], rotation[1, 0]))
+    roll = math.atan2(rotation[2, 1], rotation[2, 2])
+    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+    return np.array([roll, pitch, yaw])
+
+
+def _euler_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    cr, sr, cp, sp = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch)
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
+    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+    return _rot_z(yaw) @ ry @ rx
+
+
+def _apply_delta(pose: np.ndarray, delta6: np.ndarray) -> np.ndarray:
+    """Bridge execution of a delta: translate in the base frame, rotate about world axes at the tool."""
+    new_pose = np.eye(4)
+    new_pose[:3, :3] = _euler_to_matrix(*delta6[3:6]) @ pose[:3, :3]
+    new_pose[:3, 3] = pose[:3, 3] + delta6[:3]
+    return new_pose
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def tool_yaw(tool_rotation: np.ndarray) -> float:
+    """Yaw of the tool in the Bridge state convention (0 with the fingers closing along base y)."""
+    return float(_euler_from_matrix(tool_rotation @ _DOWN.T)[2])
+
+
+def grasp_yaw(object_yaw: float, shape: str, current_yaw: float) -> float:
+    """Tool yaw for grasping: square to a cube's faces (nearest of the 4), anything for a cylinder."""
+    if shape != "cube":
+        return current_yaw
+    # The cube looks the same every quarter turn: the nearest face-aligned yaw to the current one.
+    return current_yaw + _wrap(4.0 * (object_yaw - current_yaw)) / 4.0
+
+
+class ScriptedExpert:
+    """Phase machine producing Bridge-convention end-effector deltas from privileged state."""
+
+    def __init__(self, config: ExpertConfig | None = None) -> None:
+        self.config = config or ExpertConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the episode: back to ``approach`` with the gripper open."""
+        self.phase = "approach"
+        self._phase_steps = 0
+        self._grasp_yaw: float | None = None
+        self._hold_position: np.ndarray | None = None
+        self._reference: np.ndarray | None = None  # commanded tool pose (4x4) as the expert tracks it
+        self.attempts = 1
+
+    # --- Public API ------------------------------------------------------------------------------
+
+    def act(self, privileged: dict) -> np.ndarray:
+        """The next action ``[dx, dy, dz, droll, dpitch, dyaw, gripper]`` for this state."""
+        tool = np.asarray(privileged["tool_pose"], dtype=float)
+        if tool.shape != (4, 4):
+            raise ValueError(f"privileged['tool_pose']: expected a 4x4 matrix, got shape {tool.shape}")
+        name = privileged["target_object"]
+        if name not in privileged["objects"]:
+            raise ValueError(f"privileged['target_object']: {name!r} is not in objects {sorted(privileged['objects'])}")
+        obj = privileged["objects"][name]
+        goal_position, goal_yaw, gripper = self._plan(tool, obj, privileged)
+        self._phase_steps += 1
+        reference = self._synchronised_reference(tool)
+        action = self._action_towards(reference, goal_position, goal_yaw, gripper)
+        self._reference = _apply_delta(reference, action[:6])
+        return action
+
+    def _synchronised_reference(self, tool: np.ndarray) -> np.ndarray:
+        """The commanded pose to step from: the tracked one unless it drifted from the measured one."""
+        cfg = self.config
+        if self._reference is not None:
+            distance = float(np.linalg.norm(self._reference[:3, 3] - tool[:3, 3]))
+            cos_angle = 0.5 * (float(np.trace(self._reference[:3, :3] @ tool[:3, :3].T)) - 1.0)
+            angle = math.acos(min(1.0, max(-1.0, cos_angle)))
+            if distance <= cfg.resync_distance_m and angle <= cfg.resync_angle_rad:
+                return self._reference
+        return tool.copy()
+
+    # --- Phase machine ---------------------------------------------------------------------------
+
+    def _plan(self, tool: np.ndarray, obj: dict, privileged: dict) -> tuple[np.ndarray, float, float]:
+        """Update the phase and return (goal position, goal yaw, gripper) for this step."""
+        cfg = self.config
+        position = tool[:3, 3]
+        yaw_now = tool_yaw(tool[:3, :3])
+        obj_position = np.asarray(obj["position"], dtype=float)
+        destination = privileged.get("destination_position")
+        held = self._in_hand(position, obj_position, privileged)
+
+        if self.phase in ("lift", "carry", "lower") and not held:
+            self._restart()  # missed or slipped: open and try again
+        if self.phase == "approach":
+            self._grasp_yaw = grasp_yaw(float(obj["yaw"]), obj["shape"], yaw_now)
+            hover = obj_position + (0.0, 0.0, cfg.hover_above_object_m)
+            far = np.linalg.norm(hover[:2] - position[:2]) > 0.03
+            if far and position[2] < hover[2] - 0.03:  # rise before moving sideways
+                return np.array([position[0], position[1], hover[2]]), yaw_now, 1.0
+            if self._reached(position, hover, yaw_now, self._grasp_yaw, z_tolerance=0.02):
+                self._enter("descend")
+            else:
+                return hover, self._grasp_yaw, 1.0
+        if self.phase == "descend":
+            grasp = obj_position + (0.0, 0.0, cfg.grasp_above_centre_m)
+            if np.linalg.norm(grasp[:2] - position[:2]) > 0.03:  # the object moved away
+                self._restart()
+                return self._plan(tool, obj, privileged)
+            if self._reached(position, grasp, yaw_now, self._grasp_yaw):
+                self._hold_position = grasp
+                self._enter("close")
+            else:
+                return grasp, self._grasp_yaw, 1.0
+        if self.phase == "close":
+            if self._phase_steps >= cfg.close_steps:
+                self._enter("lift")
+            else:
+                return self._hold_position, self._grasp_yaw, 0.0
+        if self.phase == "lift":
+            lifted = np.array([self._hold_position[0], self._hold_position[1], cfg.carry_height_m])
+            if abs(position[2] - lifted[2]) < 0.02:
+                self._enter("carry" if destination is not None else "done")
+            else:
+                return lifted, self._grasp_yaw, 0.0
+        if self.phase == "carry":
+            above = np.array([destination[0], destination[1], cfg.carry_height_m])
+            if np.linalg.norm(above[:2] - position[:2]) < 0.015:
+                self._enter("lower")
+            else:
+                return above, self._grasp_yaw, 0.0
+        if self.phase == "lower":
+            release = np.array([destination[0], destination[1], destination[2] + cfg.release_above_bowl_m])
+            if self._reached(position, release, yaw_now, self._grasp_yaw, z_tolerance=0.015):
+                self._enter("release")
+            else:
+                return release, self._grasp_yaw, 0.0
+        if self.phase == "release":
+            if self._phase_steps >= cfg.release_steps:
+                self._enter("retreat")
+            else:
+                return position.copy(), yaw_now, 1.0
+        if self.phase == "retreat":
+            up = np.array([position[0], position[1], cfg.carry_height_m])
+            if abs(position[2] - up[2]) < 0.02:
+                self._enter("done")
+            else:
+                return up, yaw_now, 1.0
+        # done: hold still; keep holding the object when there is nowhere to put it.
+        return position.copy(), yaw_now, 1.0 if destination is not None else 0.0
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._phase_steps = 0
+
+    def _restart(self) -> None:
+        self.attempts += 1
+        self._enter("approach")
+
+    def _reached(
+        self, position: np.ndarray, goal: np.ndarray, yaw: float, goal_yaw: float, z_tolerance: float | None = None
+    ) -> bool:
+        tol = self.config.position_tolerance_m
+        return (
+            np.linalg.norm(goal[:2] - position[:2]) < tol
+            and abs(goal[2] - position[2]) < (z_tolerance or tol)
+            and abs(_wrap(goal_yaw - yaw)) < self.config.yaw_tolerance_rad
+        )
+
+    def _in_hand(self, tool_position: np.ndarray, obj_position: np.ndarray, privileged: dict) -> bool:
+        near = np.linalg.norm(obj_position - tool_position) < self.config.in_hand_distance_m
+        fingers_on_something = privileged.get("finger_m", 0.03) > 0.016
+        return bool(near and fingers_on_something)
+
+    # --- Action ----------------------------------------------------------------------------------
+
+    def _action_towards(self, tool: np.ndarray, goal_position: np.ndarray, goal_yaw: float, gripper: float) -> np.ndarray:
+        """A bounded step from the measured tool pose towards the goal (gripper down, ``goal_yaw``)."""
+        cfg = self.config
+        translation = np.asarray(goal_position, dtype=float) - tool[:3, 3]
+        distance = float(np.linalg.norm(translation))
+        if distance > cfg.max_translation_m:
+            translation *= cfg.max_translation_m / distance
+        goal_rotation = _rot_z(goal_yaw) @ _DOWN
+        rotation = _euler_from_matrix(goal_rotation @ tool[:3, :3].T)
+        largest = float(np.max(np.abs(rotation)))
+        if largest > cfg.max_rotation_rad:
+            rotation *= cfg.max_rotation_rad / largest
+        return np.concatenate([translation, rotation, [gripper]])

@@ -1,0 +1,100 @@
+"""The policy backend contract: numpy in, numpy out, so the robot side never imports torch.
+
+A backend turns one synchronised :class:`Observation` into a :class:`PolicyOutput` (an action chunk
+in its :class:`~vla_policy.action_space.ActionSpace`). Backends register a factory under a name; the
+policy node picks one by the ``backend`` parameter. Heavy imports (torch, transformers) happen
+inside the factories, never at import time of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from vla_policy.action_space import ActionSpace
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One control tick's inputs, all taken at ``stamp_ns``."""
+
+    stamp_ns: int
+    images: Mapping[str, np.ndarray]  # camera name -> HxWx3 uint8 RGB at the policy's input size
+    instruction: str
+    proprio: np.ndarray | None = None  # arm joint positions (rad) + finger (m), when known
+    privileged: Mapping[str, Any] | None = None  # simulator ground truth; only the scripted expert uses it
+
+
+@dataclass(frozen=True)
+class PolicyOutput:
+    """An action chunk [horizon x dims]: continuous values, or bin indices for a discrete space."""
+
+    chunk: np.ndarray
+    terminate: bool = False
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PolicyBackend(Protocol):
+    """What every backend provides."""
+
+    name: str
+    action_space: ActionSpace
+    camera_names: tuple[str, ...]  # cameras the backend needs, in order
+    image_size: Mapping[str, tuple[int, int]]  # camera -> (height, width) it expects
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def infer(self, observation: Observation) -> PolicyOutput: ...
+
+
+BackendFactory = Callable[..., PolicyBackend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    def decorator(factory: BackendFactory) -> BackendFactory:
+        if name in _REGISTRY and _REGISTRY[name] is not factory:
+            raise ValueError(f"policy backend '{name}' is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def _load_builtin_backends() -> None:
+    # Importing the modules runs their @register_backend decorators.
+    from vla_policy.backends import scripted  # noqa: F401
+
+
+def available_backends() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_REGISTRY)
+
+
+def make_backend(name: str, **options: Any) -> PolicyBackend:
+    """Build the backend registered as ``name``; an unknown name lists the known ones."""
+    _load_builtin_backends()
+    if name not in _REGISTRY:
+        raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**options)
+
+
+def validate_output(output: PolicyOutput, space: ActionSpace) -> np.ndarray:
+    """Check a backend's chunk against its declared space; returns it as a 2-D array."""
+    chunk = np.asarray(output.chunk)
+    if chunk.ndim == 1:
+        chunk = chunk[None, :]
+    if chunk.ndim != 2 or chunk.shape[1] != space.dim or chunk.shape[0] < 1:
+        raise ValueError(f"policy output: chunk shape {list(chunk.shape)} is not [horizon x {space.dim}]")
+    if space.kind == "discrete":
+        if not np.issubdtype(chunk.dtype, np.integer):
+            raise ValueError(f"policy output: discrete chunk has dtype {chunk.dtype}, expected integers")
+        if chunk.min() < 0 or chunk.max() >= space.n_bins:
+            raise ValueError(f"policy output: bin index outside 0..{space.n_bins - 1}: {chunk.min()}..{chunk.max()}")
+    elif not np.all(np.isfinite(chunk)):
+        raise ValueError(f"policy output: chunk holds non-finite values: {chunk.tolist()}")
+    return chunk

@@ -1,0 +1,221 @@
+"""The embedded MuJoCo WidowX as a ROS 2 node, interchangeable with Gazebo or the real arm.
+
+Publishes /clock, /wx250s/joint_states, camera images and (sim only) privileged object poses;
+takes trajectory_msgs/JointTrajectory on the ros2_control controllers' topics. Runs episodes:
+seeded scene, instruction on /vla/instruction, start/end events on /vla/episode.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from vla_policy.ros.node_runtime import declare, ns_to_stamp, run_node, stamp_to_ns
+from vla_policy.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_sim.episode_tracker import EpisodeTracker
+from vla_sim.sensor_noise import add_read_noise
+from vla_sim.trajectory_follower import TrajectoryFollower
+from vla_sim.widowx_sim import SimConfig, WidowXSim
+
+ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim")
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self.robot = p("robot_name", "wx250s", "Robot namespace of the topics, as the Interbotix driver uses")
+        self.seed = p("seed", 0, "Seed of the first episode; episode i uses seed + i", minimum=0, maximum=2**31 - 1)
+        self.episodes = p("episodes", 0, "Episodes to run; 0 = run episodes forever", minimum=0, maximum=100000)
+        self.family = p("task_family", "", "Task family; empty = the sim's default")
+        self.instruction = p("instruction", "", "Instruction override; empty = the task's own")
+        self.max_steps = p("max_steps", 80, "Control steps per episode before it counts as failed", minimum=1, maximum=10000)
+        self.step_dt_s = p("step_dt_s", 0.2, "Control period used to count steps (s)", minimum=0.01, maximum=2.0)
+        self.rtf = p("real_time_factor", 1.0, "Sim seconds per wall second; 0 = as fast as possible", minimum=0.0, maximum=100.0)
+        self.clock_hz = p("clock_hz", 100.0, "Rate of /clock (sim time)", minimum=10.0, maximum=500.0)
+        self.joint_state_hz = p("joint_state_hz", 50.0, "Rate of joint_states (sim time)", minimum=1.0, maximum=500.0)
+        self.camera_hz = p("camera_hz", 10.0, "Rate of each camera (sim time)", minimum=0.5, maximum=60.0)
+        self.cameras = list(p("cameras", ["third_person", "wrist"], "Cameras to publish"))
+        width = p("camera_width", 320, "Rendered width (px)", minimum=16, maximum=1920)
+        height = p("camera_height", 240, "Rendered height (px)", minimum=16, maximum=1080)
+        self.noise_sigma = p("camera_noise_sigma", 2.0, "Sensor read noise (8-bit levels)", minimum=0.0, maximum=50.0)
+        self.settle_wall_s = p("settle_wall_s", 0.5, "Wall time the clock pauses at each episode start", minimum=0.0, maximum=10.0)
+        self.wait_for_graph_s = p("wait_for_graph_s", 60.0, "Wall time to wait for actuation before the first episode", minimum=0.0, maximum=600.0)
+
+        self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(self.seed)
+        names, positions, _, _ = self.sim.joint_state()
+        arm = np.array([positions[names.index(j)] for j in ARM_JOINTS])
+        self.arm = TrajectoryFollower(ARM_JOINTS, arm)
+        self.gripper = TrajectoryFollower(("left_finger",), np.array([positions[names.index("left_finger")]]))
+
+        ns = f"/{self.robot}"
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
+        self.image_pubs = {c: self.create_publisher(Image, f"/camera/{c}/image_raw", CAMERA_QOS) for c in self.cameras}
+        self.privileged_pub = self.create_publisher(String, "/sim/privileged_state", RELIABLE_QOS)
+        self.instruction_pub = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
+        self.episode_pub = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
+        self.arm_topic = f"{ns}/arm_controller/joint_trajectory"
+        self.create_subscription(JointTrajectory, self.arm_topic, lambda m: self._on_trajectory(self.arm, m), 10)
+        self.create_subscription(
+            JointTrajectory, f"{ns}/gripper_controller/joint_trajectory", lambda m: self._on_trajectory(self.gripper, m), 10
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
+        self._thread.start()
+
+    # --- commands -----------------------------------------------------------------------------
+    def _on_trajectory(self, follower: TrajectoryFollower, msg: JointTrajectory) -> None:
+        points = [(p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points]
+        with self._lock:
+            now = self.sim.time_s
+            stamp_s = stamp_to_ns(msg.header.stamp) * 1e-9
+            if stamp_s and stamp_s < self._episode_start_s:
+                return  # commanded for the previous episode
+            reason = follower.accept(list(msg.joint_names), points, stamp_s, now)
+        if reason:
+            self.get_logger().warn(f"rejected trajectory on {'arm' if follower is self.arm else 'gripper'}: {reason}")
+
+    # --- the loop -----------------------------------------------------------------------------
+    _episode_start_s = 0.0
+
+    def _run(self) -> None:
+        try:
+            self._wait_for_graph()
+            index = 0
+            while not self._stop.is_set() and (self.episodes == 0 or index < self.episodes):
+                self._run_episode(index)
+                index += 1
+            self._publish_event({"event": "done", "episodes": index})
+            while not self._stop.is_set():  # keep time going (holding) until shut down
+                self._advance(self.step_dt_s)
+        except Exception as exc:  # noqa: BLE001 - report, don't die silently in a thread
+            self.get_logger().fatal(f"sim loop failed: {exc!r}")
+            raise
+
+    def _wait_for_graph(self) -> None:
+        deadline = time.monotonic() + self.wait_for_graph_s
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self.count_publishers(self.arm_topic) > 0:
+                return
+            self._publish_clock()
+            time.sleep(0.1)
+        self.get_logger().warn(f"no publisher on {self.arm_topic} after {self.wait_for_graph_s} s; starting anyway")
+
+    def _run_episode(self, index: int) -> None:
+        seed = self.seed + index
+        with self._lock:
+            spec = self.sim.reset(seed, self.family or None, self.instruction or None)
+            now = self.sim.time_s
+            names, positions, _, _ = self.sim.joint_state()
+            self.arm.reset(np.array([positions[names.index(j)] for j in ARM_JOINTS]), now)
+            self.gripper.reset(np.array([positions[names.index("left_finger")]]), now)
+            self._episode_start_s = now
+        self.instruction_pub.publish(String(data=spec.instruction))
+        self._publish_event(
+            {"event": "start", "episode": index, "seed": seed, "family": spec.family,
+             "instruction": spec.instruction, "stamp_ns": int(now * 1e9)}
+        )
+        self._publish_clock()
+        self._publish_joint_state()
+        time.sleep(self.settle_wall_s)  # let every node reset before time moves again
+        tracker = EpisodeTracker(now, self.max_steps, self.step_dt_s)
+        result = None
+        while result is None and not self._stop.is_set():
+            self._advance(1.0 / self.camera_hz)
+            with self._lock:
+                result = tracker.update(self.sim.time_s, bool(self.sim.success()))
+        if result is not None:
+            self._publish_event(
+                {"event": "end", "episode": index, "seed": seed, "family": spec.family,
+                 "instruction": spec.instruction, "success": result.success, "steps": result.steps,
+                 "duration_s": round(result.duration_s, 3)}
+            )
+            self.get_logger().info(f"episode {index} (seed {seed}): success={result.success} steps={result.steps}")
+
+    def _advance(self, duration_s: float) -> None:
+        """Simulate ``duration_s`` of sim time, publishing clock, joints and cameras on schedule."""
+        clock_dt = 1.0 / self.clock_hz
+        physics_per_tick = max(1, round(clock_dt / self.sim.model.opt.timestep))
+        end_s = self.sim.time_s + duration_s - 1e-9
+        while self.sim.time_s < end_s and not self._stop.is_set():
+            wall_start = time.monotonic()
+            with self._lock:
+                t = self.sim.time_s
+                self.sim.set_arm_command(self.arm.command_at(t))
+                self.sim.set_finger_command(float(self.gripper.command_at(t)[0]))
+                self.sim.step(physics_per_tick)
+            self._publish_clock()
+            self._publish_due()
+            if self.rtf > 0:
+                remaining = clock_dt / self.rtf - (time.monotonic() - wall_start)
+                if remaining > 0:
+                    time.sleep(remaining)
+
+    _next_joint_s = 0.0
+    _next_camera_s = 0.0
+
+    def _publish_due(self) -> None:
+        t = self.sim.time_s
+        if t + 1e-9 >= self._next_joint_s:
+            self._next_joint_s = t + 1.0 / self.joint_state_hz
+            self._publish_joint_state()
+        if t + 1e-9 >= self._next_camera_s:
+            self._next_camera_s = t + 1.0 / self.camera_hz
+            self._publish_cameras()
+
+    # --- publishing ---------------------------------------------------------------------------
+    def _stamp(self):
+        return ns_to_stamp(int(round(self.sim.time_s * 1e9)))
+
+    def _publish_clock(self) -> None:
+        self.clock_pub.publish(Clock(clock=self._stamp()))
+
+    def _publish_joint_state(self) -> None:
+        with self._lock:
+            names, positions, velocities, efforts = self.sim.joint_state()
+            stamp = self._stamp()
+        msg = JointState(name=list(names), position=[float(v) for v in positions],
+                         velocity=[float(v) for v in velocities], effort=[float(v) for v in efforts])
+        msg.header.stamp = stamp
+        self.joint_pub.publish(msg)
+
+    def _publish_cameras(self) -> None:
+        with self._lock:
+            stamp = self._stamp()
+            frames = {c: self.sim.render(c) for c in self.cameras}
+            privileged = self.sim.privileged_state()
+        for camera, rgb in frames.items():
+            rgb = add_read_noise(rgb, self._rng, self.noise_sigma)
+            msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
+                        step=rgb.shape[1] * 3, data=rgb.tobytes())
+            msg.header.stamp = stamp
+            msg.header.frame_id = f"{camera}_camera"
+            self.image_pubs[camera].publish(msg)
+        privileged["stamp_ns"] = stamp_to_ns(stamp)
+        self.privileged_pub.publish(String(data=json.dumps(privileged)))
+
+    def _publish_event(self, event: dict) -> None:
+        self.episode_pub.publish(String(data=json.dumps(event)))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    return run_node(SimNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

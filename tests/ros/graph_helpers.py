@@ -1,0 +1,54 @@
+"""Helpers for tests that run the real nodes as processes over DDS."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from vla_bringup.launcher import GraphLauncher
+from vla_bringup.profiles import NodeSpec
+from vla_bringup.ros_env import loopback_environment
+
+
+def start_graph(nodes: list[NodeSpec], tmp_path: Path, overrides: dict | None = None) -> GraphLauncher:
+    """Start nodes as processes with the loopback profile and this test worker's domain."""
+    env = loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros_logs"))
+    launcher = GraphLauncher(nodes, env, overrides=overrides or {}, log_dir=tmp_path / "logs")
+    launcher.start()
+    return launcher
+
+
+def udp_bindings(pid: int) -> list[tuple[str, int]]:
+    """Local (ip, port) of every UDP socket the process holds, from /proc (IPv4 only)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("udp", "udp6"):
+        lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            if fields[9] not in inodes:
+                continue
+            ip_hex, port_hex = fields[1].split(":")
+            if table == "udp":
+                ip = ".".join(str(int(ip_hex[i:i + 2], 16)) for i in (6, 4, 2, 0))
+            else:
+                ip = "::1" if ip_hex == "00000000000000000000000001000000" else f"v6:{ip_hex}"
+            out.append((ip, int(port_hex, 16)))
+    return out
+
+
+def wait_until(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return predicate()

@@ -1,0 +1,58 @@
+"""What the launcher starts runs on the loopback Fast DDS profile, and only binds loopback sockets."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from graph_helpers import start_graph, udp_bindings, wait_until
+from vla_bringup.profiles import profile
+from vla_bringup.ros_env import profile_path
+
+pytestmark = pytest.mark.ros
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _loopback_or_multicast(ip: str) -> bool:
+    if ip == "::1" or ip.startswith("127."):
+        return True
+    return ip[0].isdigit() and 224 <= int(ip.split(".")[0]) <= 239  # receiving a multicast group
+
+
+def test_profile_file_is_loopback_only():
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(profile_path()).getroot()
+    participant = root.find(".//d:participant", ns)
+    assert participant.get("is_default_profile") == "true"
+    assert participant.find(".//d:useBuiltinTransports", ns).text == "false"
+    whitelists = [a.text for a in root.findall(".//d:interfaceWhiteList/d:address", ns)]
+    assert whitelists == ["127.0.0.1"]
+    peers = [a.text for a in root.findall(".//d:initialPeersList//d:address", ns)]
+    assert peers == ["127.0.0.1"]
+
+
+def test_launched_nodes_use_the_profile_and_bind_only_loopback(tmp_path):
+    launcher = start_graph(list(profile("replay")), tmp_path)
+    try:
+        pids = [n.process.pid for n in launcher.running]
+        # Each node has created its DDS participant once it holds UDP sockets.
+        assert wait_until(lambda: all(len(udp_bindings(pid)) >= 3 for pid in pids) or launcher.poll(), 30.0)
+        assert launcher.poll() is None, launcher.poll()
+        for node in launcher.running:
+            env = _environ(node.process.pid)
+            assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profile_path()), node.spec.name
+            assert env["ROS_DOMAIN_ID"] == os.environ["ROS_DOMAIN_ID"]
+            assert env["ROS_LOG_DIR"].startswith(str(tmp_path))
+            bindings = udp_bindings(node.process.pid)
+            offending = [(ip, port) for ip, port in bindings if not _loopback_or_multicast(ip)]
+            assert not offending, f"{node.spec.name} bound non-loopback UDP sockets: {offending}"
+    finally:
+        codes = launcher.stop()
+    assert all(code is not None for code in codes.values()), codes
