@@ -21,7 +21,6 @@ humble source; it spawns arm_controller, gripper_controller and joint_state_broa
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     IncludeLaunchDescription,
@@ -29,6 +28,7 @@ from launch.actions import (
     SetEnvironmentVariable,
 )
 from launch.conditions import IfCondition
+from launch.launch_description import LaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -41,19 +41,16 @@ def _config(file_name: str) -> str:
     return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
 
 
-def _given(context, name: str) -> str:
-    return LaunchConfiguration(name).perform(context)
-
-
 def _nodes(context):
+    primary_topic = LaunchConfiguration("primary_image_topic").perform(context)
+    backend = LaunchConfiguration("policy").perform(context)
+
     perception_overrides = {"use_sim_time": True}
-    if _given(context, "primary_image_topic"):
-        perception_overrides["primary_image_topic"] = _given(context, "primary_image_topic")
+    if primary_topic:
+        perception_overrides["primary.topic"] = primary_topic
     policy_overrides = {"use_sim_time": True}
-    if _given(context, "policy"):
-        policy_overrides["backend"] = _given(context, "policy")
-    if _given(context, "instruction"):
-        policy_overrides["instruction"] = _given(context, "instruction")
+    if backend:
+        policy_overrides["backend"] = backend
 
     return [
         Node(
@@ -83,7 +80,9 @@ def _nodes(context):
 def generate_launch_description() -> LaunchDescription:
     gazebo = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("interbotix_xsarm_sim"), "launch", "xsarm_gz_classic.launch.py"])
+            PathJoinSubstitution(
+                [FindPackageShare("interbotix_xsarm_sim"), "launch", "xsarm_gz_classic.launch.py"]
+            )
         ),
         launch_arguments={
             "robot_model": ROBOT_MODEL,
@@ -103,10 +102,13 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("use_gazebo_gui", default_value="true", choices=["true", "false"]),
             DeclareLaunchArgument("use_rviz", default_value="false", choices=["true", "false"]),
             DeclareLaunchArgument(
-                "primary_image_topic", default_value="", description="camera image topic; empty keeps gazebo.yaml's"
+                "primary_image_topic",
+                default_value="",
+                description="camera image topic; empty keeps gazebo.yaml's",
             ),
-            DeclareLaunchArgument("policy", default_value="", description="policy backend; empty keeps the YAML's"),
-            DeclareLaunchArgument("instruction", default_value="", description="empty keeps the YAML's"),
+            DeclareLaunchArgument(
+                "policy", default_value="", description="policy backend; empty keeps the YAML's"
+            ),
             SetEnvironmentVariable(
                 "FASTDDS_DEFAULT_PROFILES_FILE",
                 EnvironmentVariable(

@@ -5,7 +5,8 @@
 
 Params: perception.yaml, policy.yaml (and actuation.yaml), then the optional `overrides` file from
 the same config folder (widowx.yaml for a bag recorded on the real arm, so the camera topics match),
-then the launch arguments. use_sim_time is true: the bag player publishes /clock (`--clock`).
+then the launch arguments. The instruction comes from the bag (/vla/instruction).
+use_sim_time is true: the bag player publishes /clock (`--clock`).
 If the bag itself recorded /clock (a sim run), set play_clock:=false so that only one clock runs.
 
 with_actuation:=true also starts the actuation node so its commands can be checked in replay; never
@@ -15,8 +16,8 @@ use it while an arm driver is running: the commands would move the arm.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
+from launch.launch_description import LaunchDescription
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -25,20 +26,15 @@ def _config(file_name: str) -> str:
     return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
 
 
-def _given(context, name: str) -> str:
-    return LaunchConfiguration(name).perform(context)
-
-
 def _actions(context):
-    overrides = _given(context, "overrides")
+    overrides = LaunchConfiguration("overrides").perform(context)
     extra_params = [_config(overrides)] if overrides else []
     if overrides and not os.path.isfile(extra_params[0]):
         raise FileNotFoundError(f"launch argument overrides:='{overrides}': {extra_params[0]} does not exist")
+    backend = LaunchConfiguration("policy").perform(context)
     policy_overrides = {"use_sim_time": True}
-    if _given(context, "policy"):
-        policy_overrides["backend"] = _given(context, "policy")
-    if _given(context, "instruction"):
-        policy_overrides["instruction"] = _given(context, "instruction")
+    if backend:
+        policy_overrides["backend"] = backend
 
     actions = [
         Node(
@@ -56,7 +52,7 @@ def _actions(context):
             parameters=[_config("policy.yaml"), *extra_params, policy_overrides],
         ),
     ]
-    if _given(context, "with_actuation") == "true":
+    if LaunchConfiguration("with_actuation").perform(context) == "true":
         actions.append(
             Node(
                 package="vla_actuation",
@@ -66,10 +62,10 @@ def _actions(context):
                 parameters=[_config("actuation.yaml"), *extra_params, {"use_sim_time": True}],
             )
         )
-    bag = _given(context, "bag")
+    bag = LaunchConfiguration("bag").perform(context)
     if bag:
         play = ["ros2", "bag", "play", bag]
-        if _given(context, "play_clock") == "true":
+        if LaunchConfiguration("play_clock").perform(context) == "true":
             play.append("--clock")
         actions.append(ExecuteProcess(cmd=play, output="screen"))
     return actions
@@ -78,7 +74,9 @@ def _actions(context):
 def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
-            DeclareLaunchArgument("bag", default_value="", description="rosbag2 to play; empty: play it yourself"),
+            DeclareLaunchArgument(
+                "bag", default_value="", description="rosbag2 to play; empty: play it yourself"
+            ),
             DeclareLaunchArgument(
                 "play_clock",
                 default_value="true",
@@ -89,10 +87,14 @@ def generate_launch_description() -> LaunchDescription:
                 "overrides", default_value="", description="extra params file in config/, e.g. widowx.yaml"
             ),
             DeclareLaunchArgument(
-                "with_actuation", default_value="false", choices=["true", "false"], description="also run actuation"
+                "with_actuation",
+                default_value="false",
+                choices=["true", "false"],
+                description="also run actuation",
             ),
-            DeclareLaunchArgument("policy", default_value="", description="policy backend; empty keeps the YAML's"),
-            DeclareLaunchArgument("instruction", default_value="", description="empty keeps the YAML's"),
+            DeclareLaunchArgument(
+                "policy", default_value="", description="policy backend; empty keeps the YAML's"
+            ),
             SetEnvironmentVariable(
                 "FASTDDS_DEFAULT_PROFILES_FILE",
                 EnvironmentVariable(

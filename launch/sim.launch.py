@@ -10,8 +10,8 @@ Launch arguments left empty keep the value in those files; given ones override i
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.launch_description import LaunchDescription
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -32,15 +32,15 @@ def _nodes(context):
     instruction = LaunchConfiguration("instruction").perform(context)
     seed = LaunchConfiguration("seed").perform(context)
 
-    # sim_node is the clock: it steps physics on wall time and publishes /clock, so it must not
-    # wait on sim time itself. Everything else runs on /clock.
+    # sim_node is the clock: it steps physics on wall time and publishes /clock, so it does not
+    # run on sim time itself. Everything else runs on /clock. The sim also owns the episode: it
+    # publishes each episode's instruction (latched /vla/instruction) and seeds it.
     sim_overrides = {"use_sim_time": False}
-    policy_overrides = {"use_sim_time": True, "backend": backend}
     if instruction:
-        policy_overrides["instruction"] = instruction
+        sim_overrides["instruction"] = instruction
     if seed:
         sim_overrides["seed"] = _seed(seed)
-        policy_overrides["seed"] = _seed(seed)
+    policy_overrides = {"use_sim_time": True, "backend": backend}
 
     return [
         Node(
@@ -79,10 +79,12 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("policy", default_value="scripted", description="policy backend name"),
             DeclareLaunchArgument(
-                "instruction", default_value="", description="language instruction; empty keeps policy.yaml's"
+                "instruction",
+                default_value="",
+                description="instruction for every episode; empty: each task's own",
             ),
             DeclareLaunchArgument(
-                "seed", default_value="", description="integer seed for sim and policy; empty keeps the YAML's"
+                "seed", default_value="", description="seed of the first episode; empty keeps sim.yaml's"
             ),
             # Loopback-only Fast DDS (shared memory + 127.0.0.1), unless the caller chose a profile.
             # Only Fast DDS reads this variable; other RMWs ignore it.

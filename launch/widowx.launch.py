@@ -1,11 +1,13 @@
 """Real WidowX 250 6DOF (wx250s): the Interbotix ros2_control driver plus perception, policy, actuation.
 
-    ros2 launch vla_bringup widowx.launch.py instruction:="put the spoon on the towel"
+    ros2 launch vla_bringup widowx.launch.py primary_image_topic:=/camera/camera/color/image_raw
     ros2 launch vla_bringup widowx.launch.py start_driver:=false      # driver already running
     ros2 launch vla_bringup widowx.launch.py hardware_type:=fake       # Interbotix mock hardware, no arm
 
 Params: perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top (real-arm topics and
-limits), then the launch arguments given here. Wall clock (use_sim_time false).
+limits), then the launch arguments given here. Wall clock (use_sim_time false). The instruction is
+not a parameter: publish it on /vla/instruction (std_msgs/String, transient local), e.g. with the
+vla-stack command line.
 
 The driver is interbotix_xsarm_ros_control/launch/xsarm_ros_control.launch.py (Interbotix
 interbotix_ros_manipulators, humble/jazzy branches), whose arguments robot_model, hardware_type
@@ -24,7 +26,6 @@ a profile of your own, exported before launching.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     IncludeLaunchDescription,
@@ -32,6 +33,7 @@ from launch.actions import (
     SetEnvironmentVariable,
 )
 from launch.conditions import IfCondition
+from launch.launch_description import LaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -44,20 +46,22 @@ def _config(file_name: str) -> str:
     return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
 
 
-def _given(context, name: str) -> str:
-    return LaunchConfiguration(name).perform(context)
-
-
 def _nodes(context):
+    primary_topic = LaunchConfiguration("primary_image_topic").perform(context)
+    wrist_topic = LaunchConfiguration("wrist_image_topic").perform(context)
+    backend = LaunchConfiguration("policy").perform(context)
+
     perception_overrides = {"use_sim_time": False}
-    for topic_arg in ("primary_image_topic", "wrist_image_topic"):
-        if _given(context, topic_arg):
-            perception_overrides[topic_arg] = _given(context, topic_arg)
     policy_overrides = {"use_sim_time": False}
-    if _given(context, "policy"):
-        policy_overrides["backend"] = _given(context, "policy")
-    if _given(context, "instruction"):
-        policy_overrides["instruction"] = _given(context, "instruction")
+    if primary_topic:
+        perception_overrides["primary.topic"] = primary_topic
+    if wrist_topic:
+        # widowx.yaml runs the primary camera only; a wrist topic adds the wrist camera to both nodes.
+        perception_overrides["wrist.topic"] = wrist_topic
+        perception_overrides["cameras"] = ["primary", "wrist"]
+        policy_overrides["cameras"] = ["primary", "wrist"]
+    if backend:
+        policy_overrides["backend"] = backend
 
     return [
         Node(
@@ -121,10 +125,13 @@ def generate_launch_description() -> LaunchDescription:
                 description="third-person camera image topic; empty keeps widowx.yaml's",
             ),
             DeclareLaunchArgument(
-                "wrist_image_topic", default_value="", description="wrist camera image topic; empty keeps the YAML's"
+                "wrist_image_topic",
+                default_value="",
+                description="wrist camera image topic; empty: no wrist camera",
             ),
-            DeclareLaunchArgument("policy", default_value="", description="policy backend; empty keeps the YAML's"),
-            DeclareLaunchArgument("instruction", default_value="", description="empty keeps the YAML's"),
+            DeclareLaunchArgument(
+                "policy", default_value="", description="policy backend; empty keeps the YAML's"
+            ),
             SetEnvironmentVariable(
                 "FASTDDS_DEFAULT_PROFILES_FILE",
                 EnvironmentVariable(

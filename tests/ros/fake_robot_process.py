@@ -38,7 +38,9 @@ class FakeRobot(Node):
         self.instruction_pub = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
         self.instruction_pub.publish(String(data=instruction))
         self.create_subscription(JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 10)
-        self.create_subscription(JointTrajectory, "/wx250s/gripper_controller/joint_trajectory", self._on_grip, 10)
+        self.create_subscription(
+            JointTrajectory, "/wx250s/gripper_controller/joint_trajectory", self._on_grip, 10
+        )
         self.create_timer(0.1, self._cameras)
         self.create_timer(0.02, self._joint_states)
 
@@ -53,7 +55,9 @@ class FakeRobot(Node):
         stamp = self.get_clock().now().to_msg()
         frame = self.rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
         fields = array_to_image_fields(frame, "bgr8")
-        raw = Image(height=fields.height, width=fields.width, encoding="bgr8", step=fields.step, data=fields.data)
+        raw = Image(
+            height=fields.height, width=fields.width, encoding="bgr8", step=fields.step, data=fields.data
+        )
         raw.header.stamp = stamp
         self.raw_pub.publish(raw)
         fmt, data = array_to_compressed(frame[::2, ::2].copy(), "jpeg", "bgr8")
@@ -62,16 +66,29 @@ class FakeRobot(Node):
         self.jpeg_pub.publish(jpeg)
         tool = forward_kinematics(self.joints)
         state = {
-            "objects": {"red_cube": {"position": [0.30, 0.05, 0.02], "yaw": 0.0, "colour": "red",
-                                      "shape": "cube", "size_m": 0.04}},
-            "target_object": "red_cube", "destination": None, "destination_position": None,
-            "tool_pose": tool.tolist(), "finger_m": self.finger, "time_s": 0.0,
+            "objects": {
+                "red_cube": {
+                    "position": [0.30, 0.05, 0.02],
+                    "yaw": 0.0,
+                    "colour": "red",
+                    "shape": "cube",
+                    "size_m": 0.04,
+                }
+            },
+            "target_object": "red_cube",
+            "destination": None,
+            "destination_position": None,
+            "tool_pose": tool.tolist(),
+            "finger_m": self.finger,
+            "time_s": 0.0,
         }
         self.priv_pub.publish(String(data=json.dumps(state)))
 
     def _joint_states(self) -> None:
-        msg = JointState(name=ARM + ["left_finger", "right_finger"],
-                         position=[float(v) for v in self.joints] + [self.finger, -self.finger])
+        msg = JointState(
+            name=ARM + ["left_finger", "right_finger"],
+            position=[float(v) for v in self.joints] + [self.finger, -self.finger],
+        )
         msg.header.stamp = self.get_clock().now().to_msg()
         self.joint_pub.publish(msg)
 

@@ -38,7 +38,7 @@ def udp_bindings(pid: int) -> list[tuple[str, int]]:
                 continue
             ip_hex, port_hex = fields[1].split(":")
             if table == "udp":
-                ip = ".".join(str(int(ip_hex[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                ip = ".".join(str(int(ip_hex[i : i + 2], 16)) for i in (6, 4, 2, 0))
             else:
                 ip = "::1" if ip_hex == "00000000000000000000000001000000" else f"v6:{ip_hex}"
             out.append((ip, int(port_hex, 16)))

@@ -15,14 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from graph_helpers import start_graph
 from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
-from graph_helpers import start_graph
-from vla_actuation.kinematics import ARM_JOINT_NAMES, JOINT_LOWER_RAD, JOINT_UPPER_RAD, JOINT_VELOCITY_LIMIT_RAD_S
-from vla_bringup.ros_env import loopback_environment
+from vla_actuation.kinematics import (
+    ARM_JOINT_NAMES,
+    JOINT_LOWER_RAD,
+    JOINT_UPPER_RAD,
+    JOINT_VELOCITY_LIMIT_RAD_S,
+)
 from vla_bringup.profiles import NodeSpec
+from vla_bringup.ros_env import loopback_environment
 from vla_policy.action_message import decode_action_chunk
 from vla_policy.ros.qos import RELIABLE_QOS
 
@@ -50,7 +55,9 @@ class Listener(Node):
         self.arm: list[tuple[float, np.ndarray]] = []
         self.actions: list[str] = []
         self.lock = threading.Lock()
-        self.create_subscription(JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 100)
+        self.create_subscription(
+            JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 100
+        )
         self.create_subscription(String, "/vla/action", lambda m: self.actions.append(m.data), RELIABLE_QOS)
         self.estop = self.create_publisher(Bool, "/vla/estop", RELIABLE_QOS)
 
@@ -68,7 +75,9 @@ def graph(tmp_path: Path):
     rclpy.init()
     listener = Listener()
     stop = threading.Event()
-    spinner = threading.Thread(target=lambda: [rclpy.spin_once(listener, timeout_sec=0.05) for _ in iter(stop.is_set, True)])
+    spinner = threading.Thread(
+        target=lambda: [rclpy.spin_once(listener, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
+    )
     spinner.start()
     try:
         yield listener, launcher

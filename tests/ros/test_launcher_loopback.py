@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from graph_helpers import start_graph, udp_bindings, wait_until
+
 from vla_bringup.profiles import profile
 from vla_bringup.ros_env import profile_path
 

@@ -119,7 +119,9 @@ class ActuationNode(Node):
         self.create_subscription(String, "/vla/action", self._on_action, RELIABLE_QOS, callback_group=group)
         self.create_subscription(Bool, "/vla/estop", self._on_estop, RELIABLE_QOS, callback_group=group)
         self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS, callback_group=group)
-        self.create_timer(self.step_dt_s, self._on_control_tick, callback_group=group)
+        # A control step runs when an action arrives (no waiting for a tick) and every step_dt_s
+        # after the last one, so chunks keep executing between arrivals.
+        self.control_timer = self.create_timer(self.step_dt_s, self._on_control_tick, callback_group=group)
         self.create_timer(1.0 / self.servo_hz, self._on_servo_tick, callback_group=group)
 
     # --- inputs -------------------------------------------------------------------------------
@@ -170,7 +172,10 @@ class ActuationNode(Node):
         if not result.accepted:
             self.diag.report(WARN, f"action chunk rejected: {result.reason}")
             self.diag.count("rejected_chunks")
+            return
         self.diag.count("actions")
+        self._on_control_tick()
+        self.control_timer.reset()
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.estopped:

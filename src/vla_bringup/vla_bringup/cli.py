@@ -28,8 +28,10 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     env = loopback_environment()
     launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
-    print(f"[vla-stack] launching '{args.profile}' on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
-          f"(Fast DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops")
+    print(
+        f"[vla-stack] launching '{args.profile}' on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+        f"(Fast DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops"
+    )
     launcher.start()
     return launcher.wait()
 
@@ -38,9 +40,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vla_bringup.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        policy=args.policy, instruction=args.instruction, episodes=args.episodes, seed=args.seed,
-        json_path=args.json, out_dir=args.out, action_kind=args.action_kind, execution_mode=args.execution_mode,
-        real_time_factor=args.real_time_factor, record=not args.no_record, video=not args.no_video,
+        policy=args.policy,
+        instruction=args.instruction,
+        episodes=args.episodes,
+        seed=args.seed,
+        json_path=args.json,
+        out_dir=args.out,
+        action_kind=args.action_kind,
+        execution_mode=args.execution_mode,
+        real_time_factor=args.real_time_factor,
+        record=not args.no_record,
+        video=not args.no_video,
     )
     return run_demo(options)
 
@@ -75,9 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", default=None, help="write the results here")
     demo.add_argument("--out", default=None, help="folder for video, bag and logs (default out/demo-<time>)")
     demo.add_argument("--action-kind", default="continuous", choices=["continuous", "discrete"])
-    demo.add_argument("--execution-mode", default=None,
-                      choices=["single_step", "receding_horizon", "temporal_ensembling"])
-    demo.add_argument("--real-time-factor", type=float, default=None, help="sim speed (default from sim.yaml)")
+    demo.add_argument(
+        "--execution-mode", default=None, choices=["single_step", "receding_horizon", "temporal_ensembling"]
+    )
+    demo.add_argument(
+        "--real-time-factor", type=float, default=None, help="sim speed (default from sim.yaml)"
+    )
     demo.add_argument("--no-record", action="store_true", help="skip the MCAP bag")
     demo.add_argument("--no-video", action="store_true", help="skip the MP4")
     demo.set_defaults(func=cmd_demo)
@@ -86,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
     overhead.add_argument("--steps", type=int, default=2000)
-    overhead.add_argument("--no-write", action="store_true", help="print only; do not update docs/benchmarks.md")
+    overhead.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
     bench.set_defaults(func=cmd_bench)
 
     backends = sub.add_parser("backends", help="list the policy backends")

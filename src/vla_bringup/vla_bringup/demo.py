@@ -54,9 +54,15 @@ def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float
 
 def summarise(events: list[dict], latency_by_node: dict[str, dict]) -> dict:
     episodes = [
-        {"seed": int(e["seed"]), "instruction": e["instruction"], "success": bool(e["success"]),
-         "steps": int(e["steps"]), "family": e.get("family", "")}
-        for e in events if e.get("event") == "end"
+        {
+            "seed": int(e["seed"]),
+            "instruction": e["instruction"],
+            "success": bool(e["success"]),
+            "steps": int(e["steps"]),
+            "family": e.get("family", ""),
+        }
+        for e in events
+        if e.get("event") == "end"
     ]
     rate = sum(e["success"] for e in episodes) / len(episodes) if episodes else 0.0
     return {"success_rate": rate, "episodes": episodes, "latency_ms": stage_latency(latency_by_node)}
@@ -74,7 +80,11 @@ def run_demo(options: DemoOptions) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     env = apply_loopback_profile(log_dir=str(out_dir / "ros_logs"))
 
-    sim: dict[str, object] = {"episodes": options.episodes, "seed": options.seed, "max_steps": options.max_steps}
+    sim: dict[str, object] = {
+        "episodes": options.episodes,
+        "seed": options.seed,
+        "max_steps": options.max_steps,
+    }
     if options.instruction:
         sim["instruction"] = options.instruction
     if options.real_time_factor is not None:
@@ -100,13 +110,17 @@ def run_demo(options: DemoOptions) -> int:
         successes += bool(event["success"])
         bar.update(1)
         bar.set_postfix(success=f"{successes}/{bar.n}")
-        tqdm.write(f"episode {event['episode']} seed {event['seed']}: "
-                   f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps - {event['instruction']!r}")
+        tqdm.write(
+            f"episode {event['episode']} seed {event['seed']}: "
+            f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps - {event['instruction']!r}"
+        )
 
     from vla_bringup.demo_monitor_node import monitor_run
 
-    print(f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
-          f"seed={options.seed}; artefacts in {out_dir}")
+    print(
+        f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
+        f"seed={options.seed}; artefacts in {out_dir}"
+    )
     launcher.start()
     try:
         budget_s = 120.0 + options.episodes * options.max_steps * 0.2 * 4.0

@@ -67,7 +67,9 @@ class GraphLauncher:
         self.overrides = overrides or {}
         unknown = set(self.overrides) - {n.name for n in self.nodes}
         if unknown:
-            raise ValueError(f"overrides for unknown node(s) {sorted(unknown)}; nodes: {[n.name for n in self.nodes]}")
+            raise ValueError(
+                f"overrides for unknown node(s) {sorted(unknown)}; nodes: {[n.name for n in self.nodes]}"
+            )
         self.log_dir = log_dir
         self.echo = echo
         self.running: list[RunningNode] = []
@@ -84,7 +86,11 @@ class GraphLauncher:
             else:
                 out = subprocess.PIPE if self.echo else subprocess.DEVNULL
             process = subprocess.Popen(
-                cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 stdin=subprocess.DEVNULL,
             )
             self.running.append(RunningNode(spec, process, log_path))

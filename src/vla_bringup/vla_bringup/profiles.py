@@ -29,8 +29,12 @@ PROFILES: dict[str, tuple[NodeSpec, ...]] = {
     "sim": (NodeSpec("sim", "vla_sim.sim_node", ("sim",), {"use_sim_time": True}),)
     + tuple(_with(s, (), use_sim_time=True) for s in _CORE),
     # A real WidowX: the Interbotix ros2_control driver runs separately (see README).
-    "widowx": tuple(_with(s, ("widowx",), use_sim_time=False, use_privileged_state=False) if s.name == "policy"
-                    else _with(s, ("widowx",), use_sim_time=False) for s in _CORE),
+    "widowx": tuple(
+        _with(s, ("widowx",), use_sim_time=False, use_privileged_state=False)
+        if s.name == "policy"
+        else _with(s, ("widowx",), use_sim_time=False)
+        for s in _CORE
+    ),
     # Bag replay: the player publishes /clock; actuation is optional (--set actuation.enabled is not a thing:
     # use the replay command, which drops it when asked).
     "replay": tuple(_with(s, (), use_sim_time=True) for s in _CORE),

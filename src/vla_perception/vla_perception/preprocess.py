@@ -164,3 +164,31 @@ def _resize(image: np.ndarray, width: int, height: int, interpolation: str) -> n
             if image.shape[:2] == (height, width):
                 return image
     return cv2.resize(image, (width, height), interpolation=INTERPOLATIONS[interpolation])
+
+
+def to_policy_input(array: np.ndarray, encoding: str, preprocess: CameraPreprocess) -> np.ndarray:
+    """A decoded frame in its own encoding -> the policy's RGB input.
+
+    For 3-channel 8-bit frames the resize runs first and the channel swap on the small image
+    (the same pixels, a fraction of the work); other encodings are converted to RGB first.
+    """
+    from vla_perception.image_codec import to_rgb8
+
+    if encoding in ("rgb8", "bgr8", "8UC3") and array.ndim == 3 and array.dtype == np.uint8:
+        small = preprocess.apply(array)
+        return small if encoding == "rgb8" else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    return preprocess.apply(to_rgb8(array, encoding))
+
+
+def to_policy_inputs(
+    frames: dict[str, tuple[np.ndarray, str, CameraPreprocess]], pool: object | None = None
+) -> dict[str, np.ndarray]:
+    """Every camera's frame -> its policy input; with a thread pool the cameras resize in parallel.
+
+    OpenCV releases the GIL while resizing, so on a multi-core machine two cameras cost about as
+    much as the slower one. ``pool`` is a concurrent.futures executor (or None for serial).
+    """
+    if pool is None or len(frames) < 2:
+        return {name: to_policy_input(*frame) for name, frame in frames.items()}
+    futures = {name: pool.submit(to_policy_input, *frame) for name, frame in frames.items()}
+    return {name: future.result() for name, future in futures.items()}

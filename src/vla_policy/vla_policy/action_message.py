@@ -81,7 +81,9 @@ def _require(body: dict, key: str, types: type | tuple[type, ...]) -> object:
         raise ValueError(f"action message: missing field '{key}'")
     value = body[key]
     if isinstance(value, bool) or not isinstance(value, types):
-        raise ValueError(f"action message: field '{key}' has type {type(value).__name__}, value {value!r:.60}")
+        raise ValueError(
+            f"action message: field '{key}' has type {type(value).__name__}, value {value!r:.60}"
+        )
     return value
 
 
@@ -119,7 +121,9 @@ def decode_action_chunk(text: str) -> ActionChunk:
     try:
         array = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"action message: field '{'bins' if kind == 'discrete' else 'values'}' is not numeric") from exc
+        raise ValueError(
+            f"action message: field '{'bins' if kind == 'discrete' else 'values'}' is not numeric"
+        ) from exc
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != len(dims):
         raise ValueError(
             f"action message: chunk shape {list(array.shape)} does not match [horizon x {len(dims)}]"

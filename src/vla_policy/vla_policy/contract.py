@@ -94,7 +94,9 @@ def validate_output(output: PolicyOutput, space: ActionSpace) -> np.ndarray:
         if not np.issubdtype(chunk.dtype, np.integer):
             raise ValueError(f"policy output: discrete chunk has dtype {chunk.dtype}, expected integers")
         if chunk.min() < 0 or chunk.max() >= space.n_bins:
-            raise ValueError(f"policy output: bin index outside 0..{space.n_bins - 1}: {chunk.min()}..{chunk.max()}")
+            raise ValueError(
+                f"policy output: bin index outside 0..{space.n_bins - 1}: {chunk.min()}..{chunk.max()}"
+            )
     elif not np.all(np.isfinite(chunk)):
         raise ValueError(f"policy output: chunk holds non-finite values: {chunk.tolist()}")
     return chunk

@@ -29,7 +29,7 @@ class StageTimer:
             self.record(stage, (time.perf_counter() - start) * 1e3)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """{stage: {"p50": ms, "p99": ms, "count": n}} over the kept samples."""
+        """{stage: {"p50": ms, "p99": ms, "count": n, "total": ms}} over the kept samples."""
         out: dict[str, dict[str, float]] = {}
         for stage, samples in self._samples.items():
             if samples:
@@ -38,5 +38,6 @@ class StageTimer:
                     "p50": float(np.percentile(values, 50)),
                     "p99": float(np.percentile(values, 99)),
                     "count": float(values.size),
+                    "total": float(values.sum()),
                 }
         return out

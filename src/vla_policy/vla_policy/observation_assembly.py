@@ -33,6 +33,9 @@ class ObservationAssembler:
         while len(self._pending) > self._max_pending:
             self._pending.popitem(last=False)
 
+    def has_complete(self) -> bool:
+        return self._complete is not None
+
     def take(self) -> tuple[int, dict[str, np.ndarray]] | None:
         """The newest complete set not taken before, or None."""
         complete, self._complete = self._complete, None

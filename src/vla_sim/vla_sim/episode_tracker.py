@@ -15,7 +15,9 @@ class EpisodeResult:
 class EpisodeTracker:
     """Counts control steps of ``step_dt_s`` from ``start_s``; success must hold ``success_hold_s``."""
 
-    def __init__(self, start_s: float, max_steps: int, step_dt_s: float = 0.2, success_hold_s: float = 0.4) -> None:
+    def __init__(
+        self, start_s: float, max_steps: int, step_dt_s: float = 0.2, success_hold_s: float = 0.4
+    ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.start_s = start_s

@@ -70,28 +70,66 @@ def build_scene_spec() -> mujoco.MjSpec:
     spec = mujoco.MjSpec.from_file(arm_model_path())
     spec.modelname = "wx250s_tabletop"
     _configure_visual(spec)
-    spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
-                     rgb1=[0.75, 0.78, 0.82], rgb2=[0.30, 0.32, 0.36], width=64, height=64)
+    spec.add_texture(
+        name="sky",
+        type=mujoco.mjtTexture.mjTEXTURE_SKYBOX,
+        builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
+        rgb1=[0.75, 0.78, 0.82],
+        rgb2=[0.30, 0.32, 0.36],
+        width=64,
+        height=64,
+    )
     world = spec.worldbody
-    world.add_light(name="key", pos=[0.4, -0.6, 1.5], dir=[-0.1, 0.4, -1.0], castshadow=False,
-                    diffuse=[0.6, 0.6, 0.6], specular=[0.1, 0.1, 0.1])
-    world.add_light(name="fill", pos=[-0.3, 0.5, 1.2], dir=[0.4, -0.3, -1.0], castshadow=False,
-                    diffuse=[0.3, 0.3, 0.3], specular=[0.0, 0.0, 0.0])
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[2, 2, 0.1], pos=[0, 0, -0.75],
-                   rgba=[0.35, 0.35, 0.38, 1], contype=0, conaffinity=0)
-    world.add_geom(name=TABLE_GEOM, type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.45, 0.55, 0.02],
-                   pos=[0.22, 0.0, -0.02], rgba=[0.62, 0.50, 0.36, 1], friction=[0.8, 0.005, 0.0001],
-                   contype=_WORLD_CONTYPE, conaffinity=_WORLD_CONAFFINITY)
+    world.add_light(
+        name="key",
+        pos=[0.4, -0.6, 1.5],
+        dir=[-0.1, 0.4, -1.0],
+        castshadow=False,
+        diffuse=[0.6, 0.6, 0.6],
+        specular=[0.1, 0.1, 0.1],
+    )
+    world.add_light(
+        name="fill",
+        pos=[-0.3, 0.5, 1.2],
+        dir=[0.4, -0.3, -1.0],
+        castshadow=False,
+        diffuse=[0.3, 0.3, 0.3],
+        specular=[0.0, 0.0, 0.0],
+    )
+    world.add_geom(
+        name="floor",
+        type=mujoco.mjtGeom.mjGEOM_PLANE,
+        size=[2, 2, 0.1],
+        pos=[0, 0, -0.75],
+        rgba=[0.35, 0.35, 0.38, 1],
+        contype=0,
+        conaffinity=0,
+    )
+    world.add_geom(
+        name=TABLE_GEOM,
+        type=mujoco.mjtGeom.mjGEOM_BOX,
+        size=[0.45, 0.55, 0.02],
+        pos=[0.22, 0.0, -0.02],
+        rgba=[0.62, 0.50, 0.36, 1],
+        friction=[0.8, 0.005, 0.0001],
+        contype=_WORLD_CONTYPE,
+        conaffinity=_WORLD_CONAFFINITY,
+    )
     for index, obj in enumerate(tasks.OBJECTS):
         _add_object(spec, obj, parked_position(index))
     _add_bowl(spec)
-    world.add_camera(name="third_person", pos=list(THIRD_PERSON_POS),
-                     quat=list(look_at_quat(THIRD_PERSON_POS, THIRD_PERSON_TARGET)),
-                     fovy=THIRD_PERSON_FOVY_DEG)
+    world.add_camera(
+        name="third_person",
+        pos=list(THIRD_PERSON_POS),
+        quat=list(look_at_quat(THIRD_PERSON_POS, THIRD_PERSON_TARGET)),
+        fovy=THIRD_PERSON_FOVY_DEG,
+    )
     # In gripper_link the tool axis is +x and "up" (the top of the gripper) is +z.
     spec.body("gripper_link").add_camera(
-        name="wrist", pos=list(WRIST_CAMERA_POS),
-        quat=list(look_at_quat(WRIST_CAMERA_POS, WRIST_CAMERA_AIM)), fovy=WRIST_CAMERA_FOVY_DEG,
+        name="wrist",
+        pos=list(WRIST_CAMERA_POS),
+        quat=list(look_at_quat(WRIST_CAMERA_POS, WRIST_CAMERA_AIM)),
+        fovy=WRIST_CAMERA_FOVY_DEG,
     )
     return spec
 
@@ -125,9 +163,17 @@ def _add_object(spec: mujoco.MjSpec, obj: tasks.ObjectSpec, position: tuple[floa
         geom_type, size = mujoco.mjtGeom.mjGEOM_CYLINDER, [half, half, 0.0]
     else:
         raise ValueError(f"object {obj.name!r}: shape {obj.shape!r} is not supported; use cube or cylinder")
-    body.add_geom(name=f"{obj.name}_geom", type=geom_type, size=size, mass=obj.mass_kg,
-                  rgba=list(tasks.COLOURS[obj.colour]), friction=list(_OBJECT_FRICTION), condim=4,
-                  contype=_WORLD_CONTYPE, conaffinity=_WORLD_CONAFFINITY)
+    body.add_geom(
+        name=f"{obj.name}_geom",
+        type=geom_type,
+        size=size,
+        mass=obj.mass_kg,
+        rgba=list(tasks.COLOURS[obj.colour]),
+        friction=list(_OBJECT_FRICTION),
+        condim=4,
+        contype=_WORLD_CONTYPE,
+        conaffinity=_WORLD_CONAFFINITY,
+    )
 
 
 def _add_bowl(spec: mujoco.MjSpec, n_walls: int = 16) -> None:
@@ -136,8 +182,15 @@ def _add_bowl(spec: mujoco.MjSpec, n_walls: int = 16) -> None:
     rgba = [0.92, 0.92, 0.90, 1.0]
     outer = tasks.BOWL_OUTER_RADIUS_M
     base_half = 0.5 * tasks.BOWL_BASE_THICKNESS_M
-    bowl.add_geom(name="bowl_base", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[outer, base_half, 0],
-                  pos=[0, 0, base_half], rgba=rgba, contype=_WORLD_CONTYPE, conaffinity=_WORLD_CONAFFINITY)
+    bowl.add_geom(
+        name="bowl_base",
+        type=mujoco.mjtGeom.mjGEOM_CYLINDER,
+        size=[outer, base_half, 0],
+        pos=[0, 0, base_half],
+        rgba=rgba,
+        contype=_WORLD_CONTYPE,
+        conaffinity=_WORLD_CONAFFINITY,
+    )
     mid_radius = tasks.BOWL_INNER_RADIUS_M + 0.5 * tasks.BOWL_WALL_THICKNESS_M
     # Slightly longer than the arc so that neighbouring boxes overlap and leave no gaps.
     half_length = 1.1 * mid_radius * math.tan(math.pi / n_walls)
@@ -145,9 +198,12 @@ def _add_bowl(spec: mujoco.MjSpec, n_walls: int = 16) -> None:
     for k in range(n_walls):
         angle = 2 * math.pi * k / n_walls
         bowl.add_geom(
-            name=f"bowl_wall_{k}", type=mujoco.mjtGeom.mjGEOM_BOX,
+            name=f"bowl_wall_{k}",
+            type=mujoco.mjtGeom.mjGEOM_BOX,
             size=[0.5 * tasks.BOWL_WALL_THICKNESS_M, half_length, half_height],
             pos=[mid_radius * math.cos(angle), mid_radius * math.sin(angle), half_height],
-            quat=[math.cos(angle / 2), 0, 0, math.sin(angle / 2)], rgba=rgba,
-            contype=_WORLD_CONTYPE, conaffinity=_WORLD_CONAFFINITY,
+            quat=[math.cos(angle / 2), 0, 0, math.sin(angle / 2)],
+            rgba=rgba,
+            contype=_WORLD_CONTYPE,
+            conaffinity=_WORLD_CONAFFINITY,
         )

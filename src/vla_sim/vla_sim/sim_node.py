@@ -33,22 +33,52 @@ class SimNode(Node):
         super().__init__("sim")
         p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self.robot = p("robot_name", "wx250s", "Robot namespace of the topics, as the Interbotix driver uses")
-        self.seed = p("seed", 0, "Seed of the first episode; episode i uses seed + i", minimum=0, maximum=2**31 - 1)
-        self.episodes = p("episodes", 0, "Episodes to run; 0 = run episodes forever", minimum=0, maximum=100000)
+        self.seed = p(
+            "seed", 0, "Seed of the first episode; episode i uses seed + i", minimum=0, maximum=2**31 - 1
+        )
+        self.episodes = p(
+            "episodes", 0, "Episodes to run; 0 = run episodes forever", minimum=0, maximum=100000
+        )
         self.family = p("task_family", "", "Task family; empty = the sim's default")
         self.instruction = p("instruction", "", "Instruction override; empty = the task's own")
-        self.max_steps = p("max_steps", 80, "Control steps per episode before it counts as failed", minimum=1, maximum=10000)
-        self.step_dt_s = p("step_dt_s", 0.2, "Control period used to count steps (s)", minimum=0.01, maximum=2.0)
-        self.rtf = p("real_time_factor", 1.0, "Sim seconds per wall second; 0 = as fast as possible", minimum=0.0, maximum=100.0)
+        self.max_steps = p(
+            "max_steps", 80, "Control steps per episode before it counts as failed", minimum=1, maximum=10000
+        )
+        self.step_dt_s = p(
+            "step_dt_s", 0.2, "Control period used to count steps (s)", minimum=0.01, maximum=2.0
+        )
+        self.rtf = p(
+            "real_time_factor",
+            1.0,
+            "Sim seconds per wall second; 0 = as fast as possible",
+            minimum=0.0,
+            maximum=100.0,
+        )
         self.clock_hz = p("clock_hz", 100.0, "Rate of /clock (sim time)", minimum=10.0, maximum=500.0)
-        self.joint_state_hz = p("joint_state_hz", 50.0, "Rate of joint_states (sim time)", minimum=1.0, maximum=500.0)
+        self.joint_state_hz = p(
+            "joint_state_hz", 50.0, "Rate of joint_states (sim time)", minimum=1.0, maximum=500.0
+        )
         self.camera_hz = p("camera_hz", 10.0, "Rate of each camera (sim time)", minimum=0.5, maximum=60.0)
         self.cameras = list(p("cameras", ["third_person", "wrist"], "Cameras to publish"))
         width = p("camera_width", 320, "Rendered width (px)", minimum=16, maximum=1920)
         height = p("camera_height", 240, "Rendered height (px)", minimum=16, maximum=1080)
-        self.noise_sigma = p("camera_noise_sigma", 2.0, "Sensor read noise (8-bit levels)", minimum=0.0, maximum=50.0)
-        self.settle_wall_s = p("settle_wall_s", 0.5, "Wall time the clock pauses at each episode start", minimum=0.0, maximum=10.0)
-        self.wait_for_graph_s = p("wait_for_graph_s", 60.0, "Wall time to wait for actuation before the first episode", minimum=0.0, maximum=600.0)
+        self.noise_sigma = p(
+            "camera_noise_sigma", 2.0, "Sensor read noise (8-bit levels)", minimum=0.0, maximum=50.0
+        )
+        self.settle_wall_s = p(
+            "settle_wall_s",
+            0.5,
+            "Wall time the clock pauses at each episode start",
+            minimum=0.0,
+            maximum=10.0,
+        )
+        self.wait_for_graph_s = p(
+            "wait_for_graph_s",
+            60.0,
+            "Wall time to wait for actuation before the first episode",
+            minimum=0.0,
+            maximum=600.0,
+        )
 
         self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
         self._lock = threading.Lock()
@@ -61,14 +91,21 @@ class SimNode(Node):
         ns = f"/{self.robot}"
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
-        self.image_pubs = {c: self.create_publisher(Image, f"/camera/{c}/image_raw", CAMERA_QOS) for c in self.cameras}
+        self.image_pubs = {
+            c: self.create_publisher(Image, f"/camera/{c}/image_raw", CAMERA_QOS) for c in self.cameras
+        }
         self.privileged_pub = self.create_publisher(String, "/sim/privileged_state", RELIABLE_QOS)
         self.instruction_pub = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
         self.episode_pub = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
         self.arm_topic = f"{ns}/arm_controller/joint_trajectory"
-        self.create_subscription(JointTrajectory, self.arm_topic, lambda m: self._on_trajectory(self.arm, m), 10)
         self.create_subscription(
-            JointTrajectory, f"{ns}/gripper_controller/joint_trajectory", lambda m: self._on_trajectory(self.gripper, m), 10
+            JointTrajectory, self.arm_topic, lambda m: self._on_trajectory(self.arm, m), 10
+        )
+        self.create_subscription(
+            JointTrajectory,
+            f"{ns}/gripper_controller/joint_trajectory",
+            lambda m: self._on_trajectory(self.gripper, m),
+            10,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
@@ -76,7 +113,9 @@ class SimNode(Node):
 
     # --- commands -----------------------------------------------------------------------------
     def _on_trajectory(self, follower: TrajectoryFollower, msg: JointTrajectory) -> None:
-        points = [(p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points]
+        points = [
+            (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points
+        ]
         with self._lock:
             now = self.sim.time_s
             stamp_s = stamp_to_ns(msg.header.stamp) * 1e-9
@@ -84,7 +123,9 @@ class SimNode(Node):
                 return  # commanded for the previous episode
             reason = follower.accept(list(msg.joint_names), points, stamp_s, now)
         if reason:
-            self.get_logger().warn(f"rejected trajectory on {'arm' if follower is self.arm else 'gripper'}: {reason}")
+            self.get_logger().warn(
+                f"rejected trajectory on {'arm' if follower is self.arm else 'gripper'}: {reason}"
+            )
 
     # --- the loop -----------------------------------------------------------------------------
     _episode_start_s = 0.0
@@ -100,8 +141,12 @@ class SimNode(Node):
             while not self._stop.is_set():  # keep time going (holding) until shut down
                 self._advance(self.step_dt_s)
         except Exception as exc:  # noqa: BLE001 - report, don't die silently in a thread
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down: publishers are gone
             self.get_logger().fatal(f"sim loop failed: {exc!r}")
             raise
+        finally:
+            self.sim.close()  # the EGL context belongs to this thread
 
     def _wait_for_graph(self) -> None:
         deadline = time.monotonic() + self.wait_for_graph_s
@@ -110,7 +155,9 @@ class SimNode(Node):
                 return
             self._publish_clock()
             time.sleep(0.1)
-        self.get_logger().warn(f"no publisher on {self.arm_topic} after {self.wait_for_graph_s} s; starting anyway")
+        self.get_logger().warn(
+            f"no publisher on {self.arm_topic} after {self.wait_for_graph_s} s; starting anyway"
+        )
 
     def _run_episode(self, index: int) -> None:
         seed = self.seed + index
@@ -123,8 +170,14 @@ class SimNode(Node):
             self._episode_start_s = now
         self.instruction_pub.publish(String(data=spec.instruction))
         self._publish_event(
-            {"event": "start", "episode": index, "seed": seed, "family": spec.family,
-             "instruction": spec.instruction, "stamp_ns": int(now * 1e9)}
+            {
+                "event": "start",
+                "episode": index,
+                "seed": seed,
+                "family": spec.family,
+                "instruction": spec.instruction,
+                "stamp_ns": int(now * 1e9),
+            }
         )
         self._publish_clock()
         self._publish_joint_state()
@@ -137,11 +190,20 @@ class SimNode(Node):
                 result = tracker.update(self.sim.time_s, bool(self.sim.success()))
         if result is not None:
             self._publish_event(
-                {"event": "end", "episode": index, "seed": seed, "family": spec.family,
-                 "instruction": spec.instruction, "success": result.success, "steps": result.steps,
-                 "duration_s": round(result.duration_s, 3)}
+                {
+                    "event": "end",
+                    "episode": index,
+                    "seed": seed,
+                    "family": spec.family,
+                    "instruction": spec.instruction,
+                    "success": result.success,
+                    "steps": result.steps,
+                    "duration_s": round(result.duration_s, 3),
+                }
             )
-            self.get_logger().info(f"episode {index} (seed {seed}): success={result.success} steps={result.steps}")
+            self.get_logger().info(
+                f"episode {index} (seed {seed}): success={result.success} steps={result.steps}"
+            )
 
     def _advance(self, duration_s: float) -> None:
         """Simulate ``duration_s`` of sim time, publishing clock, joints and cameras on schedule."""
@@ -185,8 +247,12 @@ class SimNode(Node):
         with self._lock:
             names, positions, velocities, efforts = self.sim.joint_state()
             stamp = self._stamp()
-        msg = JointState(name=list(names), position=[float(v) for v in positions],
-                         velocity=[float(v) for v in velocities], effort=[float(v) for v in efforts])
+        msg = JointState(
+            name=list(names),
+            position=[float(v) for v in positions],
+            velocity=[float(v) for v in velocities],
+            effort=[float(v) for v in efforts],
+        )
         msg.header.stamp = stamp
         self.joint_pub.publish(msg)
 
@@ -197,8 +263,14 @@ class SimNode(Node):
             privileged = self.sim.privileged_state()
         for camera, rgb in frames.items():
             rgb = add_read_noise(rgb, self._rng, self.noise_sigma)
-            msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
-                        step=rgb.shape[1] * 3, data=rgb.tobytes())
+            msg = Image(
+                height=rgb.shape[0],
+                width=rgb.shape[1],
+                encoding="rgb8",
+                is_bigendian=0,
+                step=rgb.shape[1] * 3,
+                data=rgb.tobytes(),
+            )
             msg.header.stamp = stamp
             msg.header.frame_id = f"{camera}_camera"
             self.image_pubs[camera].publish(msg)

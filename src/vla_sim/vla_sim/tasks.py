@@ -161,7 +161,7 @@ def sample_episode(
     bowl_xy, centres = _sample_layout(rng, 1 + n_distractors)
     placements = tuple(
         Placement(name, float(x), float(y), float(rng.uniform(-math.pi / 4, math.pi / 4)))
-        for name, (x, y) in zip([target_object, *distractors], centres)
+        for name, (x, y) in zip([target_object, *distractors], centres, strict=True)
     )
     fam = FAMILIES[family_name]
     return EpisodeSpec(

@@ -28,7 +28,9 @@ class TrajectoryFollower:
         self.joint_names = tuple(joint_names)
         initial = np.asarray(initial_positions, dtype=np.float64)
         if initial.shape != (len(self.joint_names),):
-            raise ValueError(f"initial_positions: expected {len(self.joint_names)} values, got {initial.shape}")
+            raise ValueError(
+                f"initial_positions: expected {len(self.joint_names)} values, got {initial.shape}"
+            )
         self._segment = _Segment(np.array([0.0]), initial[None, :])
         self.accepted = 0
         self.rejected = 0
@@ -71,7 +73,9 @@ class TrajectoryFollower:
             self.rejected += 1
         return reason
 
-    def _validate(self, joint_names: Sequence[str], points: Sequence[tuple[float, Sequence[float]]]) -> str | None:
+    def _validate(
+        self, joint_names: Sequence[str], points: Sequence[tuple[float, Sequence[float]]]
+    ) -> str | None:
         if sorted(joint_names) != sorted(self.joint_names):
             return f"joint_names {list(joint_names)} do not match the controller's {list(self.joint_names)}"
         if not points:

@@ -22,7 +22,14 @@ import numpy as np  # noqa: E402
 
 from vla_sim import scene, tasks  # noqa: E402
 
-ARM_JOINT_NAMES: tuple[str, ...] = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+ARM_JOINT_NAMES: tuple[str, ...] = (
+    "waist",
+    "shoulder",
+    "elbow",
+    "forearm_roll",
+    "wrist_angle",
+    "wrist_rotate",
+)
 FINGER_JOINT_NAMES: tuple[str, ...] = ("left_finger", "right_finger")
 TOOL_SITE = "ee_gripper_link"
 # Above the table with the gripper pointing straight down: tool at about (0.25, 0, 0.20) m, inside
@@ -48,12 +55,18 @@ class SimConfig:
             if not isinstance(value, int) or not 16 <= value <= 1280:
                 raise ValueError(f"SimConfig.{field_name}: expected an int in [16, 1280], got {value!r}")
         if not math.isfinite(self.physics_dt) or not 1e-4 <= self.physics_dt <= 0.01:
-            raise ValueError(f"SimConfig.physics_dt: expected seconds in [0.0001, 0.01], got {self.physics_dt!r}")
+            raise ValueError(
+                f"SimConfig.physics_dt: expected seconds in [0.0001, 0.01], got {self.physics_dt!r}"
+            )
         joints = np.asarray(self.start_joints, dtype=float)
         if joints.shape != (6,) or not np.all(np.isfinite(joints)):
-            raise ValueError(f"SimConfig.start_joints: expected 6 finite values (rad), got {self.start_joints!r}")
+            raise ValueError(
+                f"SimConfig.start_joints: expected 6 finite values (rad), got {self.start_joints!r}"
+            )
         if not 0.015 <= self.start_finger_m <= 0.037:
-            raise ValueError(f"SimConfig.start_finger_m: expected metres in [0.015, 0.037], got {self.start_finger_m!r}")
+            raise ValueError(
+                f"SimConfig.start_finger_m: expected metres in [0.015, 0.037], got {self.start_finger_m!r}"
+            )
         if not isinstance(self.settle_steps, int) or self.settle_steps < 0:
             raise ValueError(f"SimConfig.settle_steps: expected an int >= 0, got {self.settle_steps!r}")
 
@@ -83,8 +96,12 @@ class WidowXSim:
         self._tool_site = self.model.site(TOOL_SITE).id
         self._bowl_mocap = self.model.body(scene.BOWL_BODY).mocapid[0]
         self._objects = {
-            obj.name: (self.model.body(obj.name).id, self.model.joint(f"{obj.name}_joint").qposadr[0],
-                       self.model.joint(f"{obj.name}_joint").dofadr[0], self.model.geom(f"{obj.name}_geom").id)
+            obj.name: (
+                self.model.body(obj.name).id,
+                self.model.joint(f"{obj.name}_joint").qposadr[0],
+                self.model.joint(f"{obj.name}_joint").dofadr[0],
+                self.model.geom(f"{obj.name}_geom").id,
+            )
             for obj in tasks.OBJECTS
         }
         self._spec: tasks.EpisodeSpec | None = None
@@ -92,13 +109,17 @@ class WidowXSim:
 
     # --- Episode ---------------------------------------------------------------------------------
 
-    def reset(self, seed: int, family: str | None = None, instruction: str | None = None) -> tasks.EpisodeSpec:
+    def reset(
+        self, seed: int, family: str | None = None, instruction: str | None = None
+    ) -> tasks.EpisodeSpec:
         """Start a new seeded episode; ``instruction`` (a task template) fixes family and target."""
         target = None
         if instruction is not None:
             parsed_family, target = tasks.parse_instruction(instruction)
             if family is not None and family != parsed_family:
-                raise ValueError(f"family: {family!r} disagrees with instruction {instruction!r} ({parsed_family})")
+                raise ValueError(
+                    f"family: {family!r} disagrees with instruction {instruction!r} ({parsed_family})"
+                )
             family = parsed_family
         spec = tasks.sample_episode(int(seed), family=family, target_object=target)
         model, data = self.model, self.data
@@ -123,7 +144,9 @@ class WidowXSim:
         start = np.asarray(self.config.start_joints, dtype=float)
         data.qpos[self._qpos_adr[:6]] = start
         data.qpos[self._qpos_adr[6:]] = (self.config.start_finger_m, -self.config.start_finger_m)
-        data.ctrl[self._arm_act] = np.clip(start, self._ctrl_low[self._arm_act], self._ctrl_high[self._arm_act])
+        data.ctrl[self._arm_act] = np.clip(
+            start, self._ctrl_low[self._arm_act], self._ctrl_high[self._arm_act]
+        )
         data.ctrl[self._finger_act] = self.config.start_finger_m
         mujoco.mj_forward(model, data)
         self.step(self.config.settle_steps)
@@ -144,7 +167,9 @@ class WidowXSim:
         """Position targets for the 6 arm joints (rad), clipped to their ranges; returns what was set."""
         command = np.asarray(joints_rad, dtype=float).reshape(-1)
         if command.shape != (6,) or not np.all(np.isfinite(command)):
-            raise ValueError(f"joints_rad: expected 6 finite values (rad), got {np.asarray(joints_rad).tolist()}")
+            raise ValueError(
+                f"joints_rad: expected 6 finite values (rad), got {np.asarray(joints_rad).tolist()}"
+            )
         clipped = np.clip(command, self._ctrl_low[self._arm_act], self._ctrl_high[self._arm_act])
         self.data.ctrl[self._arm_act] = clipped
         return clipped

@@ -123,24 +123,31 @@ def constant_str(expr: ast.expr | None) -> str | None:
 # Checkers (each returns a list of problems; empty means fine)
 
 
-def entry_point_problems(src_root: Path, package: str, script: str, target: str, packages: list[str]) -> list[str]:
+def entry_point_problems(
+    src_root: Path, package: str, script: str, target: str, packages: list[str]
+) -> list[str]:
     """The module of `script = module:function` exists in this package and defines a callable main."""
     module, _, function = target.partition(":")
     parts = module.split(".")
     if module.rpartition(".")[0] not in packages and module not in packages:
         return [f"{package}: console_script '{script}' -> {module}, which is not in setup.py's packages"]
-    candidates = [src_root / package / Path(*parts).with_suffix(".py"), src_root / package / Path(*parts) / "__init__.py"]
+    candidates = [
+        src_root / package / Path(*parts).with_suffix(".py"),
+        src_root / package / Path(*parts) / "__init__.py",
+    ]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
-        return [f"{package}: console_script '{script}' -> {target}, but {candidates[0]} does not exist (not written yet?)"]
+        return [f"{package}: console_script '{script}' -> {target}, but {candidates[0]} does not exist"]
     tree = ast.parse(path.read_text(), filename=str(path))
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name == function:
             required = len(stmt.args.args) - len(stmt.args.defaults)
             if required > 0:
-                return [f"{path}: {function}() takes {required} required argument(s); a console script passes none"]
+                return [f"{path}: {function}() needs {required} argument(s); a console script passes none"]
             return []
-        if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == function for t in stmt.targets):
+        if isinstance(stmt, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == function for t in stmt.targets
+        ):
             return []
         if isinstance(stmt, ast.ImportFrom) and any((a.asname or a.name) == function for a in stmt.names):
             return []
@@ -154,11 +161,15 @@ def yaml_problems(path: Path) -> list[str]:
     except yaml.YAMLError as exc:
         return [f"{path.name}: not valid YAML: {exc}"]
     if not isinstance(data, dict) or not data:
-        return [f"{path.name}: top level must be a non-empty mapping of node names, got {type(data).__name__}"]
+        return [
+            f"{path.name}: top level must be a non-empty mapping of node names, got {type(data).__name__}"
+        ]
     problems = []
     for node_name, body in data.items():
         if node_name != "/**" and str(node_name).lstrip("/") not in NODE_NAMES:
-            problems.append(f"{path.name}: top-level key '{node_name}' is not a node name ({sorted(NODE_NAMES)})")
+            problems.append(
+                f"{path.name}: top-level key '{node_name}' is not a node name ({sorted(NODE_NAMES)})"
+            )
         if not isinstance(body, dict) or not isinstance(body.get("ros__parameters"), dict):
             problems.append(f"{path.name}: '{node_name}' has no 'ros__parameters' mapping")
     return problems
@@ -216,9 +227,16 @@ def launch_problems(source: str, file_name: str, scripts: dict[str, set[str]], c
                 problems.append(f"{file_name}:{call.lineno}: looks up unknown package share '{share}'")
 
     declared = {constant_str(c.args[0]) for c in calls if call_name(c) == "DeclareLaunchArgument" and c.args}
-    used = {constant_str(c.args[0]) for c in calls if call_name(c) == "LaunchConfiguration" and c.args}
-    for missing in sorted(str(u) for u in used - declared):
-        problems.append(f"{file_name}: LaunchConfiguration('{missing}') has no DeclareLaunchArgument")
+    used = {
+        c.lineno: constant_str(c.args[0]) for c in calls if call_name(c) == "LaunchConfiguration" and c.args
+    }
+    for lineno, name in sorted(used.items()):
+        if name is None:
+            problems.append(f"{file_name}:{lineno}: LaunchConfiguration needs a literal name to be checked")
+        elif name not in declared:
+            problems.append(
+                f"{file_name}:{lineno}: LaunchConfiguration('{name}') has no DeclareLaunchArgument"
+            )
 
     if not any(
         call_name(c) == "SetEnvironmentVariable" and "FASTDDS_DEFAULT_PROFILES_FILE" in string_constants(c)
@@ -268,19 +286,37 @@ def test_package_xml(package):
     assert root.findtext("export/build_type") == "ament_python"
     assert root.findtext("license") == "Apache-2.0"
     maintainer = root.find("maintainer")
-    assert maintainer is not None and maintainer.text == "vla-stack maintainers" and "@" in maintainer.get("email", "")
-    assert root.findtext("version") == setup_kwargs(package)["version"], "package.xml and setup.py versions differ"
+    assert (
+        maintainer is not None
+        and maintainer.text == "vla-stack maintainers"
+        and "@" in maintainer.get("email", "")
+    )
+    assert root.findtext("version") == setup_kwargs(package)["version"], (
+        "package.xml and setup.py versions differ"
+    )
     assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
     assert "rclpy" in exec_depends(package)
 
 
+def project_dependencies(package: str) -> set[str]:
+    """Every project package `package` depends on, directly or not, per the package.xml files."""
+    seen: set[str] = set()
+    todo = [package]
+    while todo:
+        for dep in exec_depends(todo.pop()) & set(PACKAGES):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
 def test_project_dependencies():
     assert "vla_policy" in exec_depends("vla_actuation")
-    others = set(PACKAGES) - {"vla_bringup"}
-    assert others <= exec_depends("vla_bringup")
-    for package in others:
-        # vla_bringup depends on all of them: the reverse would be a cycle colcon refuses.
-        assert "vla_bringup" not in exec_depends(package), f"{package} must not depend on vla_bringup"
+    assert set(PACKAGES) - {"vla_bringup"} <= exec_depends("vla_bringup")
+    for package in PACKAGES:
+        assert package not in project_dependencies(package), (
+            f"{package} depends on itself: colcon refuses cycles"
+        )
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -297,12 +333,21 @@ def test_package_xml_declares_what_the_code_imports(package):
                 continue
             for top in tops:
                 key = ROS_IMPORT_KEYS.get(top)
-                if key is None and (top.endswith("_msgs") or top in ("std_srvs", "builtin_interfaces")):
+                if key is None and top.endswith(("_msgs", "_srvs", "_interfaces")):
                     key = top
                 if key is None and top.startswith("vla_") and top != package:
                     key = top
-                if key is not None and key not in declared:
-                    problems.append(f"{path.relative_to(REPO)} imports {top}: add <exec_depend>{key}</exec_depend>")
+                if key is None or key in declared:
+                    continue
+                where = f"{path.relative_to(REPO)} imports {top}"
+                if package in project_dependencies(key):
+                    problems.append(
+                        f"{where}, which depends on {package}: a cycle colcon cannot build; move the code"
+                    )
+                else:
+                    problems.append(
+                        f"{where}: add <exec_depend>{key}</exec_depend> to src/{package}/package.xml"
+                    )
     assert not problems, "\n".join(problems)
 
 
@@ -345,7 +390,9 @@ def test_console_script_resolves_to_a_main(package, script):
 # vla_bringup: launch/ and config/ reach share/vla_bringup
 
 
-@pytest.mark.parametrize(("folder", "patterns"), [("launch", ["*.launch.py"]), ("config", ["*.yaml", "*.xml"])])
+@pytest.mark.parametrize(
+    ("folder", "patterns"), [("launch", ["*.launch.py"]), ("config", ["*.yaml", "*.xml"])]
+)
 def test_bringup_installs_repo_folder(folder, patterns):
     link = SRC / "vla_bringup" / folder
     assert link.is_symlink() and not os.path.isabs(os.readlink(link)), f"{link} must be a relative symlink"
@@ -385,7 +432,9 @@ def test_launch_arguments():
     assert {"xsarm_ros_control.launch.py", "interbotix_xsarm_ros_control", "wx250s"} <= set(
         string_constants(ast.parse(widowx_source))
     )
-    assert "xsarm_gz_classic.launch.py" in string_constants(ast.parse((LAUNCH_DIR / "gazebo.launch.py").read_text()))
+    assert "xsarm_gz_classic.launch.py" in string_constants(
+        ast.parse((LAUNCH_DIR / "gazebo.launch.py").read_text())
+    )
 
 
 @pytest.mark.parametrize("config_file", sorted(p.name for p in CONFIG_DIR.glob("*.yaml")))
@@ -426,6 +475,7 @@ def test_launch_checker_catches_wrong_names(tmp_path):
         "DeclareLaunchArgument('policy')": ("DeclareLaunchArgument('backend')", "no DeclareLaunchArgument"),
         "'FASTDDS_DEFAULT_PROFILES_FILE'": ("'FASTDDS_PROFILE'", "FASTDDS_DEFAULT_PROFILES_FILE"),
         "executable='policy_node', ": ("executable=EXE, ", "literal package="),
+        "LaunchConfiguration('policy')": ("LaunchConfiguration(NAME)", "literal name"),
     }
     for original, (broken, expected) in mutations.items():
         assert original in good
@@ -440,11 +490,14 @@ def test_entry_point_checker_catches_missing_main(tmp_path):
     (module_dir / "node.py").write_text("def main(args=None):\n    pass\n")
     assert entry_point_problems(tmp_path, "pkg", "node", "pkg.node:main", ["pkg"]) == []
     assert "does not exist" in entry_point_problems(tmp_path, "pkg", "x", "pkg.absent:main", ["pkg"])[0]
-    assert "not in setup.py's packages" in entry_point_problems(tmp_path, "pkg", "x", "other.node:main", ["pkg"])[0]
+    assert (
+        "not in setup.py's packages"
+        in entry_point_problems(tmp_path, "pkg", "x", "other.node:main", ["pkg"])[0]
+    )
     (module_dir / "node.py").write_text("def run():\n    pass\n")
     assert "not defined" in entry_point_problems(tmp_path, "pkg", "node", "pkg.node:main", ["pkg"])[0]
     (module_dir / "node.py").write_text("def main(argv):\n    pass\n")
-    assert "required argument" in entry_point_problems(tmp_path, "pkg", "node", "pkg.node:main", ["pkg"])[0]
+    assert "passes none" in entry_point_problems(tmp_path, "pkg", "node", "pkg.node:main", ["pkg"])[0]
 
 
 def test_yaml_checker_catches_bad_params_files(tmp_path):

@@ -362,3 +362,12 @@ def test_to_rgb8_rejects_a_mismatched_array() -> None:
 def test_decoded_encoding_rejects_unknown_layouts() -> None:
     with pytest.raises(ValueError, match="shape \\(2, 2, 3\\) dtype uint16"):
         decoded_encoding(np.zeros((2, 2, 3), np.uint16))
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8", "mono8"])
+def test_to_rgb8_accepts_a_padded_zero_copy_view(encoding: str) -> None:
+    image = random_image(encoding, 6, 10, seed=5)
+    fields = array_to_image_fields(image, encoding, step=image[0].nbytes + 6)
+    view = image_to_array(message_from(fields), copy=False)
+    assert not view.flags.c_contiguous  # rows still carry their padding
+    np.testing.assert_array_equal(to_rgb8(view, encoding), to_rgb8(image, encoding))

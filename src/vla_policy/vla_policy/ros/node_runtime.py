@@ -10,7 +10,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 from vla_policy.latency import StageTimer
@@ -74,13 +74,18 @@ class StageDiagnostics:
         self._pub.publish(array)
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 2) -> int:
-    """Init, spin a node on a MultiThreadedExecutor, always shut down; the console entry of each node."""
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
+    """Init, spin a node, always shut down; the console entry of each node.
+
+    ``threads=1`` spins a SingleThreadedExecutor: rclpy's MultiThreadedExecutor costs a lot of CPU
+    per callback, so only a node that must run a slow callback beside the others (the policy's
+    inference) asks for more.
+    """
     rclpy.init(args=list(args) if args is not None else sys.argv)
     node = None
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

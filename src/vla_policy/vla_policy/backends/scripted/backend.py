@@ -38,7 +38,9 @@ class ScriptedBackend:
 
     def infer(self, observation: Observation) -> PolicyOutput:
         if not observation.privileged or "tool_pose" not in observation.privileged:
-            raise ValueError("scripted backend needs the sim's privileged state (/sim/privileged_state); none received")
+            raise ValueError(
+                "scripted backend needs the sim's privileged state (/sim/privileged_state); none received"
+            )
         privileged = dict(observation.privileged)
         chunk = [self.expert.act(privileged)]
         if self.horizon > 1:

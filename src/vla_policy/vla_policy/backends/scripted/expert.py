@@ -44,10 +44,14 @@ class ExpertConfig:
     release_steps: int = 2
     in_hand_distance_m: float = 0.035  # object centre to tool point when held
     # The arm's servos lag their targets by up to about 0.1 s, so deltas are taken from the pose the
-    # expert has commanded so far, re-synchronised with the measured pose when the two disagree by
-    # more than this (a clip, an IK failure or a collision held the arm back).
+    # expert has commanded so far. That reference is re-synchronised with the measured pose when the
+    # two disagree by more than resync_distance_m / resync_angle_rad (a clip, an IK failure or a
+    # collision held the arm back), or by more than settled_offset_m once the arm has come to rest
+    # (moved less than settled_motion_m since the last step): a steady offset, not lag.
     resync_distance_m: float = 0.03
     resync_angle_rad: float = 0.15
+    settled_motion_m: float = 0.002
+    settled_offset_m: float = 0.004
 
     def __post_init__(self) -> None:
         for name in ("max_translation_m", "max_rotation_rad", "position_tolerance_m", "yaw_tolerance_rad"):
@@ -117,6 +121,7 @@ class ScriptedExpert:
         self._grasp_yaw: float | None = None
         self._hold_position: np.ndarray | None = None
         self._reference: np.ndarray | None = None  # commanded tool pose (4x4) as the expert tracks it
+        self._last_tool_position: np.ndarray | None = None
         self.attempts = 1
 
     # --- Public API ------------------------------------------------------------------------------
@@ -128,7 +133,9 @@ class ScriptedExpert:
             raise ValueError(f"privileged['tool_pose']: expected a 4x4 matrix, got shape {tool.shape}")
         name = privileged["target_object"]
         if name not in privileged["objects"]:
-            raise ValueError(f"privileged['target_object']: {name!r} is not in objects {sorted(privileged['objects'])}")
+            raise ValueError(
+                f"privileged['target_object']: {name!r} is not in objects {sorted(privileged['objects'])}"
+            )
         obj = privileged["objects"][name]
         goal_position, goal_yaw, gripper = self._plan(tool, obj, privileged)
         self._phase_steps += 1
@@ -140,13 +147,18 @@ class ScriptedExpert:
     def _synchronised_reference(self, tool: np.ndarray) -> np.ndarray:
         """The commanded pose to step from: the tracked one unless it drifted from the measured one."""
         cfg = self.config
-        if self._reference is not None:
-            distance = float(np.linalg.norm(self._reference[:3, 3] - tool[:3, 3]))
-            cos_angle = 0.5 * (float(np.trace(self._reference[:3, :3] @ tool[:3, :3].T)) - 1.0)
-            angle = math.acos(min(1.0, max(-1.0, cos_angle)))
-            if distance <= cfg.resync_distance_m and angle <= cfg.resync_angle_rad:
-                return self._reference
-        return tool.copy()
+        last, self._last_tool_position = self._last_tool_position, tool[:3, 3].copy()
+        if self._reference is None or last is None:
+            return tool.copy()
+        distance = float(np.linalg.norm(self._reference[:3, 3] - tool[:3, 3]))
+        cos_angle = 0.5 * (float(np.trace(self._reference[:3, :3] @ tool[:3, :3].T)) - 1.0)
+        angle = math.acos(min(1.0, max(-1.0, cos_angle)))
+        settled = float(np.linalg.norm(tool[:3, 3] - last)) < cfg.settled_motion_m
+        if distance > cfg.resync_distance_m or angle > cfg.resync_angle_rad:
+            return tool.copy()
+        if settled and (distance > cfg.settled_offset_m or angle > cfg.yaw_tolerance_rad):
+            return tool.copy()
+        return self._reference
 
     # --- Phase machine ---------------------------------------------------------------------------
 
@@ -159,7 +171,8 @@ class ScriptedExpert:
         destination = privileged.get("destination_position")
         held = self._in_hand(position, obj_position, privileged)
 
-        if self.phase in ("lift", "carry", "lower") and not held:
+        holding = self.phase in ("lift", "carry", "lower") or (self.phase == "done" and destination is None)
+        if holding and not held:
             self._restart()  # missed or slipped: open and try again
         if self.phase == "approach":
             self._grasp_yaw = grasp_yaw(float(obj["yaw"]), obj["shape"], yaw_now)
@@ -227,7 +240,12 @@ class ScriptedExpert:
         self._enter("approach")
 
     def _reached(
-        self, position: np.ndarray, goal: np.ndarray, yaw: float, goal_yaw: float, z_tolerance: float | None = None
+        self,
+        position: np.ndarray,
+        goal: np.ndarray,
+        yaw: float,
+        goal_yaw: float,
+        z_tolerance: float | None = None,
     ) -> bool:
         tol = self.config.position_tolerance_m
         return (
@@ -243,7 +261,9 @@ class ScriptedExpert:
 
     # --- Action ----------------------------------------------------------------------------------
 
-    def _action_towards(self, tool: np.ndarray, goal_position: np.ndarray, goal_yaw: float, gripper: float) -> np.ndarray:
+    def _action_towards(
+        self, tool: np.ndarray, goal_position: np.ndarray, goal_yaw: float, gripper: float
+    ) -> np.ndarray:
         """A bounded step from the measured tool pose towards the goal (gripper down, ``goal_yaw``)."""
         cfg = self.config
         translation = np.asarray(goal_position, dtype=float) - tool[:3, 3]

@@ -1,0 +1,67 @@
+import sys
+
+import pytest
+
+from vla_bringup.bench import write_section
+from vla_bringup.cli import _parse_set
+from vla_bringup.launcher import GraphLauncher, format_param, node_command
+from vla_bringup.profiles import PROFILES, profile
+from vla_bringup.ros_env import loopback_environment, profile_path
+
+
+def test_format_param_matches_ros_yaml_parsing():
+    assert format_param(True) == "true"
+    assert format_param(3) == "3" and format_param(0.5) == "0.5"
+    assert format_param("it's") == "'it''s'"
+    assert format_param([0.1, -0.2]) == "[0.1,-0.2]"
+
+
+def test_node_command_uses_params_files_and_overrides():
+    spec = profile("sim")[0]
+    cmd = node_command(spec, {"seed": 7})
+    assert cmd[:3] == [sys.executable, "-m", "vla_sim.sim_node"]
+    files = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--params-file"]
+    assert files and all(f.endswith("sim.yaml") for f in files)
+    assert "seed:=7" in cmd and "use_sim_time:=true" in cmd and "__node:=sim" in cmd
+
+
+def test_every_profile_names_existing_modules_and_params():
+    import importlib.util
+
+    for name, nodes in PROFILES.items():
+        for spec in nodes:
+            assert importlib.util.find_spec(spec.module) is not None, (name, spec.module)
+            node_command(spec)  # raises if a params file is missing
+
+
+def test_unknown_profile_and_override_are_errors():
+    with pytest.raises(ValueError, match="'moon'.*available"):
+        profile("moon")
+    with pytest.raises(ValueError, match="unknown node"):
+        GraphLauncher(profile("sim"), {}, overrides={"planner": {"x": 1}})
+
+
+def test_loopback_environment():
+    env = loopback_environment({}, domain_id=12, log_dir="/tmp/x")
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profile_path())
+    assert env["ROS_DOMAIN_ID"] == "12" and env["ROS_LOG_DIR"] == "/tmp/x"
+    with pytest.raises(ValueError, match="ROS_DOMAIN_ID"):
+        loopback_environment({}, domain_id=300)
+
+
+def test_parse_set():
+    assert _parse_set(["policy.backend=scripted", "sim.seed=3"]) == {
+        "policy": {"backend": "scripted"},
+        "sim": {"seed": 3},
+    }
+    with pytest.raises(SystemExit, match="NODE.PARAM=VALUE"):
+        _parse_set(["seed=3"])
+
+
+def test_write_section_replaces_in_place(tmp_path):
+    path = tmp_path / "b.md"
+    write_section("x", "one", path)
+    write_section("y", "two", path)
+    write_section("x", "three", path)
+    text = path.read_text()
+    assert "three" in text and "one" not in text and text.index("three") < text.index("two")

@@ -1,0 +1,89 @@
+"""Task families, seeded layouts and success detectors (pure, no MuJoCo)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from vla_sim import tasks
+
+
+def test_same_seed_same_episode() -> None:
+    assert tasks.sample_episode(3) == tasks.sample_episode(3)
+    assert tasks.sample_episode(3, family="pick_up") == tasks.sample_episode(3, family="pick_up")
+
+
+def test_different_seeds_different_layouts() -> None:
+    layouts = {
+        (tasks.sample_episode(seed).placements, tasks.sample_episode(seed).bowl_xy) for seed in range(20)
+    }
+    assert len(layouts) == 20
+
+
+@pytest.mark.parametrize("seed", range(0, 300, 7))
+def test_layout_inside_workspace_with_clearances(seed: int) -> None:
+    spec = tasks.sample_episode(seed)
+    (x_low, x_high), (y_low, y_high) = tasks.LAYOUT_X_RANGE_M, tasks.LAYOUT_Y_RANGE_M
+    points = [(p.x, p.y) for p in spec.placements]
+    for x, y in [*points, spec.bowl_xy]:
+        assert x_low <= x <= x_high and y_low <= y <= y_high
+    for a, b in itertools.combinations(points, 2):
+        assert math.dist(a, b) >= tasks.MIN_OBJECT_GAP_M
+    for point in points:
+        assert math.dist(point, spec.bowl_xy) >= tasks.MIN_OBJECT_BOWL_GAP_M
+    assert spec.placements[0].name == spec.target_object
+    assert len(spec.placements) - 1 in tasks.DISTRACTOR_COUNTS
+    assert len(set(spec.active_objects)) == len(spec.placements)
+
+
+def test_families_and_instructions() -> None:
+    spec = tasks.sample_episode(11, family="place_in_bowl", target_object="red_cube")
+    assert spec.instruction == "put the red cube in the bowl"
+    assert spec.destination == "bowl" and spec.max_steps == 80
+    spec = tasks.sample_episode(11, family="pick_up", target_object="blue_cylinder")
+    assert spec.instruction == "pick up the blue cylinder"
+    assert spec.destination is None
+    assert {tasks.sample_episode(seed).family for seed in range(20)} == set(tasks.FAMILIES)
+
+
+def test_parse_instruction_round_trip_and_errors() -> None:
+    assert tasks.parse_instruction("Put the yellow cylinder in the bowl.") == (
+        "place_in_bowl",
+        "yellow_cylinder",
+    )
+    assert tasks.parse_instruction("pick up the green cube") == ("pick_up", "green_cube")
+    with pytest.raises(ValueError, match="purple"):
+        tasks.parse_instruction("pick up the purple cube")
+    with pytest.raises(ValueError, match="family"):
+        tasks.sample_episode(0, family="stack")
+    with pytest.raises(ValueError, match="target_object"):
+        tasks.sample_episode(0, target_object="red_sphere")
+
+
+def test_in_bowl_detector() -> None:
+    bowl = (0.3, 0.0, 0.0)
+    assert tasks.is_in_bowl((0.3, 0.0, 0.024), bowl)
+    assert tasks.is_in_bowl((0.35, 0.02, 0.024), bowl)
+    assert not tasks.is_in_bowl((0.38, 0.0, 0.024), bowl)  # outside the inner radius
+    assert not tasks.is_in_bowl((0.3, 0.0, 0.08), bowl)  # above the rim (still held)
+    assert not tasks.is_in_bowl((0.3, 0.2, 0.02), bowl)
+
+
+def test_lifted_detector_and_dispatch() -> None:
+    assert tasks.is_lifted((0.3, 0.0, 0.08), half_height_m=0.02)
+    assert not tasks.is_lifted((0.3, 0.0, 0.06), half_height_m=0.02)
+    assert not tasks.is_lifted((0.3, 0.0, 0.02), half_height_m=0.02)
+    spec = tasks.sample_episode(5, family="pick_up")
+    positions = {p.name: np.array([p.x, p.y, 0.02]) for p in spec.placements}
+    bowl = (*spec.bowl_xy, 0.0)
+    assert not tasks.episode_success(spec, positions, bowl)
+    positions[spec.target_object] = positions[spec.target_object] + (0.0, 0.0, 0.1)
+    assert tasks.episode_success(spec, positions, bowl)
+    spec = tasks.sample_episode(5, family="place_in_bowl")
+    positions = {p.name: np.array([p.x, p.y, 0.02]) for p in spec.placements}
+    assert not tasks.episode_success(spec, positions, bowl)
+    positions[spec.target_object] = np.array([*spec.bowl_xy, 0.024])
+    assert tasks.episode_success(spec, positions, bowl)
