@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla_actuation.ee_delta import apply_ee_delta
+from vla_policy.ee_delta import apply_ee_delta
 from vla_actuation.kinematics import (
     FINGER_LOWER_M,
     FINGER_UPPER_M,

@@ -111,13 +111,21 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
         self._thread.start()
 
+    # The simulator restarts its own time at each reset; ROS time must never go backwards, so the
+    # node's clock is the sim time plus the ROS time at which the episode began (starting at 1 s:
+    # a zero stamp means "no stamp" to ROS consumers).
+    _time_offset_s = 1.0
+
+    def _now_s(self) -> float:
+        return self._time_offset_s + self.sim.time_s
+
     # --- commands -----------------------------------------------------------------------------
     def _on_trajectory(self, follower: TrajectoryFollower, msg: JointTrajectory) -> None:
         points = [
             (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points
         ]
         with self._lock:
-            now = self.sim.time_s
+            now = self._now_s()
             stamp_s = stamp_to_ns(msg.header.stamp) * 1e-9
             if stamp_s and stamp_s < self._episode_start_s:
                 return  # commanded for the previous episode
@@ -162,8 +170,10 @@ class SimNode(Node):
     def _run_episode(self, index: int) -> None:
         seed = self.seed + index
         with self._lock:
+            if index > 0:
+                self._time_offset_s = self._now_s() + 1.0 / self.clock_hz
             spec = self.sim.reset(seed, self.family or None, self.instruction or None)
-            now = self.sim.time_s
+            now = self._now_s()
             names, positions, _, _ = self.sim.joint_state()
             self.arm.reset(np.array([positions[names.index(j)] for j in ARM_JOINTS]), now)
             self.gripper.reset(np.array([positions[names.index("left_finger")]]), now)
@@ -187,7 +197,7 @@ class SimNode(Node):
         while result is None and not self._stop.is_set():
             self._advance(1.0 / self.camera_hz)
             with self._lock:
-                result = tracker.update(self.sim.time_s, bool(self.sim.success()))
+                result = tracker.update(self._now_s(), bool(self.sim.success()))
         if result is not None:
             self._publish_event(
                 {
@@ -209,11 +219,11 @@ class SimNode(Node):
         """Simulate ``duration_s`` of sim time, publishing clock, joints and cameras on schedule."""
         clock_dt = 1.0 / self.clock_hz
         physics_per_tick = max(1, round(clock_dt / self.sim.model.opt.timestep))
-        end_s = self.sim.time_s + duration_s - 1e-9
-        while self.sim.time_s < end_s and not self._stop.is_set():
+        end_s = self._now_s() + duration_s - 1e-9
+        while self._now_s() < end_s and not self._stop.is_set():
             wall_start = time.monotonic()
             with self._lock:
-                t = self.sim.time_s
+                t = self._now_s()
                 self.sim.set_arm_command(self.arm.command_at(t))
                 self.sim.set_finger_command(float(self.gripper.command_at(t)[0]))
                 self.sim.step(physics_per_tick)
@@ -228,7 +238,7 @@ class SimNode(Node):
     _next_camera_s = 0.0
 
     def _publish_due(self) -> None:
-        t = self.sim.time_s
+        t = self._now_s()
         if t + 1e-9 >= self._next_joint_s:
             self._next_joint_s = t + 1.0 / self.joint_state_hz
             self._publish_joint_state()
@@ -238,7 +248,7 @@ class SimNode(Node):
 
     # --- publishing ---------------------------------------------------------------------------
     def _stamp(self):
-        return ns_to_stamp(int(round(self.sim.time_s * 1e9)))
+        return ns_to_stamp(int(round(self._now_s() * 1e9)))
 
     def _publish_clock(self) -> None:
         self.clock_pub.publish(Clock(clock=self._stamp()))

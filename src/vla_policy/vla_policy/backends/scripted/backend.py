@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_actuation.ee_delta import apply_ee_delta
+from vla_policy.ee_delta import apply_ee_delta
 from vla_policy.action_space import ActionSpace, quantize_actions
 from vla_policy.backends.scripted.expert import ScriptedExpert
 from vla_policy.contract import Observation, PolicyOutput, register_backend

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from vla_actuation.ee_delta import apply_ee_delta
-from vla_actuation.rotations import BRIDGE_DOWN, euler_to_matrix, tool_pose_to_bridge_state
+from vla_policy.ee_delta import apply_ee_delta
+from vla_policy.rotations import BRIDGE_DOWN, euler_to_matrix, tool_pose_to_bridge_state
 
 
 def _pose(rotation: np.ndarray, position: tuple[float, float, float]) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vla_actuation.kinematics import BRIDGE_NEUTRAL_JOINTS_RAD, forward_kinematics
-from vla_actuation.rotations import (
+from vla_policy.rotations import (
     BRIDGE_DOWN,
     axis_angle_matrix,
     bridge_state_to_tool_pose,

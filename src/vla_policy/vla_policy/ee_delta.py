@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vla_actuation.rotations import euler_to_matrix
+from vla_policy.rotations import euler_to_matrix
 
 
 def apply_ee_delta(target_pose: np.ndarray, delta6: np.ndarray) -> np.ndarray:
