@@ -92,9 +92,11 @@ class ActuationNode(Node):
         )
         self.limits = limits
         self.controller = EeDeltaController(ControllerConfig(step_dt_s=self.step_dt_s, limits=limits))
-        self.executor_ = ChunkExecutor(
-            mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay
-        )
+        # Chunks run in the chosen mode; one-step actions (OpenVLA, RT-2) always run as single steps:
+        # a lone step is never "half in the past", it is the newest command.
+        self.chunk_executor = ChunkExecutor(mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay)
+        self.step_executor = ChunkExecutor("single_step", self.step_dt_s, max_open_loop_s=max_open_loop_s)
+        self.executor_ = self.chunk_executor
 
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
@@ -168,7 +170,11 @@ class ActuationNode(Node):
             return
         if chunk.stamp_ns < self._episode_start_ns:
             return
-        result = self.executor_.submit(chunk.values, chunk.stamp_ns * 1e-9, now_ns * 1e-9)
+        executor = self.step_executor if chunk.horizon == 1 else self.chunk_executor
+        if executor is not self.executor_:
+            self.executor_.reset()
+            self.executor_ = executor
+        result = executor.submit(chunk.values, chunk.stamp_ns * 1e-9, now_ns * 1e-9)
         if not result.accepted:
             self.diag.report(WARN, f"action chunk rejected: {result.reason}")
             self.diag.count("rejected_chunks")

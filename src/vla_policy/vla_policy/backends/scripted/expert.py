@@ -40,7 +40,9 @@ class ExpertConfig:
     release_above_bowl_m: float = 0.075  # tool z over the bowl's base when opening
     position_tolerance_m: float = 0.008
     yaw_tolerance_rad: float = 0.06
-    close_steps: int = 3  # steps holding still while the fingers close
+    close_steps: int = 3  # steps holding still while the fingers close (at least)
+    finger_contact_margin_m: float = 0.004  # fingers count as on the object within this of its half width
+    open_finger_m: float = 0.03  # fingers count as open from here (fully open is 0.037)
     release_steps: int = 2
     in_hand_distance_m: float = 0.035  # object centre to tool point when held
     # The arm's servos lag their targets by up to about 0.1 s, so deltas are taken from the pose the
@@ -48,6 +50,11 @@ class ExpertConfig:
     # two disagree by more than resync_distance_m / resync_angle_rad (a clip, an IK failure or a
     # collision held the arm back), or by more than settled_offset_m once the arm has come to rest
     # (moved less than settled_motion_m since the last step): a steady offset, not lag.
+    # Fraction of the remaining distance to cover per step (1 = all of it, up to the step bound).
+    # Below 1 the expert tolerates latency: with the measured pose as its reference (chunked
+    # execution, where it cannot know which of its steps ran) it converges without overshoot.
+    step_gain: float = 1.0
+    track_commanded_pose: bool = True  # False: always step from the measured pose
     resync_distance_m: float = 0.03
     resync_angle_rad: float = 0.15
     settled_motion_m: float = 0.002
@@ -148,7 +155,7 @@ class ScriptedExpert:
         """The commanded pose to step from: the tracked one unless it drifted from the measured one."""
         cfg = self.config
         last, self._last_tool_position = self._last_tool_position, tool[:3, 3].copy()
-        if self._reference is None or last is None:
+        if self._reference is None or last is None or not cfg.track_commanded_pose:
             return tool.copy()
         distance = float(np.linalg.norm(self._reference[:3, 3] - tool[:3, 3]))
         cos_angle = 0.5 * (float(np.trace(self._reference[:3, :3] @ tool[:3, :3].T)) - 1.0)
@@ -195,7 +202,10 @@ class ScriptedExpert:
             else:
                 return grasp, self._grasp_yaw, 1.0
         if self.phase == "close":
-            if self._phase_steps >= cfg.close_steps:
+            # Lift only once the fingers are measured on the object (not after a step count alone):
+            # under latency, or when predicting a chunk ahead, steps do not equal elapsed time.
+            fingers_closed = privileged.get("finger_m", 0.0) <= float(obj["size_m"]) / 2 + cfg.finger_contact_margin_m
+            if self._phase_steps >= cfg.close_steps and fingers_closed:
                 self._enter("lift")
             else:
                 return self._hold_position, self._grasp_yaw, 0.0
@@ -218,7 +228,8 @@ class ScriptedExpert:
             else:
                 return release, self._grasp_yaw, 0.0
         if self.phase == "release":
-            if self._phase_steps >= cfg.release_steps:
+            opened = privileged.get("finger_m", 1.0) >= cfg.open_finger_m
+            if self._phase_steps >= cfg.release_steps and opened:
                 self._enter("retreat")
             else:
                 return position.copy(), yaw_now, 1.0
@@ -266,12 +277,12 @@ class ScriptedExpert:
     ) -> np.ndarray:
         """A bounded step from the measured tool pose towards the goal (gripper down, ``goal_yaw``)."""
         cfg = self.config
-        translation = np.asarray(goal_position, dtype=float) - tool[:3, 3]
+        translation = (np.asarray(goal_position, dtype=float) - tool[:3, 3]) * cfg.step_gain
         distance = float(np.linalg.norm(translation))
         if distance > cfg.max_translation_m:
             translation *= cfg.max_translation_m / distance
         goal_rotation = _rot_z(goal_yaw) @ _DOWN
-        rotation = _euler_from_matrix(goal_rotation @ tool[:3, :3].T)
+        rotation = _euler_from_matrix(goal_rotation @ tool[:3, :3].T) * cfg.step_gain
         largest = float(np.max(np.abs(rotation)))
         if largest > cfg.max_rotation_rad:
             rotation *= cfg.max_rotation_rad / largest
