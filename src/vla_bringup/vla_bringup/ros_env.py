@@ -35,7 +35,10 @@ def loopback_environment(
     env = dict(os.environ if base is None else base)
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile_path())
     env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Not ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST: with it, rmw_fastrtps adds sockets on the
+    # external interface and 0.0.0.0 next to the profile's (tests/ros/test_launcher_loopback.py).
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    env.pop("ROS_STATIC_PEERS", None)
     # A profile we set explicitly must not be overridden by an environment-wide XML.
     env.pop("RMW_FASTRTPS_USE_QOS_FROM_XML", None)
     if domain_id is not None:
