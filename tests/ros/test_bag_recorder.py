@@ -20,6 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
+
 from vla_bringup.bag_io import iter_messages, read_counts
 from vla_bringup.bag_recorder_node import BagRecorderNode, adapted_qos
 from vla_bringup.ros_env import loopback_environment

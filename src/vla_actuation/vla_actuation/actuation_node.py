@@ -94,7 +94,9 @@ class ActuationNode(Node):
         self.controller = EeDeltaController(ControllerConfig(step_dt_s=self.step_dt_s, limits=limits))
         # Chunks run in the chosen mode; one-step actions (OpenVLA, RT-2) always run as single steps:
         # a lone step is never "half in the past", it is the newest command.
-        self.chunk_executor = ChunkExecutor(mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay)
+        self.chunk_executor = ChunkExecutor(
+            mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay
+        )
         self.step_executor = ChunkExecutor("single_step", self.step_dt_s, max_open_loop_s=max_open_loop_s)
         self.executor_ = self.chunk_executor
 
@@ -157,7 +159,8 @@ class ActuationNode(Node):
                 chunk = decode_action_chunk(msg.data)
                 if chunk.space.name != EXPECTED_SPACE or chunk.space.dim != 7:
                     raise ValueError(
-                        f"action space '{chunk.space.name}' with {chunk.space.dim} dims; expected {EXPECTED_SPACE} with 7"
+                        f"action space '{chunk.space.name}' with {chunk.space.dim} dims; "
+                        f"expected {EXPECTED_SPACE} with 7"
                     )
         except ValueError as exc:
             self.diag.report(ERROR, f"action rejected: {exc}; holding")

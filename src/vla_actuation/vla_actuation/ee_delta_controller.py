@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vla_policy.ee_delta import apply_ee_delta
 from vla_actuation.kinematics import (
     FINGER_LOWER_M,
     FINGER_UPPER_M,
@@ -42,6 +41,7 @@ from vla_actuation.safety import (
     clip_ee_delta,
     limit_joint_step,
 )
+from vla_policy.ee_delta import apply_ee_delta
 
 IK_FAILED = "ik_failed"
 TRACKING_ERROR = "tracking_error"

@@ -60,7 +60,7 @@ OVERHEAD_CONFIGS = {
 def bench_overhead(
     steps: int, sizes: tuple[tuple[int, int], tuple[int, int]]
 ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
-    """One control step of everything but the model: 2 cameras 640x480 -> policy inputs -> action -> joints."""
+    """One control step of all but the model: 2 cameras 640x480 -> policy inputs -> action -> joints."""
     from concurrent.futures import ThreadPoolExecutor
 
     from rclpy.serialization import deserialize_message, serialize_message

@@ -102,7 +102,10 @@ def run_demo(options: DemoOptions) -> int:
         from vla_bringup.video import Mp4Writer
 
         video = Mp4Writer(out_dir / "third_person.mp4", fps=10)
-    bar = tqdm(total=options.episodes, desc="episodes", unit="ep", file=sys.stdout)
+    # The bar on a terminal; plain lines in logs (CI), where a redrawn bar is noise.
+    bar = tqdm(
+        total=options.episodes, desc="episodes", unit="ep", file=sys.stdout, disable=not sys.stdout.isatty()
+    )
     successes = 0
 
     def on_end(event: dict) -> None:
@@ -112,7 +115,8 @@ def run_demo(options: DemoOptions) -> int:
         bar.set_postfix(success=f"{successes}/{bar.n}")
         tqdm.write(
             f"episode {event['episode']} seed {event['seed']}: "
-            f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps - {event['instruction']!r}"
+            f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps"
+            f" - {event['instruction']!r}"
         )
 
     from vla_bringup.demo_monitor_node import monitor_run

@@ -11,6 +11,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -70,6 +71,7 @@ def monitor_run(
             from vla_bringup.bag_recorder_node import BagRecorderNode
 
             recorder = BagRecorderNode(output=bag_path)
+            recorder.get_logger().set_level(LoggingSeverity.WARN)  # one line per topic is noise here
             executor.add_node(recorder)
         deadline = time.monotonic() + timeout_s
         seen = 0

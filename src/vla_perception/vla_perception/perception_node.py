@@ -193,7 +193,6 @@ class PerceptionNode(Node):
         self.diag.count("observations")
         self.diag.report(OK, "ok")
 
-
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=False)

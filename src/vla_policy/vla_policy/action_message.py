@@ -135,7 +135,8 @@ def decode_action_chunk(text: str) -> ActionChunk:
         bins = array.astype(np.int64)
         if bins.min() < 0 or bins.max() > space.n_bins - 1:
             raise ValueError(
-                f"action message: bin index out of range 0..{space.n_bins - 1}: {int(bins.min())}..{int(bins.max())}"
+                f"action message: bin index out of range 0..{space.n_bins - 1}: "
+                f"{int(bins.min())}..{int(bins.max())}"
             )
         array = dequantize_actions(bins, space)
     return ActionChunk(

@@ -95,14 +95,10 @@ class PolicyNode(Node):
                 lambda m, c=camera: self._on_image(c, m),
                 RELIABLE_QOS,
             )
-        self.create_subscription(
-            String, "/vla/instruction", self._on_instruction, LATCHED_QOS
-        )
+        self.create_subscription(String, "/vla/instruction", self._on_instruction, LATCHED_QOS)
         self.create_subscription(JointState, joint_states_topic, self._on_joints, 10)
         if self.use_privileged:
-            self.create_subscription(
-                String, "/sim/privileged_state", self._on_privileged, RELIABLE_QOS
-            )
+            self.create_subscription(String, "/sim/privileged_state", self._on_privileged, RELIABLE_QOS)
         self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS)
         self.action_pub = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
         self._backend_lock = threading.Lock()  # infer() and reset() never overlap
@@ -198,7 +194,6 @@ class PolicyNode(Node):
         self.action_pub.publish(String(data=text))
         self.diag.count("actions")
         self.diag.report(OK, "ok")
-
 
     def close(self) -> None:
         self._stop.set()

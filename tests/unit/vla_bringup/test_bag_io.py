@@ -11,6 +11,7 @@ import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
+
 from vla_bringup.bag_io import BagWriter, ThreadedBagWriter, iter_messages, read_counts
 
 STORE = get_typestore(Stores.ROS2_KILTED)

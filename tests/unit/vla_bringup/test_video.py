@@ -7,6 +7,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
+
 from vla_bringup.video import Mp4Writer
 
 

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from vla_perception.preprocess import CameraPreprocess
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)

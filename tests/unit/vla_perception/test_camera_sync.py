@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+
 from vla_perception.sync import ApproximateSync, FrameHealth, frame_fingerprint
 
 MS = 1_000_000

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+
 from vla_perception.image_codec import (
     SUPPORTED_ENCODINGS,
     array_to_compressed,

@@ -81,7 +81,9 @@ def run_graph_episode(
             if action is not None:
                 command = controller.step(action, sim.joint_state()[1][:6])
                 sim.set_finger_command(command.finger_target_m)
-                path = servo_waypoints(commanded, command.joint_targets_rad, timing.step_dt_s, timing.servo_hz)
+                path = servo_waypoints(
+                    commanded, command.joint_targets_rad, timing.step_dt_s, timing.servo_hz
+                )
                 waypoints = [(now + t, joints) for t, joints in path]
         while waypoints and waypoints[0][0] <= now + 1e-9:
             commanded = waypoints.pop(0)[1]

@@ -204,7 +204,9 @@ class ScriptedExpert:
         if self.phase == "close":
             # Lift only once the fingers are measured on the object (not after a step count alone):
             # under latency, or when predicting a chunk ahead, steps do not equal elapsed time.
-            fingers_closed = privileged.get("finger_m", 0.0) <= float(obj["size_m"]) / 2 + cfg.finger_contact_margin_m
+            fingers_closed = (
+                privileged.get("finger_m", 0.0) <= float(obj["size_m"]) / 2 + cfg.finger_contact_margin_m
+            )
             if self._phase_steps >= cfg.close_steps and fingers_closed:
                 self._enter("lift")
             else:
