@@ -50,19 +50,21 @@ def write_section(name: str, body: str, path: Path | None = None) -> Path:
     return path
 
 
+# label -> ((height, width) of each camera's policy input, interpolation)
 OVERHEAD_CONFIGS = {
-    "2 x 224x224 (OpenVLA-style)": ((224, 224), (224, 224)),
-    "2 x 256x256": ((256, 256), (256, 256)),
-    "256x256 + 128x128 wrist (Octo-style)": ((256, 256), (128, 128)),
+    "2 x 224x224 (OpenVLA-style), antialias (default)": (((224, 224), (224, 224)), "antialias"),
+    "256x256 + 128x128 wrist (Octo-style), antialias (default)": (((256, 256), (128, 128)), "antialias"),
+    "2 x 256x256, antialias (default)": (((256, 256), (256, 256)), "antialias"),
+    "2 x 256x256, area (INTER_AREA)": (((256, 256), (256, 256)), "area"),
 }
 
 
 def bench_overhead(
-    steps: int, sizes: tuple[tuple[int, int], tuple[int, int]]
+    steps: int,
+    sizes: tuple[tuple[int, int], tuple[int, int]],
+    interpolation: str = "antialias",
 ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
     """One control step of all but the model: 2 cameras 640x480 -> policy inputs -> action -> joints."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
@@ -70,7 +72,7 @@ def bench_overhead(
     from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
     from vla_actuation.kinematics import BRIDGE_NEUTRAL_JOINTS_RAD
     from vla_perception.image_codec import array_to_image_fields, image_to_array
-    from vla_perception.preprocess import CameraPreprocess, to_policy_inputs
+    from vla_perception.preprocess import CameraPreprocess, to_policy_input
     from vla_perception.sync import ApproximateSync, FrameHealth
     from vla_policy.action_message import decode_action_chunk, encode_action_chunk
     from vla_policy.action_space import ActionSpace
@@ -78,8 +80,10 @@ def bench_overhead(
     from vla_policy.observation_assembly import ObservationAssembler
 
     rng = np.random.default_rng(0)
-    cameras = {"primary": CameraPreprocess(*sizes[0]), "wrist": CameraPreprocess(*sizes[1])}
-    pool = ThreadPoolExecutor(max_workers=2)
+    cameras = {
+        "primary": CameraPreprocess(*sizes[0], interpolation=interpolation),
+        "wrist": CameraPreprocess(*sizes[1], interpolation=interpolation),
+    }
     wire = {}
     for name in cameras:
         fields = array_to_image_fields(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), "bgr8")
@@ -113,7 +117,7 @@ def bench_overhead(
                 health.check(name, stamp_ns, frame, stamp_ns)
             frames[name] = (frame, msg.encoding, prep)
         with this_step.measure("preprocess"):
-            inputs = to_policy_inputs(frames, pool)
+            inputs = {name: to_policy_input(*frame) for name, frame in frames.items()}
         for name, small in inputs.items():
             with this_step.measure("obs_encode"):
                 fields = array_to_image_fields(small, "rgb8")
@@ -133,7 +137,6 @@ def bench_overhead(
         totals.append((time.perf_counter() - t0) * 1e3)
         for stage, stats in this_step.summary().items():  # stages run once per camera add up
             stages.record(stage, stats["total"])
-    pool.shutdown()
     summary = stages.summary()
     return {k: (v["p50"], v["p99"]) for k, v in summary.items()}, percentiles(totals)
 
@@ -147,15 +150,16 @@ def run_bench(args: argparse.Namespace) -> int:
             "",
             f"Machine: {machine_description()}. {args.steps} steps per configuration. Two 640x480 bgr8 "
             "cameras (rclpy deserialisation included), approximate sync, frame health, decode, resize "
-            "(INTER_AREA, cameras in parallel threads) and RGB conversion, observation encoding, action "
+            "(``antialias``: Gaussian pyramid + bilinear, unless stated) and RGB conversion, observation "
+            "encoding, action "
             "encode/decode, chunk execution, IK with the safety clamps, servo interpolation. DDS transport "
             "is not included (about 2 ms per 640x480 image with the loopback profile, see "
             "environment.md). Target: median < 2 ms, p99 < 5 ms.",
             "",
         ]
-        for label, sizes in tqdm(OVERHEAD_CONFIGS.items(), desc="configurations"):
-            bench_overhead(50, sizes)  # warm-up
-            per_stage, (p50, p99) = bench_overhead(args.steps, sizes)
+        for label, (sizes, interpolation) in tqdm(OVERHEAD_CONFIGS.items(), desc="configurations"):
+            bench_overhead(50, sizes, interpolation)  # warm-up
+            per_stage, (p50, p99) = bench_overhead(args.steps, sizes, interpolation)
             lines += [f"### {label}", "", "| stage | p50 ms | p99 ms |", "|---|---|---|"]
             lines += [f"| {name} | {a:.3f} | {b:.3f} |" for name, (a, b) in per_stage.items()]
             lines += [f"| **total** | **{p50:.3f}** | **{p99:.3f}** |", ""]

@@ -8,7 +8,6 @@ input size and published as rgb8 on /vla/observation/<camera>, every image under
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ from vla_perception.image_codec import (
     decoded_encoding,
     image_to_array,
 )
-from vla_perception.preprocess import CameraPreprocess, to_policy_inputs
+from vla_perception.preprocess import CameraPreprocess, to_policy_input
 from vla_perception.sync import ApproximateSync, FrameHealth
 from vla_policy.latency import StageTimer
 from vla_policy.ros.node_runtime import (
@@ -84,7 +83,6 @@ class PerceptionNode(Node):
         self.sync = ApproximateSync(names, int(slop_s * 1e9), queue_size=5)
         self.health = FrameHealth(int(max_age_s * 1e9), frozen_repeat_limit=frozen)
         self.instruction: str | None = None
-        self.pool = ThreadPoolExecutor(max_workers=len(self.cameras)) if len(self.cameras) > 1 else None
         self._episode_start_ns = 0
 
         self.obs_pubs = {
@@ -116,7 +114,9 @@ class PerceptionNode(Node):
             height=p(f"{name}.height", 256, f"Policy input height of '{name}'", minimum=8, maximum=4096),
             width=p(f"{name}.width", 256, f"Policy input width of '{name}'", minimum=8, maximum=4096),
             mode=p(f"{name}.resize_mode", "resize", f"resize | center_crop | letterbox for '{name}'"),
-            interpolation=p(f"{name}.interpolation", "area", f"area | linear | lanczos for '{name}'"),
+            interpolation=p(
+                f"{name}.interpolation", "antialias", f"antialias | area | linear | lanczos for '{name}'"
+            ),
         )
         return CameraConfig(name, topic, transport, preprocess)
 
@@ -171,7 +171,7 @@ class PerceptionNode(Node):
             frames[camera.name] = (array, encoding, camera.preprocess)
         try:
             with self.timer.measure("preprocess"):
-                images = to_policy_inputs(frames, self.pool)
+                images = {name: to_policy_input(*frame) for name, frame in frames.items()}
         except ValueError as exc:
             self.diag.report(ERROR, f"preprocess: {exc}")
             self.diag.count("bad_preprocess")
@@ -192,10 +192,6 @@ class PerceptionNode(Node):
                 self.obs_pubs[name].publish(out)
         self.diag.count("observations")
         self.diag.report(OK, "ok")
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False)
 
 
 def main(args=None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -28,7 +29,7 @@ def colour_at(image: np.ndarray, row: int, column: int) -> tuple[int, ...]:
 
 
 @pytest.mark.parametrize("mode", ["resize", "center_crop", "letterbox"])
-@pytest.mark.parametrize("interpolation", ["area", "linear", "lanczos"])
+@pytest.mark.parametrize("interpolation", ["antialias", "area", "linear", "lanczos"])
 @pytest.mark.parametrize("size", [(224, 224), (256, 256), (180, 320), (600, 800)])
 def test_output_shape_and_dtype(mode: str, interpolation: str, size: tuple[int, int]) -> None:
     out = CameraPreprocess(*size, mode=mode, interpolation=interpolation).apply(quadrants())
@@ -154,3 +155,28 @@ def test_area_resize_of_640x480_is_fast(size: tuple[int, int]) -> None:
         timings.append(time.perf_counter() - start)
     # 0.45 ms (224) and 0.85 ms (256) on a 2-core machine; the bound leaves room for a loaded runner.
     assert np.median(timings) < 3e-3
+
+
+def _checkerboard(height: int = 480, width: int = 640) -> np.ndarray:
+    board = ((np.indices((height, width)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    return np.repeat(board[:, :, None], 3, axis=2)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (256, 256), (128, 128)])
+def test_antialias_does_not_alias_a_pixel_checkerboard(size: tuple[int, int]) -> None:
+    # A 1-pixel checkerboard is pure high frequency: a proper shrink gives flat grey (127.5);
+    # plain bilinear sampling keeps stripes of the pattern.
+    board = _checkerboard()
+    antialiased = CameraPreprocess(*size, interpolation="antialias").apply(board).astype(float)
+    bilinear = CameraPreprocess(*size, interpolation="linear").apply(board).astype(float)
+    assert np.abs(antialiased - 127.5).max() < 12
+    assert np.abs(bilinear - 127.5).max() > 40
+
+
+def test_antialias_stays_close_to_area_on_smooth_images() -> None:
+    rng = np.random.default_rng(3)
+    smooth = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 4)
+    for size in [(224, 224), (256, 256)]:
+        area = CameraPreprocess(*size, interpolation="area").apply(smooth).astype(int)
+        antialiased = CameraPreprocess(*size, interpolation="antialias").apply(smooth).astype(int)
+        assert np.abs(area - antialiased).mean() < 1.5 and np.abs(area - antialiased).max() < 12
