@@ -54,8 +54,19 @@ class PolicyBackend(Protocol):
 BackendFactory = Callable[..., PolicyBackend]
 _REGISTRY: dict[str, BackendFactory] = {}
 
+# Built-in backends by name -> "module:factory". Imported only when asked for, so that listing
+# backends or running the scripted one never imports torch.
+BUILTIN_BACKENDS = {
+    "scripted": "vla_policy.backends.scripted.backend:make_scripted_backend",
+    "openvla": "vla_policy.backends.openvla.backend:make_openvla_backend",
+    "rt2": "vla_policy.backends.rt2.backend:make_rt2_backend",
+    "octo": "vla_policy.backends.octo.backend:make_octo_backend",
+}
+
 
 def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a factory under ``name`` (for backends outside this package)."""
+
     def decorator(factory: BackendFactory) -> BackendFactory:
         if name in _REGISTRY and _REGISTRY[name] is not factory:
             raise ValueError(f"policy backend '{name}' is registered twice")
@@ -65,22 +76,24 @@ def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
     return decorator
 
 
-def _load_builtin_backends() -> None:
-    # Importing the modules runs their @register_backend decorators.
-    from vla_policy.backends import scripted  # noqa: F401
-
-
 def available_backends() -> list[str]:
-    _load_builtin_backends()
-    return sorted(_REGISTRY)
+    return sorted(set(BUILTIN_BACKENDS) | set(_REGISTRY))
+
+
+def backend_factory(name: str) -> BackendFactory:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name not in BUILTIN_BACKENDS:
+        raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(available_backends())}")
+    module_name, _, attribute = BUILTIN_BACKENDS[name].partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def make_backend(name: str, **options: Any) -> PolicyBackend:
     """Build the backend registered as ``name``; an unknown name lists the known ones."""
-    _load_builtin_backends()
-    if name not in _REGISTRY:
-        raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**options)
+    return backend_factory(name)(**options)
 
 
 def validate_output(output: PolicyOutput, space: ActionSpace) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from vla_policy.action_space import ActionSpace, quantize_actions
 from vla_policy.backends.scripted.expert import ExpertConfig, ScriptedExpert
-from vla_policy.contract import Observation, PolicyOutput, register_backend
+from vla_policy.contract import Observation, PolicyOutput
 from vla_policy.ee_delta import apply_ee_delta
 
 # Through the node graph an action runs 0.05-0.3 s after its observation, and in chunked execution
@@ -49,6 +49,11 @@ class ScriptedBackend:
         self.expert.reset()
 
     def infer(self, observation: Observation) -> PolicyOutput:
+        missing = [camera for camera in self.camera_names if camera not in observation.images]
+        if missing:  # the expert ignores pixels, but an observation without them is malformed
+            raise ValueError(
+                f"observation lacks camera(s) {missing}; the scripted backend expects {self.camera_names}"
+            )
         if not observation.privileged or "tool_pose" not in observation.privileged:
             raise ValueError(
                 "scripted backend needs the sim's privileged state (/sim/privileged_state); none received"
@@ -88,6 +93,5 @@ def predict_after_step(privileged: dict, action: np.ndarray, in_hand_distance_m:
     return state
 
 
-@register_backend("scripted")
 def make_scripted_backend(**options: Any) -> ScriptedBackend:
     return ScriptedBackend(**options)
