@@ -100,7 +100,8 @@ def load_state_dict_strict(module: Any, state_dict: Mapping[str, Any], source: s
     for key, tensor in state_dict.items():
         if tuple(tensor.shape) != tuple(own[key].shape):
             raise ValueError(
-                f"{source}: tensor '{key}' has shape {tuple(tensor.shape)}, the model expects {tuple(own[key].shape)}"
+                f"{source}: tensor '{key}' has shape {tuple(tensor.shape)}, "
+                f"the model expects {tuple(own[key].shape)}"
             )
     module.load_state_dict(state_dict, strict=True)
 
