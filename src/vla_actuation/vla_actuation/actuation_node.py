@@ -173,6 +173,12 @@ class ActuationNode(Node):
             return
         if chunk.stamp_ns < self._episode_start_ns:
             return
+        if chunk.terminate:  # the policy says the episode is over (RT-2's terminate): stop here
+            self.executor_.reset()
+            self.waypoints.clear()
+            self.diag.count("terminate")
+            self.diag.report(OK, f"policy '{chunk.policy}' signalled the end of the episode; holding")
+            return
         executor = self.step_executor if chunk.horizon == 1 else self.chunk_executor
         if executor is not self.executor_:
             self.executor_.reset()

@@ -142,6 +142,10 @@ def bench_overhead(
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.bench == "policy":
+        from vla_bringup.bench_policy import run
+
+        return run(args)
     if args.bench == "overhead":
         from tqdm import tqdm
 

@@ -51,6 +51,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         real_time_factor=args.real_time_factor,
         record=not args.no_record,
         video=not args.no_video,
+        checkpoint=args.checkpoint,
+        backend_options=args.backend_options,
+        max_steps=args.max_steps,
     )
     return run_demo(options)
 
@@ -85,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", default=None, help="write the results here")
     demo.add_argument("--out", default=None, help="folder for video, bag and logs (default out/demo-<time>)")
     demo.add_argument("--action-kind", default="continuous", choices=["continuous", "discrete"])
+    demo.add_argument("--checkpoint", default="", help="checkpoint directory for a model backend")
+    demo.add_argument("--backend-options", default="{}", help='JSON, e.g. \'{"unnorm_key": "bridge_orig"}\'')
+    demo.add_argument("--max-steps", type=int, default=80, help="control steps per episode")
     demo.add_argument(
         "--execution-mode", default=None, choices=["single_step", "receding_horizon", "temporal_ensembling"]
     )
@@ -100,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
     overhead.add_argument("--steps", type=int, default=2000)
     overhead.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
+    policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
+    policy.add_argument("--backend", required=True, choices=["openvla", "rt2", "octo"])
+    policy.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "7b"])
+    policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    policy.add_argument(
+        "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
+    )
+    policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
+    policy.add_argument("--warmup", type=int, default=3)
+    policy.add_argument("--compile", action="store_true", help="torch.compile where the backend supports it")
+    policy.add_argument(
         "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
     )
     bench.set_defaults(func=cmd_bench)

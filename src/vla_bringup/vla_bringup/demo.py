@@ -38,6 +38,8 @@ class DemoOptions:
     execution_mode: str | None = None
     real_time_factor: float | None = None
     max_steps: int = 80
+    checkpoint: str = ""
+    backend_options: str = "{}"
     record: bool = True
     video: bool = True
 
@@ -91,7 +93,14 @@ def run_demo(options: DemoOptions) -> int:
         sim["real_time_factor"] = options.real_time_factor
     overrides = {
         "sim": sim,
-        "policy": {"backend": options.policy, "action_kind": options.action_kind},
+        "policy": {
+            "backend": options.policy,
+            "action_kind": options.action_kind,
+            "checkpoint": options.checkpoint,
+            "backend_options": options.backend_options,
+            # Only the sim's scripted expert reads privileged state; a VLA sees pixels alone.
+            "use_privileged_state": options.policy == "scripted",
+        },
     }
     if options.execution_mode:
         overrides["actuation"] = {"execution_mode": options.execution_mode}

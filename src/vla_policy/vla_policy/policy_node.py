@@ -43,6 +43,17 @@ def resolve_device(requested: str) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+def parse_options(text: str) -> dict:
+    """The backend_options parameter (a JSON object) as a dict; errors name the parameter."""
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"parameter 'backend_options': not JSON ({exc.msg}): {text!r}") from exc
+    if not isinstance(options, dict):
+        raise ValueError(f"parameter 'backend_options': expected a JSON object, got {text!r}")
+    return options
+
+
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy")
@@ -74,7 +85,15 @@ class PolicyNode(Node):
             "use_privileged_state", True, "Subscribe /sim/privileged_state (scripted expert)"
         )
 
-        options = {"device": device, "action_kind": action_kind, "chunk_horizon": horizon}
+        extra = p(
+            "backend_options", "{}", 'JSON object of backend options, e.g. {"unnorm_key": "bridge_orig"}'
+        )
+        options = {
+            "device": device,
+            "action_kind": action_kind,
+            "chunk_horizon": horizon,
+            **parse_options(extra),
+        }
         if checkpoint:
             options["checkpoint"] = checkpoint
         self.backend = make_backend(backend_name, **options)
