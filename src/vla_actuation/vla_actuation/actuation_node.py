@@ -25,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from vla_actuation.chunk_executor import ChunkExecutor
 from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
 from vla_actuation.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAME
-from vla_actuation.safety import SafetyLimits, command_is_stale, validate_joint_state
+from vla_actuation.safety import SafetyLimits, command_is_stale, validate_action, validate_joint_state
 from vla_policy.action_message import decode_action_chunk
 from vla_policy.latency import StageTimer
 from vla_policy.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
@@ -173,6 +173,14 @@ class ActuationNode(Node):
             return
         if chunk.stamp_ns < self._episode_start_ns:
             return
+        for row in chunk.values:  # the safety layer sees every step before anything is queued
+            _, violations = validate_action(row, chunk.space.dim)
+            if violations:
+                for violation in violations:
+                    self.diag.count(f"violation.{violation.code}")
+                self.diag.report(ERROR, f"action rejected: {violations[0].message}; holding")
+                self.diag.count("rejected_actions")
+                return
         if chunk.terminate:  # the policy says the episode is over (RT-2's terminate): stop here
             self.executor_.reset()
             self.waypoints.clear()

@@ -1,0 +1,133 @@
+"""The actuation node over DDS under bad input: it rejects, holds, reports, and never crashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from graph_helpers import start_graph
+from rclpy.node import Node
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from vla_actuation.kinematics import JOINT_VELOCITY_LIMIT_RAD_S, forward_kinematics
+from vla_bringup.profiles import NodeSpec
+from vla_bringup.ros_env import loopback_environment
+from vla_policy.action_message import encode_action_chunk
+from vla_policy.action_space import ActionSpace
+from vla_policy.ros.qos import RELIABLE_QOS
+
+pytestmark = pytest.mark.ros
+
+
+class Probe(Node):
+    def __init__(self) -> None:
+        super().__init__("fault_probe")
+        self.arm: list[np.ndarray] = []
+        self.counters: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.actions = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
+        self.create_subscription(
+            JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 100
+        )
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_arm(self, msg: JointTrajectory) -> None:
+        with self.lock:
+            self.arm.append(np.array(msg.points[0].positions))
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "vla_stack/actuation":
+                with self.lock:
+                    self.counters = {
+                        kv.key[6:]: int(kv.value) for kv in status.values if kv.key.startswith("count.")
+                    }
+
+    def send(self, values, age_s: float = 0.0) -> None:
+        stamp = self.get_clock().now().nanoseconds - int(age_s * 1e9)
+        self.actions.publish(String(data=encode_action_chunk(stamp, ActionSpace(), np.atleast_2d(values))))
+
+    def commands(self) -> int:
+        with self.lock:
+            return len(self.arm)
+
+
+@pytest.fixture()
+def probe(tmp_path: Path):
+    env = loopback_environment(log_dir=str(tmp_path / "fake"))
+    fake = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_robot_process.py"))], env=env)
+    launcher = start_graph(
+        [NodeSpec("actuation", "vla_actuation.actuation_node", ("actuation",))],
+        tmp_path,
+        {"actuation": {"execution_mode": "single_step"}},
+    )
+    rclpy.init()
+    node = Probe()
+    stop = threading.Event()
+    spinner = threading.Thread(
+        target=lambda: [rclpy.spin_once(node, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
+    )
+    spinner.start()
+    deadline = time.monotonic() + 30
+    while node.count_subscribers("/vla/action") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # joint states reach the node
+    try:
+        yield node, launcher
+    finally:
+        stop.set()
+        spinner.join()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        launcher.stop()
+        fake.terminate()
+        fake.wait(10)
+
+
+def _quiet_after(node: Probe, send, wait_s: float = 0.6) -> bool:
+    before = node.commands()
+    send()
+    time.sleep(wait_s)
+    return node.commands() == before
+
+
+def test_bad_actions_are_rejected_and_the_arm_holds(probe):
+    node, launcher = probe
+    assert _quiet_after(node, lambda: node.actions.publish(String(data="{not json")))
+    assert _quiet_after(node, lambda: node.send([np.nan, 0, 0, 0, 0, 0, 1]))
+    assert _quiet_after(node, lambda: node.send([np.inf, 0, 0, 0, 0, 0, 1]))
+    assert _quiet_after(node, lambda: node.send([0.01, 0, 0, 0, 0, 0, 1], age_s=2.0))  # stale
+    wrong = json.loads(encode_action_chunk(1, ActionSpace(), np.zeros((1, 7))))
+    wrong["dims"] = wrong["dims"][:6]
+    assert _quiet_after(node, lambda: node.actions.publish(String(data=json.dumps(wrong))))
+    assert launcher.poll() is None, launcher.poll()
+    time.sleep(1.2)  # one diagnostics period
+    with node.lock:
+        counters = dict(node.counters)
+    assert counters.get("rejected_actions", 0) >= 2 and counters.get("stale_actions", 0) >= 1, counters
+    assert counters.get("violation.nan", 0) + counters.get("violation.inf", 0) >= 2, counters
+    # A good action still moves the arm afterwards.
+    assert not _quiet_after(node, lambda: node.send([0.02, 0, 0, 0, 0, 0, 1]))
+
+
+def test_huge_delta_is_clipped_per_step(probe):
+    node, _ = probe
+    start_count = node.commands()
+    node.send([0.5, 0.0, 0.0, 0, 0, 0, 1])  # 10x the 0.05 m bound
+    time.sleep(0.8)
+    with node.lock:
+        streamed = node.arm[max(0, start_count - 1) :]
+    assert len(streamed) >= 5
+    first, last = forward_kinematics(streamed[0])[:3, 3], forward_kinematics(streamed[-1])[:3, 3]
+    assert np.linalg.norm(last - first) <= 0.05 + 0.005  # one clipped step
+    steps = np.abs(np.diff(np.array(streamed), axis=0))
+    assert np.all(steps <= JOINT_VELOCITY_LIMIT_RAD_S * 0.02 * 1.01 + 1e-9)
