@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -145,16 +144,6 @@ def test_ik_prefers_the_solution_nearest_the_seed() -> None:
     result = solve_ik(forward_kinematics(q), twin + 0.05)
     assert result.success
     np.testing.assert_allclose(result.joints_rad, twin, atol=1e-3)
-
-
-def test_ik_is_fast_from_a_nearby_seed() -> None:
-    rng = np.random.default_rng(5)
-    samples = _reachable_samples(rng, 50, in_workspace=True)
-    start = time.perf_counter()
-    for q in samples:
-        solve_ik(forward_kinematics(q), q + rng.uniform(-0.05, 0.05, 6))
-    mean_s = (time.perf_counter() - start) / len(samples)
-    assert mean_s < 0.005  # ~0.3 ms typical; generous for loaded CI machines
 
 
 @pytest.mark.parametrize(
