@@ -44,6 +44,9 @@ def run_graph_episode(
     spec = sim.reset(seed)
     backend = ScriptedBackend(action_kind=action_kind, chunk_horizon=horizon)
     space = backend.action_space
+    pixels = {
+        camera: np.zeros((2, 2, 3), np.uint8) for camera in backend.camera_names
+    }  # the expert ignores them
     # As actuation_node: one-step actions always run as single steps.
     executor = ChunkExecutor(mode if horizon > 1 else "single_step", timing.step_dt_s, max_open_loop_s=0.5)
     controller = EeDeltaController(ControllerConfig(step_dt_s=timing.step_dt_s))
@@ -63,7 +66,7 @@ def run_graph_episode(
             next_camera += timing.camera_period_s
         if now + 1e-9 >= next_policy and frame is not None:
             stamp, state = frame
-            out = backend.infer(Observation(int(stamp * 1e9), {}, spec.instruction, None, state))
+            out = backend.infer(Observation(int(stamp * 1e9), pixels, spec.instruction, None, state))
             chunk = np.atleast_2d(out.chunk)
             if space.kind == "discrete":  # what the actuation decodes from the wire
                 chunk = dequantize_actions(chunk, space)
