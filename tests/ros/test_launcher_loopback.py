@@ -56,3 +56,50 @@ def test_launched_nodes_use_the_profile_and_bind_only_loopback(tmp_path):
     finally:
         codes = launcher.stop()
     assert all(code is not None for code in codes.values()), codes
+
+
+def test_a_crashed_node_is_reported_with_its_log(tmp_path):
+    launcher = start_graph(list(profile("replay")), tmp_path, {"policy": {"backend": "no_such_policy"}})
+    try:
+        assert wait_until(lambda: launcher.poll() is not None, 30.0)
+        report = launcher.poll()
+        assert "node 'policy' exited with code" in report
+        assert "'no_such_policy' is unknown" in report  # the tail of its log says why
+    finally:
+        launcher.stop()
+
+
+def test_sigint_stops_every_node_of_vla_stack_launch(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from vla_bringup.ros_env import loopback_environment
+
+    env = loopback_environment(log_dir=str(tmp_path / "ros"))
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "vla_bringup.cli", "launch", "replay"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        children = lambda: [  # noqa: E731
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(cli.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        assert wait_until(lambda: len(children()) == 3, 30.0), children()
+        pids = children()
+        assert wait_until(lambda: all(len(udp_bindings(pid)) >= 3 for pid in pids), 30.0)
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=30) == 0
+        assert all(
+            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+            for pid in pids
+        )
+    finally:
+        if cli.poll() is None:
+            cli.kill()
