@@ -22,7 +22,7 @@ def make_observation(backend: PolicyBackend, seed: int = 0, instruction: str = I
         camera: rng.integers(0, 256, (*backend.image_size[camera], 3), dtype=np.uint8)
         for camera in backend.camera_names
     }
-    proprio = np.array([-0.132, -0.762, 0.445, -0.020, 1.756, -0.160, 0.037, -0.037])
+    proprio = np.array([-0.132, -0.762, 0.445, -0.020, 1.756, -0.160, 0.037])
     return Observation(stamp_ns=1_000_000_000, images=images, instruction=instruction, proprio=proprio)
 
 

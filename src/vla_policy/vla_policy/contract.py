@@ -24,7 +24,7 @@ class Observation:
     stamp_ns: int
     images: Mapping[str, np.ndarray]  # camera name -> HxWx3 uint8 RGB at the policy's input size
     instruction: str
-    proprio: np.ndarray | None = None  # arm joint positions (rad) + finger (m), when known
+    proprio: np.ndarray | None = None  # 6 arm joint positions (rad, waist..wrist_rotate) + left_finger (m)
     privileged: Mapping[str, Any] | None = None  # simulator ground truth; only the scripted expert uses it
 
 

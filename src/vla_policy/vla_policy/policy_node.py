@@ -43,6 +43,9 @@ def resolve_device(requested: str) -> str:
     return "cuda" if has_cuda else "cpu"
 
 
+PROPRIO_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "left_finger")
+
+
 def parse_options(text: str) -> dict:
     """The backend_options parameter (a JSON object) as a dict; errors name the parameter."""
     try:
@@ -145,7 +148,10 @@ class PolicyNode(Node):
         self.instruction = msg.data
 
     def _on_joints(self, msg: JointState) -> None:
-        self.proprio = np.asarray(msg.position, dtype=np.float64)
+        # Proprio in a fixed order (6 arm joints, then the finger), whatever order the driver uses.
+        index = {name: i for i, name in enumerate(msg.name)}
+        if all(name in index for name in PROPRIO_JOINTS) and len(msg.position) == len(msg.name):
+            self.proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINTS], dtype=np.float64)
 
     def _on_privileged(self, msg: String) -> None:
         self.privileged = json.loads(msg.data)
