@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
     policy.add_argument("--backend", required=True, choices=["openvla", "rt2", "octo"])
-    policy.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "7b"])
+    policy.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "3b", "7b"])
     policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     policy.add_argument(
         "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"

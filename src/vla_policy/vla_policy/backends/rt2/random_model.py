@@ -1,0 +1,164 @@
+"""Random-weight RT-2-style models (PaliGemma: SigLIP + Gemma) for tests and ``vla-stack bench policy``.
+
+No RT-2 weights are public, so timing and tests use the real architecture with random weights,
+a small word-level tokenizer built offline (every integer 0..255 is one token, as in PaLI-X) and the
+Hugging Face PaliGemma processor. Sizes:
+
+- ``tiny``: 32 px images, 16 patches, width 32, 2 + 2 layers (about 0.1 M parameters; tests);
+- ``small``: a SigLIP-S/16-like tower at 224 px + an 8-layer decoder of width 512, 32k vocabulary
+  (about 75 M parameters);
+- ``base``: SigLIP-B/16 at 224 px (196 patches) + a 12-layer Gemma-style decoder of width 1024
+  with a 32k vocabulary (about 0.3 B parameters);
+- ``3b``: the PaliGemma-3B architecture (SigLIP So400m/14 at 224 px + Gemma 2B, 257k vocabulary),
+  the size of the RT-2 paper's smallest (PaLI-3B) variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vla_policy.backends.rt2.action_text import N_ACTION_BINS
+from vla_policy.backends.rt2.binning import RT1_ACTION_HIGH, RT1_ACTION_LOW, ActionBinning
+from vla_policy.backends.rt2.config import RT2Config
+
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<image>")
+PROMPT_WORDS = (
+    "q : what action should the robot take to ? a put pick place move open close the red green blue "
+    "yellow cube block bowl plate towel spoon carrot eggplant basket drawer in on into of and"
+).split()
+
+
+@dataclass(frozen=True)
+class PaliGemmaSize:
+    """Architecture hyperparameters of one size (vision tower, then language model)."""
+
+    image_size: int  # square input, pixels
+    patch_size: int
+    vision_width: int
+    vision_layers: int
+    vision_heads: int
+    vision_mlp: int
+    text_width: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    head_dim: int
+    text_mlp: int
+    vocab_size: int  # 0 = the tokenizer's size (padded to a multiple of 64)
+
+
+SIZES = {
+    "tiny": PaliGemmaSize(32, 8, 32, 2, 2, 64, 32, 2, 2, 1, 16, 64, 0),
+    "small": PaliGemmaSize(224, 16, 384, 12, 6, 1536, 512, 8, 8, 1, 64, 2048, 32768),
+    "base": PaliGemmaSize(224, 16, 768, 12, 12, 3072, 1024, 12, 8, 1, 128, 4096, 32768),
+    "3b": PaliGemmaSize(224, 14, 1152, 27, 16, 4304, 2048, 18, 8, 1, 256, 16384, 257152),
+}
+
+
+def build_word_tokenizer(words: tuple[str, ...] = tuple(PROMPT_WORDS)) -> Any:
+    """A lowercase word-level tokenizer: special tokens, the integers 0..255, then ``words``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = list(SPECIAL_TOKENS) + [str(k) for k in range(N_ACTION_BINS)]
+    vocabulary += [w for w in dict.fromkeys(words) if w not in vocabulary]
+    backend = Tokenizer(models.WordLevel({token: i for i, token in enumerate(vocabulary)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()  # "Q:" -> "q", ":"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def build_processor(size: PaliGemmaSize) -> Any:
+    from transformers import PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    image_processor = SiglipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
+    image_processor.image_seq_length = (size.image_size // size.patch_size) ** 2
+    return PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_word_tokenizer())
+
+
+def build_random_paligemma(
+    size: str | PaliGemmaSize = "tiny", seed: int = 0, device: str = "cpu"
+) -> tuple[Any, Any]:
+    """(model, processor): a PaliGemmaForConditionalGeneration with random weights, in eval mode.
+
+    The weights are created on ``device`` (a 3B model initialises in seconds on a GPU).
+    """
+    import torch
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+
+    if isinstance(size, str):
+        if size not in SIZES:
+            raise ValueError(f"rt2 size '{size}' is unknown; available: {', '.join(SIZES)}")
+        size = SIZES[size]
+    processor = build_processor(size)
+    tokenizer = processor.tokenizer
+    vocab_size = size.vocab_size or -(-len(tokenizer) // 64) * 64
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"rt2 size: vocab_size {vocab_size} is below the tokenizer's {len(tokenizer)}")
+    config = PaliGemmaConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": size.vision_width,
+            "intermediate_size": size.vision_mlp,
+            "num_hidden_layers": size.vision_layers,
+            "num_attention_heads": size.vision_heads,
+            "image_size": size.image_size,
+            "patch_size": size.patch_size,
+            "vision_use_head": False,
+        },
+        text_config={
+            "model_type": "gemma",
+            "hidden_size": size.text_width,
+            "intermediate_size": size.text_mlp,
+            "num_hidden_layers": size.text_layers,
+            "num_attention_heads": size.text_heads,
+            "num_key_value_heads": size.text_kv_heads,
+            "head_dim": size.head_dim,
+            "vocab_size": vocab_size,
+        },
+        image_token_index=processor.image_token_id,
+        vocab_size=vocab_size,
+        projection_dim=size.text_width,
+        hidden_size=size.text_width,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = PaliGemmaForConditionalGeneration(config).eval()
+    return model, processor
+
+
+def random_rt2_config(processor: Any, token_mode: str = "number_tokens") -> RT2Config:
+    """RT-1 action ranges and gripper convention; in token_table mode the tokenizer's last 256 ids."""
+    table = None
+    if token_mode == "token_table":  # PaLM-E style: overwrite the last (least used) 256 tokens
+        last = len(processor.tokenizer) - 1
+        table = tuple(last - k for k in range(N_ACTION_BINS))
+    return RT2Config(
+        token_mode=token_mode,
+        binning=ActionBinning(RT1_ACTION_LOW, RT1_ACTION_HIGH, "rt1_levels", "rt1"),
+        action_token_ids=table,
+    )
+
+
+def save_rt2_checkpoint(directory: str | Path, model: Any, processor: Any, config: RT2Config) -> Path:
+    """Write a loadable checkpoint: HF config + safetensors weights, processor files, rt2_config.json."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)  # safetensors
+    processor.save_pretrained(directory)
+    config.save(directory)
+    return directory
+
+
+def save_tiny_rt2_checkpoint(directory: str | Path, token_mode: str = "number_tokens", seed: int = 0) -> Path:
+    """A tiny random RT-2-style checkpoint (tests, demos without weights)."""
+    model, processor = build_random_paligemma("tiny", seed=seed)
+    return save_rt2_checkpoint(directory, model, processor, random_rt2_config(processor, token_mode))
