@@ -80,6 +80,13 @@ class SimNode(Node):
             maximum=600.0,
         )
 
+        self.wait_for_publishers = list(
+            p(
+                "wait_for_publishers",
+                ["/vla/action", f"/{self.robot}/arm_controller/joint_trajectory"],
+                "Topics that must have a publisher before the first episode starts",
+            )
+        )
         self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(self.seed)
@@ -157,15 +164,15 @@ class SimNode(Node):
             self.sim.close()  # the EGL context belongs to this thread
 
     def _wait_for_graph(self) -> None:
+        """Hold the first episode until the policy (its model loaded) and the actuation are up."""
         deadline = time.monotonic() + self.wait_for_graph_s
         while time.monotonic() < deadline and not self._stop.is_set():
-            if self.count_publishers(self.arm_topic) > 0:
+            waiting = [topic for topic in self.wait_for_publishers if self.count_publishers(topic) == 0]
+            if not waiting:
                 return
             self._publish_clock()
             time.sleep(0.1)
-        self.get_logger().warn(
-            f"no publisher on {self.arm_topic} after {self.wait_for_graph_s} s; starting anyway"
-        )
+        self.get_logger().warn(f"no publisher on {waiting} after {self.wait_for_graph_s} s; starting anyway")
 
     def _run_episode(self, index: int) -> None:
         seed = self.seed + index

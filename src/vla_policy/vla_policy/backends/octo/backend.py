@@ -1,0 +1,196 @@
+"""The Octo policy backend: a window of 2 observations + an instruction in, a 4 x 7 chunk out.
+
+``make_octo_backend(checkpoint=DIR, device=..., chunk_horizon=..., num_steps=..., scheduler=...,
+dtype=..., unnorm_key=..., seed=...)`` is the registry's factory ("octo"). ``build_random_octo``
+builds the real architecture at a size with random weights, for ``vla-stack bench policy``.
+
+The chunk is unnormalised (a * std + mean where the mask is True) into Bridge units with the
+gripper in [0, 1]: what the actuation's temporal ensembling consumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_policy.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
+from vla_policy.backends.octo.action_head import DiffusionSampler
+from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
+from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig, octo_preset
+from vla_policy.backends.octo.model import OctoModel
+from vla_policy.backends.octo.processor import ObservationHistory, resize_image, unnormalize_actions
+from vla_policy.backends.octo.tokenizers import (
+    build_word_tokenizer,
+    load_text_tokenizer,
+    tokenize_instructions,
+)
+from vla_policy.contract import Observation, PolicyOutput
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype '{dtype}' is not one of {sorted(DTYPES)}")
+    if device == "cpu" and dtype == "float16":
+        raise ValueError("dtype 'float16' is not supported on cpu; use float32 or bfloat16")
+    return DTYPES[dtype]
+
+
+class OctoBackend:
+    """PolicyBackend over an :class:`OctoModel` (see the module docstring)."""
+
+    name = "octo"
+
+    def __init__(
+        self,
+        model: OctoModel,
+        tokenizer: Any,
+        stats: NormStats,
+        *,
+        device: str = "cpu",
+        chunk_horizon: int | None = None,
+        num_steps: int | None = None,
+        scheduler: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        config = model.config
+        self.config = config
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.camera_names = tuple(config.cameras)
+        self.image_size = config.image_size
+        self.action_space = ActionSpace(kind="continuous", stats=stats)
+        if len(stats.mean) != config.action_dim:
+            raise ValueError(f"norm stats have {len(stats.mean)} dimensions, the model {config.action_dim}")
+        horizon = config.action_horizon if chunk_horizon is None else int(chunk_horizon)
+        if not 1 <= horizon <= config.action_horizon:
+            raise ValueError(
+                f"chunk_horizon must be in 1..{config.action_horizon} for this model, got {horizon}"
+            )
+        self.horizon = horizon
+        self.sampler = DiffusionSampler(config, scheduler, num_steps)
+        self.history = ObservationHistory(config.window)
+        self.generator = torch.Generator(device=device)
+        self.seed = int(seed)
+        self.generator.manual_seed(self.seed)
+        self._text_cache: dict[str, torch.Tensor] = {}
+
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: clear the history; reseed the sampler (a fresh random seed when None)."""
+        self.history.reset()
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self.generator.manual_seed(self.seed)
+
+    def _text_embedding(self, instruction: str) -> torch.Tensor:
+        if instruction not in self._text_cache:
+            tokens = tokenize_instructions(self.tokenizer, [instruction], self.config.text_tokens)
+            tokens = {k: v.to(self.device) for k, v in tokens.items()}
+            self._text_cache = {instruction: self.model.encode_text(**tokens)}  # keep only the current one
+        return self._text_cache[instruction]
+
+    def _images(self, images: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [c for c in self.camera_names if c not in images]
+        if missing:
+            raise ValueError(
+                f"observation lacks camera(s) {missing}; the octo backend expects {list(self.camera_names)}"
+            )
+        return {c: resize_image(images[c], self.image_size[c], c) for c in self.camera_names}
+
+    @torch.no_grad()
+    def infer(self, observation: Observation) -> PolicyOutput:
+        start = time.perf_counter()
+        frames, timestep_mask = self.history.add(self._images(observation.images))
+        images = {c: torch.from_numpy(v)[None].to(self.device) for c, v in frames.items()}
+        mask = torch.from_numpy(timestep_mask)[None].to(self.device)
+        readout = self.model(images, self._text_embedding(observation.instruction), mask)
+        normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
+        chunk = unnormalize_actions(
+            normalized[0, : self.horizon].cpu().numpy(), self.action_space.stats, self.action_space.dim_names
+        )
+        info = {
+            "seed": self.seed,
+            "scheduler": self.sampler.kind,
+            "num_steps": self.sampler.num_steps,
+            "pad_timesteps": int((~timestep_mask).sum()),
+            "infer_ms": (time.perf_counter() - start) * 1e3,
+        }
+        return PolicyOutput(chunk=chunk, info=info)
+
+
+def make_octo_backend(
+    checkpoint: str | Path | None = None,
+    device: str = "cpu",
+    action_kind: str = "continuous",
+    chunk_horizon: int | None = None,
+    num_steps: int | None = None,
+    scheduler: str | None = None,
+    dtype: str | None = None,
+    unnorm_key: str | None = None,
+    seed: int = 0,
+    **_: Any,
+) -> OctoBackend:
+    """The registry's factory: load an Octo checkpoint directory (see ``checkpoint.py``)."""
+    if action_kind != "continuous":
+        raise ValueError(f"octo backend: action_kind '{action_kind}' is not supported; Octo is continuous")
+    if not checkpoint:
+        raise ValueError("octo backend: the 'checkpoint' option (a checkpoint directory) is required")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise ValueError(f"octo backend: scheduler '{scheduler}' is not one of {SCHEDULERS}")
+    loaded = load_octo_checkpoint(
+        checkpoint, device=device, dtype=resolve_dtype(dtype, device), unnorm_key=unnorm_key
+    )
+    return OctoBackend(
+        loaded.model,
+        loaded.tokenizer,
+        loaded.stats,
+        device=device,
+        chunk_horizon=chunk_horizon,
+        num_steps=num_steps,
+        scheduler=scheduler,
+        seed=seed,
+    )
+
+
+def build_random_octo(
+    size: str = "small",
+    device: str = "cpu",
+    dtype: str | None = None,
+    seed: int = 0,
+    compile: bool = False,
+    **overrides: Any,
+) -> OctoBackend:
+    """The real architecture at ``size`` (tiny | small | base) with random weights, ready to infer.
+
+    The tokenizer is a word-level stand-in with T5's vocabulary size (no T5 tokenizer can be
+    downloaded); the 16 padded tokens cost the same whatever ids they hold.
+    """
+    config: OctoConfig = octo_preset(size, **overrides)
+    torch.manual_seed(seed)
+    model = OctoModel(config).to(device=device, dtype=resolve_dtype(dtype, device)).eval()
+    if config.text_encoder == "t5":
+        tokenizer = build_word_tokenizer(random_vocabulary(), vocab_size=int(config.t5_config["vocab_size"]))
+    else:
+        tokenizer = load_text_tokenizer(config)  # MiniLM's own, from its package
+    if compile:
+        model.transformer = torch.compile(model.transformer)
+        model.action_head = torch.compile(model.action_head)
+    return OctoBackend(model, tokenizer, BRIDGE_ORIG_STATS, device=device, seed=seed)
+
+
+def random_vocabulary() -> list[str]:
+    """Words of typical Bridge instructions for the stand-in tokenizer."""
+    return (
+        "put pick place move open close the a an in on into onto of to from red blue green yellow cube "
+        "bowl plate spoon towel carrot eggplant basket pot pan drawer block cloth sink left right top"
+    ).split()

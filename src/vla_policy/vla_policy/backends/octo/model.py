@@ -1,0 +1,121 @@
+"""The Octo model: tokenizers -> token groups with positional embeddings -> block transformer -> head.
+
+Read top to bottom: ``OctoModel.encode_text`` runs the frozen text encoder once per instruction;
+``OctoModel.forward`` tokenises a window of observations, projects every group to the width, adds
+learned positional embeddings (task: one per token; observations and readouts: one per timestep and
+token, for ``max_horizon`` timesteps of which the window's first ones are used), runs the
+block-wise causal transformer and mean-pools each timestep's readout tokens. ``sample_actions``
+runs the diffusion head on the last timestep's readout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from vla_policy.backends.octo.action_head import DiffusionActionHead, DiffusionSampler
+from vla_policy.backends.octo.config import OctoConfig
+from vla_policy.backends.octo.tokenizers import ImageTokenizer, LanguageEncoder
+from vla_policy.backends.octo.transformer import BlockTransformer, TokenGroup, block_causal_mask, octo_groups
+
+READOUT = "action"
+
+
+class OctoModel(nn.Module):
+    def __init__(self, config: OctoConfig) -> None:
+        super().__init__()
+        self.config = config
+        width, horizon = config.width, config.max_horizon
+        self.language = LanguageEncoder(config)
+        self.task_projection = nn.Linear(self.language.dim, width)
+        self.task_pos_embedding = nn.Parameter(torch.randn(1, config.text_tokens, width) * 0.02)
+        self.image_tokenizers = nn.ModuleDict({c: ImageTokenizer(config) for c in config.cameras})
+        self.obs_projections = nn.ModuleDict(
+            {c: nn.Linear(config.image_token_dim, width) for c in config.cameras}
+        )
+        self.obs_pos_embeddings = nn.ParameterDict(
+            {
+                c: nn.Parameter(torch.randn(1, horizon, n, width) * 0.02)
+                for c, n in config.tokens_per_camera().items()
+            }
+        )
+        self.readout_pos_embedding = nn.Parameter(
+            torch.randn(1, horizon, config.readout_tokens, width) * 0.02
+        )
+        self.transformer = BlockTransformer(width, config.num_layers, config.num_heads, config.mlp_dim)
+        self.action_head = DiffusionActionHead(config)
+
+    def token_groups(self) -> list[TokenGroup]:
+        return octo_groups(
+            {"language": self.config.text_tokens},
+            self.config.tokens_per_camera(),
+            {READOUT: self.config.readout_tokens},
+        )
+
+    @torch.no_grad()
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Frozen encoder output (B, text_tokens, encoder dim); cache it per instruction."""
+        return self.language(input_ids, attention_mask)
+
+    def attention_mask(
+        self, window: int, timestep_mask: torch.Tensor, camera_masks: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """(B, L, L): the block-wise causal rules AND the keys that are not padding.
+
+        ``timestep_mask`` (B, T) is False at pad timesteps; ``camera_masks[camera]`` (B, T) is False
+        where that camera's image is missing. Task and readout tokens are never padding here
+        (Octo masks the whole language group only when a task has no instruction).
+        """
+        groups = self.token_groups()
+        rules = torch.from_numpy(block_causal_mask(groups, window)).to(timestep_mask.device)
+        batch = timestep_mask.shape[0]
+        per_step = []
+        for group in groups:
+            if group.is_prefix:
+                continue
+            present = timestep_mask
+            camera = group.name.removeprefix("obs_")
+            if group.name.startswith("obs_") and camera_masks is not None and camera in camera_masks:
+                present = present & camera_masks[camera]
+            if group.name.startswith("readout_"):
+                present = torch.ones_like(timestep_mask)
+            per_step.append(present[:, :, None].expand(batch, window, group.num_tokens))
+        keys = torch.cat(per_step, dim=2).reshape(batch, -1)
+        prefix = torch.ones(batch, self.config.text_tokens, dtype=torch.bool, device=keys.device)
+        keys = torch.cat([prefix, keys], dim=1)
+        return rules[None] & keys[:, None, :]
+
+    def forward(
+        self,
+        images: Mapping[str, torch.Tensor],
+        text_embedding: torch.Tensor,
+        timestep_mask: torch.Tensor,
+        camera_masks: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """images[camera] (B, T, H, W, 3) with values 0..255; returns readout embeddings (B, T, width)."""
+        cameras = self.config.cameras
+        batch, window = images[cameras[0]].shape[:2]
+        if window > self.config.max_horizon:
+            raise ValueError(f"window of {window} timesteps exceeds max_horizon {self.config.max_horizon}")
+        dtype = self.task_pos_embedding.dtype
+        task = self.task_projection(text_embedding.to(dtype)) + self.task_pos_embedding
+        per_step = []
+        for camera in cameras:
+            tokens = self.obs_projections[camera](self.image_tokenizers[camera](images[camera]))
+            per_step.append(tokens + self.obs_pos_embeddings[camera][:, :window])
+        readout = self.readout_pos_embedding[:, :window].expand(batch, -1, -1, -1)
+        per_step.append(readout)
+        steps = torch.cat(per_step, dim=2)  # (B, T, tokens per step, width)
+        sequence = torch.cat([task, steps.reshape(batch, -1, steps.shape[-1])], dim=1)
+        mask = self.attention_mask(window, timestep_mask, camera_masks)
+        out = self.transformer(sequence, mask)
+        steps_out = out[:, task.shape[1] :].reshape(steps.shape)
+        return steps_out[:, :, -self.config.readout_tokens :].mean(dim=2)
+
+    def sample_actions(
+        self, readout: torch.Tensor, sampler: DiffusionSampler, generator: torch.Generator
+    ) -> torch.Tensor:
+        """readout (B, width) of the last timestep -> normalised action chunk (B, horizon, dim)."""
+        return sampler.sample(self.action_head, readout, generator)

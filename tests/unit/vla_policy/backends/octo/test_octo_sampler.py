@@ -1,0 +1,110 @@
+"""The diffusion head's schedule and sampler against the published equations (Octo's predict_action)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vla_policy.backends.octo.action_head import (
+    DiffusionActionHead,
+    DiffusionSampler,
+    cosine_beta_schedule,
+    make_scheduler,
+)
+from vla_policy.backends.octo.config import octo_preset
+
+
+@pytest.fixture()
+def head_and_embedding():
+    config = octo_preset("tiny")
+    torch.manual_seed(0)
+    head = DiffusionActionHead(config).eval()
+    embedding = torch.randn(2, config.width) * 0.5
+    return config, head, embedding
+
+
+def test_cosine_schedule_is_octos_and_equals_diffusers_squaredcos_cap_v2():
+    betas = cosine_beta_schedule(20)
+    # Octo: s = 0.008, alphabar normalised by alphabar(0), clipped to 0.999 (the last step hits the clip)
+    assert betas[-1] == pytest.approx(0.999)
+    assert betas[0] == pytest.approx(0.0079927, abs=1e-6)
+    assert np.all(np.diff(betas) > 0)
+    diffusers_betas = make_scheduler("ddpm", 20, 20).betas.numpy().astype(np.float64)
+    # The only difference: diffusers rounds float64 -> float32 once (Octo computes in float32).
+    np.testing.assert_allclose(diffusers_betas, betas, rtol=0, atol=1e-7)
+
+
+def test_ddpm_sampler_follows_the_posterior_step_equation(head_and_embedding):
+    config, head, embedding = head_and_embedding
+    sampler = DiffusionSampler(config, "ddpm", 20)
+    got = sampler.sample(head, embedding, torch.Generator().manual_seed(3))
+
+    # Reference, written from the equation with the same noise sequence (x_T, then z per step t > 0):
+    # x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alphabar_t) eps) + sqrt(beta_t) z, clip +-5.
+    betas = cosine_beta_schedule(config.diffusion_steps)
+    alphas = 1.0 - betas
+    alpha_bars = np.cumprod(alphas)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn((2, 28), generator=generator).double()
+    for t in range(config.diffusion_steps - 1, -1, -1):
+        time = torch.full((2, 1), float(t))
+        with torch.no_grad():
+            eps = head(embedding, x.float(), time).double()
+        x = (x - betas[t] / np.sqrt(1 - alpha_bars[t]) * eps) / np.sqrt(alphas[t])
+        if t > 0:
+            x = x + np.sqrt(betas[t]) * torch.randn((2, 28), generator=generator).double()
+        x = x.clamp(-config.max_action, config.max_action)
+    expected = x.reshape(2, config.action_horizon, config.action_dim).float()
+    assert got.shape == (2, 4, 7)
+    assert not torch.all(got.abs() == config.max_action), "every value clipped: the comparison says nothing"
+    torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
+
+
+def test_sampler_is_deterministic_under_a_seed_and_varies_across_seeds(head_and_embedding):
+    config, head, embedding = head_and_embedding
+    sampler = DiffusionSampler(config)
+    first = sampler.sample(head, embedding, torch.Generator().manual_seed(1))
+    again = sampler.sample(head, embedding, torch.Generator().manual_seed(1))
+    other = sampler.sample(head, embedding, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(first, again, atol=0, rtol=0)
+    assert not torch.allclose(first, other)
+
+
+def test_ddim_with_10_steps_works_and_differs_from_ddpm(head_and_embedding):
+    config, head, embedding = head_and_embedding
+    ddim = DiffusionSampler(config, "ddim", 10)
+    assert len(ddim.scheduler.timesteps) == 10
+    a = ddim.sample(head, embedding, torch.Generator().manual_seed(0))
+    b = ddim.sample(head, embedding, torch.Generator().manual_seed(0))
+    ddpm = DiffusionSampler(config, "ddpm", 20).sample(head, embedding, torch.Generator().manual_seed(0))
+    assert a.shape == (2, 4, 7) and torch.all(torch.isfinite(a))
+    assert a.abs().max() <= config.max_action
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert not torch.allclose(a, ddpm)
+
+
+def test_fewer_ddpm_steps_use_a_strided_schedule(head_and_embedding):
+    config, head, embedding = head_and_embedding
+    sampler = DiffusionSampler(config, "ddpm", 5)
+    assert sampler.scheduler.timesteps.tolist() == [16, 12, 8, 4, 0]
+    assert torch.all(torch.isfinite(sampler.sample(head, embedding, torch.Generator().manual_seed(0))))
+
+
+def test_bad_scheduler_settings_name_the_value():
+    with pytest.raises(ValueError, match="euler"):
+        make_scheduler("euler", 20, 20)
+    with pytest.raises(ValueError, match="num_steps"):
+        make_scheduler("ddpm", 20, 21)
+
+
+def test_head_layout_matches_octo(head_and_embedding):
+    config = octo_preset("small")
+    head = DiffusionActionHead(config)
+    assert head.time_preprocess.kernel.shape == (16, 1)
+    assert head.cond_encoder.dense_0.weight.shape == (64, 32)
+    assert head.cond_encoder.dense_1.weight.shape == (32, 64)
+    assert head.reverse_network.input.weight.shape == (256, 32 + 384 + 28)
+    assert len(head.reverse_network.blocks) == 3
+    assert head.reverse_network.blocks[0].dense_0.weight.shape == (1024, 256)
+    assert head.reverse_network.output.weight.shape == (28, 256)
