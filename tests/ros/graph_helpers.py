@@ -52,3 +52,26 @@ def wait_until(predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
             return True
         time.sleep(poll_s)
     return predicate()
+
+
+def assert_joint_speed_within(stamps_s, joints, limit_rad_s, slack_s: float = 0.04) -> None:
+    """Streamed targets never move faster than the limit, judged from their stamps.
+
+    Between any two targets (neighbours, and 10 apart) the change is at most limit x (elapsed +
+    slack): the slack absorbs scheduling jitter of the 50 Hz servo timer (a late tick publishes the
+    waypoint that is due, so stamps are not exactly 20 ms apart).
+    """
+    import numpy as np
+
+    stamps = np.asarray(stamps_s, dtype=float)
+    joints = np.asarray(joints, dtype=float)
+    for gap in (1, 10):
+        if len(stamps) <= gap:
+            continue
+        change = np.abs(joints[gap:] - joints[:-gap])
+        allowed = np.asarray(limit_rad_s) * ((stamps[gap:] - stamps[:-gap])[:, None] + slack_s)
+        worst = int(np.argmax((change - allowed).max(axis=1)))
+        assert np.all(change <= allowed + 1e-9), (
+            f"targets {worst}->{worst + gap}: change {change[worst]} "
+            f"in {stamps[worst + gap] - stamps[worst]:.3f} s"
+        )
