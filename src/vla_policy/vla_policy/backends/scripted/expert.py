@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Tool orientation with the gripper pointing straight down: R = Rz(yaw) @ _DOWN (Bridge Euler zero).
-_DOWN = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+from vla_policy.ee_delta import apply_ee_delta
+from vla_policy.rotations import BRIDGE_DOWN, euler_to_matrix, matrix_to_euler
+
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
 
 
@@ -69,41 +70,13 @@ class ExpertConfig:
                 raise ValueError(f"ExpertConfig.{name}: expected >= 1 step, got {getattr(self, name)!r}")
 
 
-def _rot_z(angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def _euler_from_matrix(rotation: np.ndarray) -> np.ndarray:
-    """(roll, pitch, yaw) with ``rotation = Rz(yaw) Ry(pitch) Rx(roll)``."""
-    pitch = math.atan2(-rotation[2, 0], math.hypot(rotation[0, 0], rotation[1, 0]))
-    roll = math.atan2(rotation[2, 1], rotation[2, 2])
-    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
-    return np.array([roll, pitch, yaw])
-
-
-def _euler_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    cr, sr, cp, sp = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch)
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    return _rot_z(yaw) @ ry @ rx
-
-
-def _apply_delta(pose: np.ndarray, delta6: np.ndarray) -> np.ndarray:
-    """Bridge execution of a delta: translate in the base frame, rotate about world axes at the tool."""
-    new_pose = np.eye(4)
-    new_pose[:3, :3] = _euler_to_matrix(*delta6[3:6]) @ pose[:3, :3]
-    new_pose[:3, 3] = pose[:3, 3] + delta6[:3]
-    return new_pose
-
-
 def _wrap(angle: float) -> float:
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
 def tool_yaw(tool_rotation: np.ndarray) -> float:
     """Yaw of the tool in the Bridge state convention (0 with the fingers closing along base y)."""
-    return float(_euler_from_matrix(tool_rotation @ _DOWN.T)[2])
+    return float(matrix_to_euler(tool_rotation @ BRIDGE_DOWN.T)[2])
 
 
 def grasp_yaw(object_yaw: float, shape: str, current_yaw: float) -> float:
@@ -148,7 +121,7 @@ class ScriptedExpert:
         self._phase_steps += 1
         reference = self._synchronised_reference(tool)
         action = self._action_towards(reference, goal_position, goal_yaw, gripper)
-        self._reference = _apply_delta(reference, action[:6])
+        self._reference = apply_ee_delta(reference, action[:6])
         return action
 
     def _synchronised_reference(self, tool: np.ndarray) -> np.ndarray:
@@ -283,8 +256,9 @@ class ScriptedExpert:
         distance = float(np.linalg.norm(translation))
         if distance > cfg.max_translation_m:
             translation *= cfg.max_translation_m / distance
-        goal_rotation = _rot_z(goal_yaw) @ _DOWN
-        rotation = _euler_from_matrix(goal_rotation @ tool[:3, :3].T) * cfg.step_gain
+        # The gripper pointing straight down at goal_yaw: Bridge Euler (0, 0, goal_yaw).
+        goal_rotation = euler_to_matrix(0.0, 0.0, goal_yaw) @ BRIDGE_DOWN
+        rotation = np.array(matrix_to_euler(goal_rotation @ tool[:3, :3].T)) * cfg.step_gain
         largest = float(np.max(np.abs(rotation)))
         if largest > cfg.max_rotation_rad:
             rotation *= cfg.max_rotation_rad / largest
