@@ -30,20 +30,7 @@ from vla_policy.backends.octo.tokenizers import (
     tokenize_instructions,
 )
 from vla_policy.contract import Observation, PolicyOutput
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype '{dtype}' is not one of {sorted(DTYPES)}")
-    if device == "cpu" and dtype == "float16":
-        raise ValueError("dtype 'float16' is not supported on cpu; use float32 or bfloat16")
-    return DTYPES[dtype]
+from vla_policy.torch_dtype import resolve_dtype
 
 
 class OctoBackend:

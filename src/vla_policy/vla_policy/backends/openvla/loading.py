@@ -28,10 +28,10 @@ from vla_policy.checkpoint import (
     save_safetensors,
     write_json,
 )
+from vla_policy.torch_dtype import resolve_dtype
 
 CONFIG_FILE = "config.json"
 STATS_FILES = ("norm_stats.json", "dataset_statistics.json")
-DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = (None, "8bit", "4bit")
 
 
@@ -73,16 +73,6 @@ def select_norm_stats(
         return unnorm_key, NormStats.from_dict(action)
     except ValueError as exc:
         raise ValueError(f"{source}['{unnorm_key}']['action']: {exc}") from exc
-
-
-def resolve_dtype(dtype: str | None, device: str) -> Any:
-    """None -> bfloat16 on CUDA, float32 on CPU; otherwise one of DTYPES."""
-    import torch
-
-    name = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    if name not in DTYPES:
-        raise ValueError(f"OpenVLA dtype '{name}' is not one of {', '.join(DTYPES)}")
-    return getattr(torch, name)
 
 
 @contextlib.contextmanager

@@ -22,23 +22,9 @@ from vla_policy.backends.rt2.action_text import parse_action_text
 from vla_policy.backends.rt2.binning import ActionBinning
 from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, RT2Config
 from vla_policy.contract import Observation, PolicyOutput
+from vla_policy.torch_dtype import resolve_dtype
 
-DTYPES = ("float32", "bfloat16", "float16")
 _MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "token_type_ids", "image_sizes")
-
-
-def resolve_dtype(dtype: Any, device: str) -> Any:
-    """A torch dtype from a name (None: float32 on CPU, bfloat16 on CUDA)."""
-    import torch
-
-    if dtype is None:
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.")
-    if name not in DTYPES:
-        raise ValueError(f"rt2: dtype '{dtype}' is not one of {DTYPES}")
-    return getattr(torch, name)
 
 
 class RT2Backend:
