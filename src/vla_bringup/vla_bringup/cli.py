@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
 
+    from vla_bringup.dataset_export import add_export_parser
+    from vla_bringup.record_cli import add_record_parser
+
+    add_record_parser(sub)
+    add_export_parser(sub)
+
     backends = sub.add_parser("backends", help="list the policy backends")
     backends.set_defaults(func=cmd_backends)
     return parser
