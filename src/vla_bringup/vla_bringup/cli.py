@@ -1,4 +1,4 @@
-"""The ``vla-stack`` command: launch, demo, bench, backends."""
+"""The ``vla-stack`` command: launch, demo, bench, record, replay, export, backends."""
 
 from __future__ import annotations
 
@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vla_bringup.dataset_export import add_export_parser
     from vla_bringup.record_cli import add_record_parser
+    from vla_bringup.replay import add_replay_parser
 
     add_record_parser(sub)
+    add_replay_parser(sub)
     add_export_parser(sub)
 
     backends = sub.add_parser("backends", help="list the policy backends")
