@@ -142,6 +142,8 @@ def bench_overhead(
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.bench == "replay":
+        return bench_replay(args)
     if args.bench == "policy":
         from vla_bringup.bench_policy import run
 
@@ -174,3 +176,48 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"\nwritten to {write_section('overhead', body)}")
         return 0
     raise SystemExit(f"unknown benchmark '{args.bench}'")
+
+
+def bench_replay(args: argparse.Namespace) -> int:
+    """--fast replay of a bag with the scripted policy: playback speed against the bag's duration."""
+    import json
+    import tempfile
+
+    from vla_bringup.replay import ReplayOptions, run_replay
+
+    results = []
+    for run in range(args.runs):
+        out = Path(tempfile.mkdtemp(prefix="vla-bench-replay-"))
+        code = run_replay(ReplayOptions(bag=str(args.bag), fast=True, out_dir=str(out)), log=lambda _: None)
+        if code != 0:
+            raise SystemExit(f"replay of {args.bag} failed (run {run}); see {out}")
+        report = json.loads((out / "report.json").read_text())
+        results.append(report)
+    speeds = [r["playback"]["speed_x"] for r in results]
+    ticks = [r["latency_ms"]["tick_to_action"] for r in results]
+    lines = [
+        "## Rosbag replay, `--fast` (`vla-stack bench replay`)",
+        "",
+        f"Machine: {machine_description()}. Bag `{args.bag}`: {results[0]['playback']['bag_s']:.1f} s, "
+        f"{results[0]['frames']['control_ticks']} control ticks, 2 cameras 320x240; scripted policy; "
+        f"{args.runs} runs. The clock advances one control period at a time once the graph has answered "
+        "the previous one, so no frame is dropped. Target: >= 5x real time.",
+        "",
+        "| run | bag s | playback wall s | speed (x real time) | tick -> action p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, (r, t) in enumerate(zip(results, ticks, strict=True)):
+        p = r["playback"]
+        lines.append(
+            f"| {i} | {p['bag_s']:.1f} | {p['wall_s']:.1f} | {p['speed_x']:.1f} | "
+            f"{t['p50']:.1f} | {t['p99']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Median speed {float(np.median(speeds)):.1f}x real time. Run on {time.strftime('%Y-%m-%d')}.",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_write:
+        print(f"\nwritten to {write_section('replay', body)}")
+    return 0

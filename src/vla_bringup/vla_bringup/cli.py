@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
     )
+    replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
+    replay.add_argument("bag")
+    replay.add_argument("--runs", type=int, default=3)
+    replay.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
     bench.set_defaults(func=cmd_bench)
 
     from vla_bringup.dataset_export import add_export_parser

@@ -138,6 +138,13 @@ def _run_graph(options, source, messages, reference, overrides, out_dir: Path, l
         player.action_texts, reference, stats, tolerance_ns=period_ns // 2, bag=str(source.path), mode=mode
     )
     report["output_bag"] = str(out_dir / "bag")
+    bag_s = (ticks[-1] - ticks[0]) / 1e9 if len(ticks) > 1 else 0.0
+    wall_s = getattr(player, "play_wall_s", 0.0)
+    report["playback"] = {
+        "bag_s": round(bag_s, 3),
+        "wall_s": round(wall_s, 3),
+        "speed_x": round(bag_s / wall_s, 2) if wall_s > 0 else None,
+    }
     if failure:
         report["failure"] = failure
     write_report(out_dir / "report.json", report)
@@ -193,6 +200,7 @@ def _play(options, source, messages, ticks, period_ns, launcher, out_dir: Path, 
         player.publish_clock(start_ns)
         if not any(t.target == "/vla/episode" for t in source.topics):
             player.publish_episode_start(start_ns)
+        play_start = time.monotonic()
         try:
             if options.fast:
                 player.play_stepped(
@@ -209,6 +217,7 @@ def _play(options, source, messages, ticks, period_ns, launcher, out_dir: Path, 
                 )
         except RuntimeError as exc:
             failure = str(exc)
+        player.play_wall_s = time.monotonic() - play_start
         time.sleep(0.5)  # the last action and diagnostics reach the recorder
         return player, failure
     finally:
@@ -232,6 +241,12 @@ def _print_summary(report: dict, out_dir: Path, plotted: bool, log: Callable[[st
     if isinstance(error, dict) and error.get("pairs"):
         mae = ", ".join(f"{k} {v:.4f}" for k, v in error["mae"].items())
         log(f"[replay] MAE per dim: {mae}; gripper agreement {error.get('gripper_agreement', 'n/a')}")
+    playback = report.get("playback", {})
+    if playback.get("speed_x"):
+        log(
+            f"[replay] played {playback['bag_s']:.1f} s of bag in {playback['wall_s']:.1f} s "
+            f"({playback['speed_x']:.1f}x real time)"
+        )
     log(f"[replay] report: {out_dir / 'report.json'}")
     log(f"[replay] plot:   {out_dir / 'actions.png'}" if plotted else "[replay] no plot: matplotlib missing")
 
