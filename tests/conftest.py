@@ -19,3 +19,12 @@ def _worker_domain_id() -> int:
 
 apply_loopback_profile(domain_id=_worker_domain_id(), log_dir=tempfile.mkdtemp(prefix="vla-test-roslog-"))
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite golden outputs (tests/data/*golden*) from this run instead of comparing",
+    )

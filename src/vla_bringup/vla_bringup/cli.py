@@ -54,6 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         backend_options=args.backend_options,
         max_steps=args.max_steps,
+        overrides=_parse_set(args.set),
     )
     return run_demo(options)
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoint", default="", help="checkpoint directory for a model backend")
     demo.add_argument("--backend-options", default="{}", help='JSON, e.g. \'{"unnorm_key": "bridge_orig"}\'')
     demo.add_argument("--max-steps", type=int, default=80, help="control steps per episode")
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="any node parameter, e.g. sim.camera_width=160",
+    )
     demo.add_argument(
         "--execution-mode", default=None, choices=["single_step", "receding_horizon", "temporal_ensembling"]
     )

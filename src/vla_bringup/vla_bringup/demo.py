@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vla_bringup.paths import repo_root
@@ -42,6 +42,7 @@ class DemoOptions:
     backend_options: str = "{}"
     record: bool = True
     video: bool = True
+    overrides: dict = field(default_factory=dict)  # node -> {param: value}, applied last
 
 
 def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -86,6 +87,8 @@ def run_demo(options: DemoOptions) -> int:
         "episodes": options.episodes,
         "seed": options.seed,
         "max_steps": options.max_steps,
+        # With a recorder the first episode waits for it too, so the bag holds every frame from the start.
+        "camera_subscribers": 2 if options.record else 1,
     }
     if options.instruction:
         sim["instruction"] = options.instruction
@@ -104,6 +107,8 @@ def run_demo(options: DemoOptions) -> int:
     }
     if options.execution_mode:
         overrides["actuation"] = {"execution_mode": options.execution_mode}
+    for node, params in options.overrides.items():
+        overrides[node] = {**overrides.get(node, {}), **params}
     launcher = GraphLauncher(profile("sim"), env, overrides=overrides, log_dir=out_dir / "logs")
 
     video = None

@@ -87,6 +87,13 @@ class SimNode(Node):
                 "Topics that must have a publisher before the first episode starts",
             )
         )
+        self.camera_subscribers = p(
+            "camera_subscribers",
+            1,
+            "Subscribers each camera needs before the first episode (perception; +1 for a recorder)",
+            minimum=0,
+            maximum=100,
+        )
         self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(self.seed)
@@ -168,6 +175,11 @@ class SimNode(Node):
         deadline = time.monotonic() + self.wait_for_graph_s
         while time.monotonic() < deadline and not self._stop.is_set():
             waiting = [topic for topic in self.wait_for_publishers if self.count_publishers(topic) == 0]
+            waiting += [
+                pub.topic_name
+                for pub in self.image_pubs.values()
+                if pub.get_subscription_count() < self.camera_subscribers
+            ]
             if not waiting:
                 return
             self._publish_clock()
