@@ -10,8 +10,10 @@ Two ways to play (the plan comes from the pure :mod:`vla_bringup.bag_playback`):
   until each subscriber has acknowledged them (``wait_for_all_acked``); then the clock is published
   and the player waits for the tick's outcome: perception's observation and then the policy's
   /vla/action carrying that observation's stamp. Only then does the clock move on, so no camera set
-  is skipped however slow inference is, and two replays feed the policy identical inputs. A tick on
-  which perception publishes nothing (no synchronised set yet) ends after ``observation_timeout_s``.
+  is skipped however slow inference is, and two replays feed the policy identical inputs. Whether a
+  tick can yield an observation is predicted with perception's own synchroniser
+  (vla_perception.sync) over the frames played so far: a tick that cannot waits only
+  ``idle_tick_s``; one that should but yields nothing ends after ``observation_timeout_s``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from vla_bringup.bag_playback import PlayMessage, PlayTopic, stamp_ns
+from vla_perception.sync import ApproximateSync
 from vla_policy.ros.node_runtime import ns_to_stamp
 from vla_policy.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 
@@ -175,11 +178,15 @@ class BagPlayerNode(Node):
         *,
         observation_timeout_s: float = 0.5,
         action_timeout_s: float = 30.0,
+        sync_slop_ns: int = 50_000_000,
+        idle_tick_s: float = 0.01,
         settle_s: float = 0.003,
         poll_failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Lockstep playback (see the module docstring); returns after the last tick."""
         index = 0
+        cameras = sorted({m.topic.target for m in messages if m.topic.is_image})
+        predictor = ApproximateSync(cameras, sync_slop_ns, queue_size=5) if cameras else None
         for tick_ns in ticks:
             published = 0
             while index < len(messages) and messages[index].play_ns <= tick_ns:
@@ -187,6 +194,7 @@ class BagPlayerNode(Node):
                 self.publish_message(item)
                 published += 1
                 if item.topic.is_image:
+                    predictor.add(item.topic.target, stamp_ns(item.message.header.stamp), None)
                     time.sleep(0.001)  # let perception take it before the next overwrites its queue
                 index += 1
             if published:
@@ -196,6 +204,9 @@ class BagPlayerNode(Node):
             started = time.monotonic()
             self.publish_clock(tick_ns)
             self.stats.ticks += 1
+            if predictor is None or predictor.pop_newest_set() is None:
+                time.sleep(idle_tick_s)  # no new synchronised set exists: perception will publish nothing
+                continue
             if not self._wait(lambda s=seen: len(self._observations) > s, observation_timeout_s):
                 continue
             with self._condition:
