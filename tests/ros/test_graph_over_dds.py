@@ -104,7 +104,7 @@ def _wait_for(predicate, timeout_s: float, launcher) -> None:
 
 def test_camera_to_joint_commands_within_limits(graph):
     listener, launcher = graph
-    _wait_for(lambda: len(listener.arm) >= 60, 60.0, launcher)
+    _wait_for(lambda: len(listener.arm) >= 60 and listener.actions, 60.0, launcher)
     chunk = decode_action_chunk(listener.actions[-1])
     assert chunk.space.kind == "discrete" and chunk.bins is not None and chunk.values.shape == (1, 7)
     with listener.lock:
