@@ -81,8 +81,17 @@ def available_backends() -> list[str]:
 
 
 def backend_factory(name: str) -> BackendFactory:
+    """The factory for a registered or built-in name, or for an import path "package.module:factory"."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if ":" in name and name not in BUILTIN_BACKENDS:
+        import importlib
+
+        module_name, _, attribute = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"policy backend '{name}': cannot import it ({exc})") from exc
     if name not in BUILTIN_BACKENDS:
         raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(available_backends())}")
     module_name, _, attribute = BUILTIN_BACKENDS[name].partition(":")

@@ -23,3 +23,12 @@ def test_validate_output_shapes_and_values():
         validate_output(PolicyOutput(np.zeros((1, 7))), discrete)
     with pytest.raises(ValueError, match="bin index"):
         validate_output(PolicyOutput(np.full((1, 7), 256)), discrete)
+
+
+def test_backend_by_import_path():
+    backend = make_backend(
+        "vla_policy.backends.scripted.backend:make_scripted_backend", action_kind="discrete"
+    )
+    assert backend.name == "scripted" and backend.action_space.kind == "discrete"
+    with pytest.raises(ValueError, match="cannot import it"):
+        make_backend("no_such_package.module:factory")
