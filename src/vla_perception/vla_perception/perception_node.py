@@ -8,6 +8,7 @@ input size and published as rgb8 on /vla/observation/<camera>, every image under
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,9 +126,10 @@ class PerceptionNode(Node):
         self.get_logger().info(f"instruction: {msg.data!r}")
 
     def _on_episode(self, msg: String) -> None:
-        if '"start"' in msg.data:  # a new episode: frames of the last one must not be used
+        event = json.loads(msg.data)
+        if event.get("event") == "start":  # a new episode: frames of the last one must not be used
             self.sync.clear()
-            self._episode_start_ns = self.get_clock().now().nanoseconds
+            self._episode_start_ns = int(event.get("stamp_ns", 0))
 
     def _on_frame(self, camera: str, msg: Image | CompressedImage) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)

@@ -121,16 +121,17 @@ class SimNode(Node):
             lambda m: self._on_trajectory(self.gripper, m),
             10,
         )
+        # The simulator restarts its time at each reset; ROS time (offset + sim time) never goes back.
+        self._time_offset_s = 1.0  # start at 1 s: a zero stamp means "no stamp" to ROS consumers
+        self._episode_start_s = 0.0
+        self._next_joint_s = 0.0
+        self._next_camera_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
         self._thread.start()
 
-    # The simulator restarts its own time at each reset; ROS time must never go backwards, so the
-    # node's clock is the sim time plus the ROS time at which the episode began (starting at 1 s:
-    # a zero stamp means "no stamp" to ROS consumers).
-    _time_offset_s = 1.0
-
     def _now_s(self) -> float:
+        """ROS time: the sim's own time (reset each episode) plus the episode's ROS start time."""
         return self._time_offset_s + self.sim.time_s
 
     # --- commands -----------------------------------------------------------------------------
@@ -150,7 +151,6 @@ class SimNode(Node):
             )
 
     # --- the loop -----------------------------------------------------------------------------
-    _episode_start_s = 0.0
 
     def _run(self) -> None:
         try:
@@ -252,9 +252,6 @@ class SimNode(Node):
                 remaining = clock_dt / self.rtf - (time.monotonic() - wall_start)
                 if remaining > 0:
                     time.sleep(remaining)
-
-    _next_joint_s = 0.0
-    _next_camera_s = 0.0
 
     def _publish_due(self) -> None:
         t = self._now_s()
