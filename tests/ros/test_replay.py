@@ -41,7 +41,8 @@ def _actions(bag: Path) -> list[tuple[int, list]]:
 @pytest.fixture(scope="module")
 def sim_bag(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    cmd = [sys.executable, "-m", "vla_bringup.cli", "demo", "--episodes", "1", "--max-steps", "15"]
+    cmd = [sys.executable, "-m", "vla_bringup.cli", "demo", "--policy", "scripted"]
+    cmd += ["--episodes", "1", "--max-steps", "15"]
     cmd += ["--out", str(out / "run"), "--no-video"]
     run = subprocess.run(cmd, env=_env(out), capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

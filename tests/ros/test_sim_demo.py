@@ -27,6 +27,8 @@ def test_demo_succeeds_and_writes_results_video_and_bag(tmp_path, action_kind):
         "-m",
         "vla_bringup.cli",
         "demo",
+        "--policy",
+        "scripted",
         "--episodes",
         "2",
         "--seed",

@@ -16,6 +16,8 @@ import numpy as np
 
 from vla_policy.contract import Observation
 
+PERCEPTION_SIZES = {"primary": (256, 256), "wrist": (128, 128)}  # config/perception.yaml
+
 BUILDERS = {
     "openvla": "vla_policy.backends.openvla.backend:build_random_openvla",
     "rt2": "vla_policy.backends.rt2.backend:build_random_rt2",
@@ -43,13 +45,20 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     torch.manual_seed(0)
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
-    backend = _builder(args.backend)(args.size, device=device, dtype=dtype, seed=0, compile=args.compile)
+    trained = bool(getattr(args, "policy", None))
+    if trained:
+        backend = _trained(args.policy, device, dtype)
+        args.backend, args.size = backend.name, f"{args.policy} (trained)"
+    else:
+        backend = _builder(args.backend)(args.size, device=device, dtype=dtype, seed=0, compile=args.compile)
     build_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    images = {
-        c: rng.integers(0, 256, (*backend.image_size[c], 3), dtype=np.uint8) for c in backend.camera_names
-    }
-    observation = Observation(1, images, "put the red cube in the bowl")
+    # A trained policy gets the perception node's output sizes (and resizes them itself, as in the
+    # graph); random-weight architectures get their own input sizes.
+    sizes = PERCEPTION_SIZES if trained else backend.image_size
+    images = {c: rng.integers(0, 256, (*sizes[c], 3), dtype=np.uint8) for c in backend.camera_names}
+    proprio = np.array([0.0, -0.2, 0.22, 0.0, 1.55, 0.0, 0.037])  # the sim's start pose, fingers open
+    observation = Observation(1, images, "put the red cube in the bowl", proprio)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     backend.reset(seed=0)
@@ -92,6 +101,17 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
         f"{result['actions_per_s']:.1f} | {memory} | {time.strftime('%Y-%m-%d')} |"
     )
     return row, result
+
+
+def _trained(policy: str, device: str, dtype: str):
+    """A named policy with its trained checkpoint (vla_bringup.policies), as the policy node loads it."""
+    from vla_bringup.policies import resolve_policy
+    from vla_policy.contract import make_backend
+
+    spec = resolve_policy(policy)
+    if not spec.checkpoint:
+        raise SystemExit(f"--policy {policy}: no checkpoint to time; use --backend with --size instead")
+    return make_backend(spec.backend, checkpoint=spec.checkpoint, device=device, dtype=dtype, **spec.options)
 
 
 def backend_parameters(backend: object):

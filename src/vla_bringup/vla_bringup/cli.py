@@ -1,4 +1,4 @@
-"""The ``vla-stack`` command: launch, demo, bench, record, replay, export, backends."""
+"""The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, backends."""
 
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vla_bringup.policies import DEFAULT_POLICY
+
     parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -82,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     launch.set_defaults(func=cmd_launch)
 
     demo = sub.add_parser("demo", help="closed-loop episodes in the embedded sim through the node graph")
-    demo.add_argument("--policy", default="scripted")
+    demo.add_argument(
+        "--policy", default=DEFAULT_POLICY, help="octo-sim (trained on the sim) | scripted | a backend name"
+    )
     demo.add_argument("--instruction", default=None, help="override every episode's instruction")
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--seed", type=int, default=0)
@@ -117,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
     )
     policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
-    policy.add_argument("--backend", required=True, choices=["openvla", "rt2", "octo"])
-    policy.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "3b", "7b"])
+    which = policy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backend", choices=["openvla", "rt2", "octo"], help="random weights at --size")
+    which.add_argument("--policy", help="a named trained policy, e.g. octo-sim (its checkpoint)")
+    policy.add_argument("--size", default="tiny", choices=["tiny", "sim", "small", "base", "3b", "7b"])
     policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     policy.add_argument(
         "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
@@ -138,12 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     from vla_bringup.dataset_export import add_export_parser
+    from vla_bringup.evaluate import add_eval_parser
     from vla_bringup.record_cli import add_record_parser
     from vla_bringup.replay import add_replay_parser
+    from vla_bringup.train_cli import add_train_parsers
 
     add_record_parser(sub)
     add_replay_parser(sub)
     add_export_parser(sub)
+    add_train_parsers(sub)
+    add_eval_parser(sub)
 
     backends = sub.add_parser("backends", help="list the policy backends")
     backends.set_defaults(func=cmd_backends)

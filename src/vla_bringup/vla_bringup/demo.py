@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vla_bringup.paths import repo_root
+from vla_bringup.policies import resolve_policy
 
 # Stage name -> the node that measures it, in pipeline order.
 STAGES = (
@@ -28,7 +29,7 @@ STAGES = (
 
 @dataclass(frozen=True)
 class DemoOptions:
-    policy: str = "scripted"
+    policy: str = "octo-sim"
     instruction: str | None = None
     episodes: int = 3
     seed: int = 0
@@ -43,6 +44,8 @@ class DemoOptions:
     record: bool = True
     video: bool = True
     overrides: dict = field(default_factory=dict)  # node -> {param: value}, applied last
+    episode_plan_file: str | None = None  # the sim runs these episodes (vla-stack eval)
+    failure_video_dir: str | None = None  # one MP4 of the third-person camera per failed episode
 
 
 def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -92,21 +95,25 @@ def run_demo(options: DemoOptions) -> int:
     }
     if options.instruction:
         sim["instruction"] = options.instruction
+    if options.episode_plan_file:
+        sim["episode_plan_file"] = options.episode_plan_file
     if options.real_time_factor is not None:
         sim["real_time_factor"] = options.real_time_factor
+    spec = resolve_policy(options.policy, options.checkpoint, json.loads(options.backend_options or "{}"))
     overrides = {
         "sim": sim,
         "policy": {
-            "backend": options.policy,
+            "backend": spec.backend,
             "action_kind": options.action_kind,
-            "checkpoint": options.checkpoint,
-            "backend_options": options.backend_options,
+            "checkpoint": spec.checkpoint,
+            "backend_options": json.dumps(spec.options),
             # Only the sim's scripted expert reads privileged state; a VLA sees pixels alone.
-            "use_privileged_state": options.policy == "scripted",
+            "use_privileged_state": spec.privileged,
         },
     }
-    if options.execution_mode:
-        overrides["actuation"] = {"execution_mode": options.execution_mode}
+    execution_mode = options.execution_mode or spec.execution_mode
+    if execution_mode:
+        overrides["actuation"] = {"execution_mode": execution_mode}
     for node, params in options.overrides.items():
         overrides[node] = {**overrides.get(node, {}), **params}
     launcher = GraphLauncher(profile("sim"), env, overrides=overrides, log_dir=out_dir / "logs")
@@ -121,10 +128,19 @@ def run_demo(options: DemoOptions) -> int:
         total=options.episodes, desc="episodes", unit="ep", file=sys.stdout, disable=not sys.stdout.isatty()
     )
     successes = 0
+    failure_clips = FailureClips(Path(options.failure_video_dir)) if options.failure_video_dir else None
+
+    def on_frame(frame) -> None:
+        if video is not None:
+            video.add_frame(frame)
+        if failure_clips is not None:
+            failure_clips.add_frame(frame)
 
     def on_end(event: dict) -> None:
         nonlocal successes
         successes += bool(event["success"])
+        if failure_clips is not None:
+            failure_clips.end_episode(event)
         bar.update(1)
         bar.set_postfix(success=f"{successes}/{bar.n}")
         tqdm.write(
@@ -146,8 +162,8 @@ def run_demo(options: DemoOptions) -> int:
             timeout_s=budget_s,
             poll_failure=launcher.poll,
             on_episode_end=on_end,
-            video_topic="/camera/third_person/image_raw" if video else None,
-            on_frame=video.add_frame if video else None,
+            video_topic="/camera/third_person/image_raw" if video or failure_clips else None,
+            on_frame=on_frame if video or failure_clips else None,
             bag_path=out_dir / "bag" if options.record else None,
         )
     finally:
@@ -175,3 +191,30 @@ def print_summary(summary: dict, out_dir: Path) -> None:
     for stage, values in summary["latency_ms"].items():
         print(f"{stage:<15}{values['p50']:>10.3f}{values['p99']:>10.3f}")
     print(f"video: {out_dir / 'third_person.mp4'}\nbag:   {out_dir / 'bag'}\nlogs:  {out_dir / 'logs'}")
+
+
+class FailureClips:
+    """Buffers the third-person frames of the running episode; writes an MP4 when it fails."""
+
+    def __init__(self, directory: Path, fps: int = 10) -> None:
+        self.directory = directory
+        self.fps = fps
+        self.frames: list = []
+        self.written: list[str] = []
+
+    def add_frame(self, frame) -> None:
+        self.frames.append(frame.copy())
+
+    def end_episode(self, event: dict) -> None:
+        frames, self.frames = self.frames, []
+        if event.get("success") or not frames:
+            return
+        from vla_bringup.video import Mp4Writer
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{event.get('family', 'episode')}_seed{event['seed']}.mp4"
+        writer = Mp4Writer(self.directory / name, fps=self.fps)
+        for frame in frames:
+            writer.add_frame(frame)
+        writer.close()
+        self.written.append(str(self.directory / name))

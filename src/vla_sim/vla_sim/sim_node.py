@@ -20,6 +20,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_policy.ros.node_runtime import declare, ns_to_stamp, run_node, stamp_to_ns
 from vla_policy.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_sim.episode_plan import load_episode_plan
 from vla_sim.episode_tracker import EpisodeTracker
 from vla_sim.sensor_noise import add_read_noise
 from vla_sim.trajectory_follower import TrajectoryFollower
@@ -94,6 +95,15 @@ class SimNode(Node):
             minimum=0,
             maximum=100,
         )
+        plan_file = p(
+            "episode_plan_file",
+            "",
+            "JSON list of episodes [{seed, family, target_object, base_object, direction, "
+            "instruction_text, max_steps}] to run instead of seed + i (vla-stack eval writes it)",
+        )
+        self.plan = load_episode_plan(plan_file) if plan_file else None
+        if self.plan is not None:
+            self.episodes = len(self.plan)
         self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(self.seed)
@@ -188,10 +198,17 @@ class SimNode(Node):
 
     def _run_episode(self, index: int) -> None:
         seed = self.seed + index
+        max_steps = self.max_steps
+        reset: dict = {"family": self.family or None, "instruction": self.instruction or None}
+        if self.plan is not None:
+            entry = dict(self.plan[index])
+            seed = int(entry.pop("seed"))
+            max_steps = int(entry.pop("max_steps", max_steps))
+            reset = entry
         with self._lock:
             if index > 0:
                 self._time_offset_s = self._now_s() + 1.0 / self.clock_hz
-            spec = self.sim.reset(seed, self.family or None, self.instruction or None)
+            spec = self.sim.reset(seed, **reset)
             now = self._now_s()
             names, positions, _, _ = self.sim.joint_state()
             self.arm.reset(np.array([positions[names.index(j)] for j in ARM_JOINTS]), now)
@@ -211,7 +228,7 @@ class SimNode(Node):
         self._publish_clock()
         self._publish_joint_state()
         time.sleep(self.settle_wall_s)  # let every node reset before time moves again
-        tracker = EpisodeTracker(now, self.max_steps, self.step_dt_s)
+        tracker = EpisodeTracker(now, max_steps, self.step_dt_s)
         result = None
         while result is None and not self._stop.is_set():
             self._advance(1.0 / self.camera_hz)

@@ -59,21 +59,66 @@ BOWL_OUTER_RADIUS_M = BOWL_INNER_RADIUS_M + BOWL_WALL_THICKNESS_M
 
 # --- Families ------------------------------------------------------------------------------------
 
+DIRECTIONS: dict[str, float] = {"left": 1.0, "right": -1.0}  # sign along base y (the arm faces +x)
+
 
 @dataclass(frozen=True)
 class TaskFamily:
-    """An instruction template, where the target goes, and the step budget at 5 Hz."""
+    """Instruction templates, where the target goes, and the step budget at 5 Hz.
+
+    Templates are formatted with ``colour``, ``shape`` (the target), ``base_colour``, ``base_shape``
+    (stack) and ``direction`` (push). The first template is the canonical one; the others are the
+    phrasings demonstrations are also labelled with. Phrasings that appear in no template are what
+    the paraphrase evaluation uses (config/eval/paraphrases.yaml).
+    """
 
     name: str
-    template: str  # formatted with colour and shape
-    destination: str | None
+    templates: tuple[str, ...]
+    destination: str | None  # "bowl", "object" (stack on another object) or None
     max_steps: int
+
+    @property
+    def template(self) -> str:
+        return self.templates[0]
 
 
 FAMILIES: dict[str, TaskFamily] = {
-    "place_in_bowl": TaskFamily("place_in_bowl", "put the {colour} {shape} in the bowl", "bowl", 80),
-    "pick_up": TaskFamily("pick_up", "pick up the {colour} {shape}", None, 60),
+    "pick_up": TaskFamily("pick_up", ("pick up the {colour} {shape}", "lift the {colour} {shape}"), None, 60),
+    "place_in_bowl": TaskFamily(
+        "place_in_bowl",
+        ("put the {colour} {shape} in the bowl", "place the {colour} {shape} into the bowl"),
+        "bowl",
+        80,
+    ),
+    "push": TaskFamily(
+        "push",
+        ("push the {colour} {shape} to the {direction}", "slide the {colour} {shape} {direction}"),
+        None,
+        60,
+    ),
+    "stack": TaskFamily(
+        "stack",
+        (
+            "stack the {colour} {shape} on the {base_colour} {base_shape}",
+            "put the {colour} {shape} on top of the {base_colour} {base_shape}",
+        ),
+        "object",
+        90,
+    ),
 }
+FAMILY_ORDER: tuple[str, ...] = ("pick_up", "place_in_bowl", "push", "stack")
+
+# Evaluation seeds are never used for demonstrations: held-out layouts, families round-robin.
+HELDOUT_SEEDS: tuple[int, ...] = tuple(range(0, 400))
+TRAIN_SEED_START = 100_000
+
+
+def heldout_episodes(count: int) -> list[tuple[int, str]]:
+    """The first ``count`` held-out (seed, family) pairs: families in turn, so each gets a fair share."""
+    if not 1 <= count <= len(HELDOUT_SEEDS):
+        raise ValueError(f"episodes: expected 1..{len(HELDOUT_SEEDS)} held-out episodes, got {count}")
+    return [(seed, FAMILY_ORDER[i % len(FAMILY_ORDER)]) for i, seed in enumerate(HELDOUT_SEEDS[:count])]
+
 
 # --- Layout --------------------------------------------------------------------------------------
 
@@ -84,6 +129,13 @@ LAYOUT_Y_RANGE_M = (-0.15, 0.15)
 MIN_OBJECT_GAP_M = 0.09
 MIN_OBJECT_BOWL_GAP_M = BOWL_OUTER_RADIUS_M + 0.05
 DISTRACTOR_COUNTS = (2, 3)
+# Push: the target starts within this |y| and the lane it is pushed along (from behind it to past its
+# goal) is free of other objects and the bowl.
+PUSH_START_Y_M = 0.08
+PUSH_LANE_BEHIND_M = 0.08
+PUSH_LANE_AHEAD_M = 0.14
+PUSH_LANE_HALF_WIDTH_M = 0.07
+PUSH_SUCCESS_M = 0.05  # displacement along the direction that counts as pushed
 _MAX_LAYOUT_TRIES = 200
 
 
@@ -107,33 +159,69 @@ class EpisodeSpec:
     target_object: str
     destination: str | None
     max_steps: int
-    placements: tuple[Placement, ...]  # the target first, then the distractors
+    placements: tuple[Placement, ...]  # the target first, then the distractors (stack: the base next)
     bowl_xy: tuple[float, float]
+    base_object: str | None = None  # stack: the object to stack on
+    direction: str | None = None  # push: "left" or "right"
 
     @property
     def active_objects(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.placements)
 
 
-def instruction_for(family: str, target_object: str) -> str:
-    """The instruction text of ``family`` for ``target_object`` (a name in OBJECTS)."""
+@dataclass(frozen=True)
+class ParsedInstruction:
+    family: str
+    target_object: str
+    base_object: str | None = None
+    direction: str | None = None
+
+
+def instruction_for(
+    family: str,
+    target_object: str,
+    base_object: str | None = None,
+    direction: str | None = None,
+    template_index: int = 0,
+) -> str:
+    """The instruction text of ``family`` (its ``template_index``-th phrasing) for these objects."""
+    fam = _family(family)
     spec = OBJECTS_BY_NAME[target_object]
-    return _family(family).template.format(colour=spec.colour, shape=spec.shape)
+    fields = {"colour": spec.colour, "shape": spec.shape, "direction": direction or ""}
+    if base_object is not None:
+        base = OBJECTS_BY_NAME[base_object]
+        fields.update(base_colour=base.colour, base_shape=base.shape)
+    return fam.templates[template_index % len(fam.templates)].format(**fields)
 
 
-def parse_instruction(instruction: str) -> tuple[str, str]:
-    """Read ``(family, target_object)`` back from an instruction written from a template."""
+def _template_pattern(template: str) -> str:
+    pattern = re.escape(template)
+    for name in ("colour", "shape", "base_colour", "base_shape", "direction"):
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\w+)")
+    return pattern
+
+
+def parse_instruction(instruction: str) -> ParsedInstruction:
+    """Read family, target (and base object or direction) back from a templated instruction."""
     text = " ".join(instruction.lower().strip().rstrip(".!").split())
     for family in FAMILIES.values():
-        pattern = re.escape(family.template).replace(r"\{colour\}", "(?P<colour>\\w+)")
-        pattern = pattern.replace(r"\{shape\}", "(?P<shape>\\w+)")
-        match = re.fullmatch(pattern, text)
-        if match and f"{match['colour']}_{match['shape']}" in OBJECTS_BY_NAME:
-            return family.name, f"{match['colour']}_{match['shape']}"
-    forms = "; ".join(f.template for f in FAMILIES.values())
+        for template in family.templates:
+            match = re.fullmatch(_template_pattern(template), text)
+            if not match:
+                continue
+            fields = match.groupdict()
+            target = f"{fields['colour']}_{fields['shape']}"
+            base = f"{fields['base_colour']}_{fields['base_shape']}" if "base_colour" in fields else None
+            direction = fields.get("direction")
+            if target not in OBJECTS_BY_NAME or (base is not None and base not in OBJECTS_BY_NAME):
+                continue
+            if base == target or (direction is not None and direction not in DIRECTIONS):
+                continue
+            return ParsedInstruction(family.name, target, base, direction)
+    forms = "; ".join(t for f in FAMILIES.values() for t in f.templates)
     raise ValueError(
         f"instruction {instruction!r} matches no task; use one of: {forms} "
-        f"(colour in {sorted(COLOURS)}, shape in {list(SHAPES)})"
+        f"(colour in {sorted(COLOURS)}, shape in {list(SHAPES)}, direction in {sorted(DIRECTIONS)})"
     )
 
 
@@ -142,11 +230,15 @@ def sample_episode(
     family: str | None = None,
     target_object: str | None = None,
     rng: np.random.Generator | None = None,
+    base_object: str | None = None,
+    direction: str | None = None,
+    template_index: int = 0,
 ) -> EpisodeSpec:
     """A deterministic episode for ``seed``: family, target, distractors, positions and yaws.
 
-    ``family`` and ``target_object`` default to seeded random choices. ``rng`` overrides the
-    generator made from ``seed`` (the seed is still recorded in the spec).
+    ``family``, ``target_object``, ``base_object`` (stack) and ``direction`` (push) default to
+    seeded random choices. ``rng`` overrides the generator made from ``seed`` (the seed is still
+    recorded in the spec). ``template_index`` picks the phrasing of the instruction.
     """
     rng = np.random.default_rng(seed) if rng is None else rng
     family_name = str(rng.choice(sorted(FAMILIES))) if family is None else _family(family).name
@@ -158,7 +250,21 @@ def sample_episode(
     others = [name for name in names if name != target_object]
     n_distractors = int(rng.choice(DISTRACTOR_COUNTS))
     distractors = [others[i] for i in rng.permutation(len(others))[:n_distractors]]
-    bowl_xy, centres = _sample_layout(rng, 1 + n_distractors)
+    if family_name == "stack":
+        if base_object is None:
+            base_object = distractors[0]
+        elif base_object not in OBJECTS_BY_NAME or base_object == target_object:
+            raise ValueError(f"base_object: expected another known object, got {base_object!r}")
+        distractors = [base_object, *[d for d in distractors if d != base_object]][:n_distractors]
+    else:
+        base_object = None
+    if family_name == "push":
+        direction = str(rng.choice(sorted(DIRECTIONS))) if direction is None else direction
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction: expected one of {sorted(DIRECTIONS)}, got {direction!r}")
+    else:
+        direction = None
+    bowl_xy, centres = _sample_layout(rng, 1 + n_distractors, direction)
     placements = tuple(
         Placement(name, float(x), float(y), float(rng.uniform(-math.pi / 4, math.pi / 4)))
         for name, (x, y) in zip([target_object, *distractors], centres, strict=True)
@@ -167,17 +273,25 @@ def sample_episode(
     return EpisodeSpec(
         seed=int(seed),
         family=fam.name,
-        instruction=instruction_for(fam.name, target_object),
+        instruction=instruction_for(fam.name, target_object, base_object, direction, template_index),
         target_object=target_object,
         destination=fam.destination,
         max_steps=fam.max_steps,
         placements=placements,
         bowl_xy=(float(bowl_xy[0]), float(bowl_xy[1])),
+        base_object=base_object,
+        direction=direction,
     )
 
 
-def _sample_layout(rng: np.random.Generator, n_objects: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Bowl centre and ``n_objects`` object centres with the clearances above (rejection sampling)."""
+def _sample_layout(
+    rng: np.random.Generator, n_objects: int, push_direction: str | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Bowl centre and ``n_objects`` object centres with the clearances above (rejection sampling).
+
+    With ``push_direction`` the first centre (the target) is pushable: near the middle in y, with
+    its lane clear of the other objects and the bowl.
+    """
     low = np.array([LAYOUT_X_RANGE_M[0], LAYOUT_Y_RANGE_M[0]])
     high = np.array([LAYOUT_X_RANGE_M[1], LAYOUT_Y_RANGE_M[1]])
     for _ in range(_MAX_LAYOUT_TRIES):
@@ -189,10 +303,33 @@ def _sample_layout(rng: np.random.Generator, n_objects: int) -> tuple[np.ndarray
                 continue
             if any(np.linalg.norm(candidate - c) < MIN_OBJECT_GAP_M for c in centres):
                 continue
+            if push_direction is not None:
+                if not centres and abs(candidate[1]) > PUSH_START_Y_M:
+                    continue
+                if centres and _in_push_lane(candidate, centres[0], push_direction, 0.0):
+                    continue
             centres.append(candidate)
             if len(centres) == n_objects:
-                return bowl, centres
+                break
+        if len(centres) < n_objects:
+            continue
+        if push_direction is not None and _in_push_lane(
+            bowl, centres[0], push_direction, BOWL_OUTER_RADIUS_M
+        ):
+            continue
+        return bowl, centres
     raise RuntimeError(f"no layout with {n_objects} objects and the bowl after {_MAX_LAYOUT_TRIES} tries")
+
+
+def _in_push_lane(point: np.ndarray, start: np.ndarray, direction: str, radius: float) -> bool:
+    """Whether a disc of ``radius`` at ``point`` intrudes on the lane the target is pushed along."""
+    sign = DIRECTIONS[direction]
+    along = (point[1] - start[1]) * sign
+    across = abs(point[0] - start[0])
+    return (
+        -PUSH_LANE_BEHIND_M - radius < along < PUSH_LANE_AHEAD_M + radius
+        and across < PUSH_LANE_HALF_WIDTH_M + radius
+    )
 
 
 def _family(name: str) -> TaskFamily:
@@ -227,13 +364,47 @@ def is_lifted(
     return object_position[2] - half_height_m - table_z > min_lift_m
 
 
+def is_pushed(
+    object_position: Sequence[float],
+    start_xy: Sequence[float],
+    direction: str,
+    half_height_m: float,
+    min_distance_m: float = PUSH_SUCCESS_M,
+) -> bool:
+    """True when the object slid at least ``min_distance_m`` along ``direction`` and is on the table."""
+    along = (object_position[1] - start_xy[1]) * DIRECTIONS[direction]
+    on_table = abs(object_position[2] - half_height_m) < 0.01
+    return along >= min_distance_m and on_table
+
+
+def is_stacked(
+    object_position: Sequence[float],
+    base_position: Sequence[float],
+    stack_height_m: float,
+    xy_tolerance_m: float = 0.02,
+) -> bool:
+    """True when the object rests on the base: centred within ``xy_tolerance_m``, one height above."""
+    dx = object_position[0] - base_position[0]
+    dy = object_position[1] - base_position[1]
+    dz = object_position[2] - base_position[2]
+    return math.hypot(dx, dy) < xy_tolerance_m and abs(dz - stack_height_m) < 0.01
+
+
 def episode_success(
     spec: EpisodeSpec, object_positions: Mapping[str, Sequence[float]], bowl_position: Sequence[float]
 ) -> bool:
     """The success detector of ``spec.family`` on the current object and bowl positions."""
     target = object_positions[spec.target_object]
+    target_spec = OBJECTS_BY_NAME[spec.target_object]
     if spec.family == "place_in_bowl":
         return is_in_bowl(target, bowl_position)
     if spec.family == "pick_up":
-        return is_lifted(target, OBJECTS_BY_NAME[spec.target_object].half_height_m)
+        return is_lifted(target, target_spec.half_height_m)
+    if spec.family == "push":
+        start = spec.placements[0]
+        return is_pushed(target, (start.x, start.y), spec.direction or "", target_spec.half_height_m)
+    if spec.family == "stack":
+        base_spec = OBJECTS_BY_NAME[spec.base_object or ""]
+        height = base_spec.half_height_m + target_spec.half_height_m
+        return is_stacked(target, object_positions[base_spec.name], height)
     raise ValueError(f"family: no success detector for {spec.family!r}; known: {sorted(FAMILIES)}")

@@ -11,6 +11,7 @@ mirrors it through an equality constraint), as the Interbotix driver takes them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ TOOL_SITE = "ee_gripper_link"
 # the OpenVLA workspace box, like Bridge's data-collection neutral pose but further out.
 START_JOINTS_RAD: tuple[float, ...] = (0.0, -0.20, 0.22, 0.0, 1.55, 0.0)
 FINGER_OPEN_M = 0.037
+# Tool height at which the expert opens the gripper: over the bowl (above its base), or with the held
+# object this far above the top of the object it is stacked on.
+BOWL_RELEASE_TOOL_Z_M = 0.075
+STACK_RELEASE_GAP_M = 0.012
 
 
 @dataclass(frozen=True)
@@ -110,18 +115,41 @@ class WidowXSim:
     # --- Episode ---------------------------------------------------------------------------------
 
     def reset(
-        self, seed: int, family: str | None = None, instruction: str | None = None
+        self,
+        seed: int,
+        family: str | None = None,
+        instruction: str | None = None,
+        *,
+        target_object: str | None = None,
+        base_object: str | None = None,
+        direction: str | None = None,
+        instruction_text: str | None = None,
+        template_index: int = 0,
     ) -> tasks.EpisodeSpec:
-        """Start a new seeded episode; ``instruction`` (a task template) fixes family and target."""
-        target = None
+        """Start a new seeded episode.
+
+        ``instruction`` (a task template) fixes family, target, base and direction; or give them
+        one by one. ``instruction_text`` replaces the text the episode announces without changing
+        the task (paraphrases, language ablations).
+        """
         if instruction is not None:
-            parsed_family, target = tasks.parse_instruction(instruction)
-            if family is not None and family != parsed_family:
+            parsed = tasks.parse_instruction(instruction)
+            if family is not None and family != parsed.family:
                 raise ValueError(
-                    f"family: {family!r} disagrees with instruction {instruction!r} ({parsed_family})"
+                    f"family: {family!r} disagrees with instruction {instruction!r} ({parsed.family})"
                 )
-            family = parsed_family
-        spec = tasks.sample_episode(int(seed), family=family, target_object=target)
+            family, target_object = parsed.family, parsed.target_object
+            base_object, direction = parsed.base_object, parsed.direction
+        spec = tasks.sample_episode(
+            int(seed),
+            family=family,
+            target_object=target_object,
+            base_object=base_object,
+            direction=direction,
+            template_index=template_index,
+        )
+        if instruction_text is not None:
+            spec = dataclasses.replace(spec, instruction=instruction_text)
         model, data = self.model, self.data
         mujoco.mj_resetData(model, data)
         placements = {p.name: p for p in spec.placements}
@@ -250,12 +278,26 @@ class WidowXSim:
                 "shape": obj.shape,
                 "size_m": obj.size_m,
             }
-        destination_position = [float(v) for v in self.bowl_position()] if spec.destination else None
+        destination_position, release_z = None, None
+        if spec.destination == "bowl":
+            destination_position = [float(v) for v in self.bowl_position()]
+            release_z = destination_position[2] + BOWL_RELEASE_TOOL_Z_M
+        elif spec.destination == "object" and spec.base_object in objects:
+            base = objects[spec.base_object]
+            destination_position = list(base["position"])
+            held = tasks.OBJECTS_BY_NAME[spec.target_object]
+            # tool point at the held object's centre: the object's bottom just above the base's top
+            release_z = base["position"][2] + 0.5 * base["size_m"] + held.half_height_m + STACK_RELEASE_GAP_M
         return {
             "objects": objects,
+            "family": spec.family,
             "target_object": spec.target_object,
+            "base_object": spec.base_object,
+            "direction": spec.direction,
+            "push_start": [spec.placements[0].x, spec.placements[0].y],
             "destination": spec.destination,
             "destination_position": destination_position,
+            "release_z": release_z,
             "tool_pose": self.tool_pose().tolist(),
             "finger_m": float(self.data.qpos[self._qpos_adr[6]]),
             "time_s": self.time_s,

@@ -8,8 +8,9 @@ chunks and the chunk executor together succeed whether an action lands early or 
 from __future__ import annotations
 
 import pytest
-from graph_timing_loop import Timing, run_graph_episode
 
+from vla_bringup.graph_replica import Timing, run_graph_episode
+from vla_policy.backends.scripted.backend import ScriptedBackend
 from vla_sim.widowx_sim import WidowXSim
 
 SEEDS = range(8)
@@ -32,12 +33,17 @@ def sim() -> WidowXSim:
 )
 def test_scripted_policy_succeeds_through_graph_timing(sim, mode, horizon, action_kind, policy_phase_s):
     timing = Timing(policy_phase_s=policy_phase_s)
-    results = [run_graph_episode(sim, seed, mode, horizon, timing, action_kind) for seed in SEEDS]
-    successes = sum(ok for ok, _ in results)
+    results = [
+        run_graph_episode(sim, ScriptedBackend(action_kind, horizon), seed, mode, timing) for seed in SEEDS
+    ]
+    successes = sum(r.success for r in results)
     assert successes >= len(SEEDS) - 1, results
 
 
 def test_a_chunk_whose_first_step_is_late_still_succeeds(sim):
     # 0.12 s from frame to action: step 0 of every chunk is already half over and is dropped.
     timing = Timing(policy_phase_s=0.09, processing_s=0.03)
-    assert all(ok for ok, _ in (run_graph_episode(sim, s, "receding_horizon", 4, timing) for s in SEEDS))
+    results = [
+        run_graph_episode(sim, ScriptedBackend(chunk_horizon=4), s, "receding_horizon", timing) for s in SEEDS
+    ]
+    assert all(r.success for r in results), results

@@ -50,15 +50,25 @@ def test_families_and_instructions() -> None:
 
 
 def test_parse_instruction_round_trip_and_errors() -> None:
-    assert tasks.parse_instruction("Put the yellow cylinder in the bowl.") == (
-        "place_in_bowl",
-        "yellow_cylinder",
+    parsed = tasks.parse_instruction("Put the yellow cylinder in the bowl.")
+    assert (parsed.family, parsed.target_object) == ("place_in_bowl", "yellow_cylinder")
+    assert tasks.parse_instruction("pick up the green cube") == tasks.ParsedInstruction(
+        "pick_up", "green_cube"
     )
-    assert tasks.parse_instruction("pick up the green cube") == ("pick_up", "green_cube")
+    assert tasks.parse_instruction("slide the red cube left") == tasks.ParsedInstruction(
+        "push", "red_cube", None, "left"
+    )
+    assert tasks.parse_instruction("stack the red cube on the blue cylinder") == tasks.ParsedInstruction(
+        "stack", "red_cube", "blue_cylinder"
+    )
     with pytest.raises(ValueError, match="purple"):
         tasks.parse_instruction("pick up the purple cube")
+    with pytest.raises(ValueError, match="matches no task"):
+        tasks.parse_instruction("stack the red cube on the red cube")
+    with pytest.raises(ValueError, match="matches no task"):
+        tasks.parse_instruction("push the red cube to the top")
     with pytest.raises(ValueError, match="family"):
-        tasks.sample_episode(0, family="stack")
+        tasks.sample_episode(0, family="juggle")
     with pytest.raises(ValueError, match="target_object"):
         tasks.sample_episode(0, target_object="red_sphere")
 
@@ -87,3 +97,59 @@ def test_lifted_detector_and_dispatch() -> None:
     assert not tasks.episode_success(spec, positions, bowl)
     positions[spec.target_object] = np.array([*spec.bowl_xy, 0.024])
     assert tasks.episode_success(spec, positions, bowl)
+
+
+@pytest.mark.parametrize("family", tasks.FAMILY_ORDER)
+def test_every_template_parses_back_to_its_task(family) -> None:
+    for seed in range(tasks.TRAIN_SEED_START, tasks.TRAIN_SEED_START + 10):
+        for index in range(len(tasks.FAMILIES[family].templates)):
+            spec = tasks.sample_episode(seed, family=family, template_index=index)
+            parsed = tasks.parse_instruction(spec.instruction)
+            assert parsed == tasks.ParsedInstruction(
+                family, spec.target_object, spec.base_object, spec.direction
+            )
+
+
+def test_stack_base_is_in_the_scene_and_push_lane_is_clear() -> None:
+    for seed in range(50):
+        spec = tasks.sample_episode(seed, family="stack")
+        assert spec.base_object in spec.active_objects[1:] and spec.base_object != spec.target_object
+        assert spec.instruction.endswith(spec.base_object.replace("_", " "))
+        push = tasks.sample_episode(seed, family="push")
+        start = np.array([push.placements[0].x, push.placements[0].y])
+        assert abs(start[1]) <= tasks.PUSH_START_Y_M and push.direction in tasks.DIRECTIONS
+        for other in push.placements[1:]:
+            assert not tasks._in_push_lane(np.array([other.x, other.y]), start, push.direction, 0.0)
+        assert not tasks._in_push_lane(
+            np.array(push.bowl_xy), start, push.direction, tasks.BOWL_OUTER_RADIUS_M
+        )
+
+
+def test_push_and_stack_detectors() -> None:
+    assert tasks.is_pushed((0.3, 0.06, 0.02), (0.3, 0.0), "left", 0.02)
+    assert not tasks.is_pushed((0.3, 0.06, 0.02), (0.3, 0.0), "right", 0.02)  # wrong way
+    assert not tasks.is_pushed((0.3, 0.03, 0.02), (0.3, 0.0), "left", 0.02)  # not far enough
+    assert not tasks.is_pushed((0.3, 0.08, 0.09), (0.3, 0.0), "left", 0.02)  # carried, not pushed
+    assert tasks.is_pushed((0.3, -0.07, 0.02), (0.3, 0.0), "right", 0.02)
+    base = (0.3, 0.1, 0.02)
+    assert tasks.is_stacked((0.305, 0.1, 0.06), base, 0.04)
+    assert not tasks.is_stacked((0.33, 0.1, 0.06), base, 0.04)  # off centre: it would fall
+    assert not tasks.is_stacked((0.3, 0.1, 0.09), base, 0.04)  # still above it
+    assert not tasks.is_stacked((0.3, 0.1, 0.02), base, 0.04)  # next to it on the table
+    spec = tasks.sample_episode(3, family="stack")
+    positions = {p.name: np.array([p.x, p.y, 0.02]) for p in spec.placements}
+    bowl = (*spec.bowl_xy, 0.0)
+    assert not tasks.episode_success(spec, positions, bowl)
+    positions[spec.target_object] = positions[spec.base_object] + (0.0, 0.0, 0.04)
+    assert tasks.episode_success(spec, positions, bowl)
+
+
+def test_heldout_episodes_rotate_families_and_never_overlap_training_seeds() -> None:
+    episodes = tasks.heldout_episodes(60)
+    assert [f for _, f in episodes[:4]] == list(tasks.FAMILY_ORDER)
+    assert {f: sum(g == f for _, g in episodes) for f in tasks.FAMILY_ORDER} == dict.fromkeys(
+        tasks.FAMILY_ORDER, 15
+    )
+    assert max(seed for seed, _ in episodes) < tasks.TRAIN_SEED_START
+    with pytest.raises(ValueError, match="episodes"):
+        tasks.heldout_episodes(0)

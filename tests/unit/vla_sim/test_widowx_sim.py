@@ -105,6 +105,30 @@ def test_privileged_state_is_json(sim: WidowXSim) -> None:
     assert sim.privileged_state()["destination_position"] is None
 
 
+def test_stack_and_push_episodes_tell_the_expert_where_and_which_way(sim: WidowXSim) -> None:
+    spec = sim.reset(9, family="stack")
+    state = sim.privileged_state()
+    base = state["objects"][spec.base_object]
+    assert state["destination_position"] == pytest.approx(base["position"])
+    # released with the held object's bottom just above the base's top
+    assert state["release_z"] == pytest.approx(base["position"][2] + 0.02 + 0.02 + 0.012, abs=2e-3)
+    spec = sim.reset(9, family="push", direction="right")
+    state = sim.privileged_state()
+    assert state["family"] == "push" and state["direction"] == "right"
+    assert state["push_start"] == pytest.approx([spec.placements[0].x, spec.placements[0].y])
+
+
+def test_instruction_text_replaces_the_words_not_the_task(sim: WidowXSim) -> None:
+    plain = sim.reset(21, family="stack")
+    spec = sim.reset(21, family="stack", instruction_text="set the thing on the other thing")
+    assert spec.instruction == "set the thing on the other thing"
+    assert (spec.target_object, spec.base_object, spec.placements) == (
+        plain.target_object,
+        plain.base_object,
+        plain.placements,
+    )
+
+
 def test_commands_are_validated_and_clipped(sim: WidowXSim) -> None:
     sim.reset(0)
     sent = sim.set_arm_command(np.array([0.0, -3.0, 0.0, 0.0, 0.0, 0.0]))

@@ -32,6 +32,8 @@ from vla_policy.backends.octo.tokenizers import (
 from vla_policy.contract import Observation, PolicyOutput
 from vla_policy.torch_dtype import resolve_dtype
 
+PROPRIO = "__proprio__"  # key of the proprio in the observation history
+
 
 class OctoBackend:
     """PolicyBackend over an :class:`OctoModel` (see the module docstring)."""
@@ -94,13 +96,30 @@ class OctoBackend:
             )
         return {c: resize_image(images[c], self.image_size[c], c) for c in self.camera_names}
 
+    def _proprio(self, proprio: np.ndarray | None) -> np.ndarray:
+        dim = self.config.proprio_dim
+        values = None if proprio is None else np.asarray(proprio, dtype=np.float32).reshape(-1)
+        if values is None or values.shape[0] < dim or not np.all(np.isfinite(values[:dim])):
+            got = None if values is None else values.tolist()
+            raise ValueError(
+                f"observation.proprio: this model needs {dim} finite joint positions "
+                f"(6 arm joints + left finger), got {got}"
+            )
+        return values[:dim]
+
     @torch.no_grad()
     def infer(self, observation: Observation) -> PolicyOutput:
         start = time.perf_counter()
-        frames, timestep_mask = self.history.add(self._images(observation.images))
+        inputs = self._images(observation.images)
+        if self.config.proprio_dim:
+            inputs[PROPRIO] = self._proprio(observation.proprio)
+        frames, timestep_mask = self.history.add(inputs)
+        proprio = frames.pop(PROPRIO, None)
         images = {c: torch.from_numpy(v)[None].to(self.device) for c, v in frames.items()}
         mask = torch.from_numpy(timestep_mask)[None].to(self.device)
-        readout = self.model(images, self._text_embedding(observation.instruction), mask)
+        proprio_t = None if proprio is None else torch.from_numpy(proprio)[None].to(self.device)
+        text = self._text_embedding(observation.instruction)
+        readout = self.model(images, text, mask, proprio=proprio_t)
         normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
         chunk = unnormalize_actions(
             normalized[0, : self.horizon].cpu().numpy(), self.action_space.stats, self.action_space.dim_names

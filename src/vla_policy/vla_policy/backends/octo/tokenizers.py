@@ -41,7 +41,7 @@ class StdConv2d(nn.Conv2d):
 class SmallStem(nn.Module):
     """Conv stem + patchify: (N, C, H, W) in [-1, 1] -> (N, tokens, image_token_dim)."""
 
-    def __init__(self, config: OctoConfig, in_channels: int) -> None:
+    def __init__(self, config: OctoConfig, in_channels: int, patch_size: int | None = None) -> None:
         super().__init__()
         channels = (in_channels, *config.stem_features)
         self.convs = nn.ModuleList(
@@ -50,7 +50,7 @@ class SmallStem(nn.Module):
         )
         # flax GroupNorm defaults: 32 groups, epsilon 1e-6
         self.norms = nn.ModuleList(nn.GroupNorm(config.stem_groups, c, eps=1e-6) for c in channels[1:])
-        patch = config.patch_size // 16
+        patch = (patch_size or config.patch_size) // 16
         self.embedding = nn.Conv2d(channels[-1], config.image_token_dim, kernel_size=patch, stride=patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,10 +63,10 @@ class SmallStem(nn.Module):
 class ImageTokenizer(nn.Module):
     """One camera: uint8-valued images (B, T, H, W, 3) -> tokens (B, T, n_tokens, image_token_dim)."""
 
-    def __init__(self, config: OctoConfig) -> None:
+    def __init__(self, config: OctoConfig, patch_size: int | None = None) -> None:
         super().__init__()
         self.goal_image = config.goal_image
-        self.stem = SmallStem(config, in_channels=6 if config.goal_image else 3)
+        self.stem = SmallStem(config, in_channels=6 if config.goal_image else 3, patch_size=patch_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         batch, window = images.shape[:2]

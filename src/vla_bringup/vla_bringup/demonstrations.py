@@ -1,0 +1,151 @@
+"""Demonstrations from the scripted expert, recorded through the graph replica (``vla-stack collect``).
+
+Each episode runs the expert (privileged state, 4-step chunks, receding-horizon execution) in
+:mod:`vla_bringup.graph_replica`, so the recorded images are exactly what the perception node
+would hand a policy (sim render + read noise + antialiased resize), resized once more to the
+model's input sizes the way the Octo backend resizes them. Per policy tick it records the images,
+the proprio (6 arm joints + left finger) and the expert's chunk (4 x 7 Bridge deltas, gripper
+absolute), plus a few ticks after success so the policy learns to hold.
+
+Layout of ``DIR``: ``episode_<seed>.npz`` (primary, wrist: uint8 (T, H, W, 3); proprio: float32
+(T, 7); actions: float32 (T, 4, 7); and the scalars instruction, family, seed, success, steps) and
+``meta.json``. Only successful episodes are kept; held-out seeds are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+TAIL_STEPS = 3  # ticks recorded after the success is first detected
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    out_dir: str
+    episodes: int
+    seed_start: int
+    image_sizes: dict  # camera -> (h, w) the model takes
+    workers: int = 2
+    chunk_horizon: int = 4
+    execution_mode: str = "receding_horizon"
+
+
+def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
+    """(seed, family, template index) per episode: families in turn, phrasings seeded."""
+    from vla_sim import tasks
+
+    plan = []
+    for i in range(options.episodes):
+        seed = options.seed_start + i
+        if seed in set(tasks.HELDOUT_SEEDS):
+            raise ValueError(f"seed_start: seed {seed} is a held-out evaluation seed; start above them")
+        family = tasks.FAMILY_ORDER[i % len(tasks.FAMILY_ORDER)]
+        template = int(np.random.default_rng(seed).integers(len(tasks.FAMILIES[family].templates)))
+        plan.append((seed, family, template))
+    return plan
+
+
+def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int]) -> list[dict]:
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)  # one worker per core: no library may spawn its own thread pool
+    cv2.setNumThreads(1)
+    from vla_policy.backends.octo.processor import resize_image
+    from vla_policy.backends.scripted.backend import ScriptedBackend
+    from vla_sim.widowx_sim import WidowXSim
+
+    options, plan, _ = args
+    sim = WidowXSim()
+    out = Path(options.out_dir)
+    results = []
+    for seed, family, template in plan:
+        records: list[tuple] = []
+        backend = ScriptedBackend(chunk_horizon=options.chunk_horizon)
+
+        def record(observation, output, records=records) -> None:
+            images = {
+                c: resize_image(observation.images[c], tuple(size), c)
+                for c, size in options.image_sizes.items()
+            }
+            records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))
+
+        outcome = _run_with_tail(sim, backend, seed, family, template, options, record, records)
+        spec = sim.spec
+        result = {"seed": seed, "family": family, "instruction": spec.instruction, **outcome}
+        if outcome["success"]:
+            np.savez_compressed(
+                out / f"episode_{seed}.npz",
+                **{c: np.stack([r[0][c] for r in records]) for c in options.image_sizes},
+                proprio=np.stack([r[1] for r in records]),
+                actions=np.stack([r[2] for r in records]),
+                instruction=np.array(spec.instruction),
+                family=np.array(family),
+                seed=np.array(seed),
+            )
+        results.append(result)
+    sim.close()
+    return results
+
+
+def _run_with_tail(sim, backend, seed, family, template, options, record, records) -> dict:
+    """Run until success (+ TAIL_STEPS ticks of holding) or the step budget; trim the recording."""
+    from vla_bringup.graph_replica import run_graph_episode
+
+    outcome = run_graph_episode(
+        sim,
+        backend,
+        seed,
+        options.execution_mode,
+        reset_kwargs={"family": family, "template_index": template},
+        render=True,
+        on_inference=record,
+        stop_on_success=False,
+        stop_after_success_steps=TAIL_STEPS,
+    )
+    return {"success": outcome.success, "steps": outcome.steps, "ticks": len(records)}
+
+
+def collect(options: CollectOptions) -> dict:
+    """Collect ``options.episodes`` expert episodes into ``options.out_dir``; returns the summary."""
+    from tqdm import tqdm
+
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = episode_plan(options)
+    shards = [plan[i :: options.workers] for i in range(options.workers)]
+    # Small shards so the bar moves and the work balances; each worker builds its sim once per shard.
+    pieces = [
+        (options, shard[j : j + 10], k) for k, shard in enumerate(shards) for j in range(0, len(shard), 10)
+    ]
+    results: list[dict] = []
+    context = mp.get_context("spawn")
+    with (
+        context.Pool(options.workers) as pool,
+        tqdm(total=len(plan), desc="demonstrations", unit="ep") as bar,
+    ):
+        for shard_results in pool.imap_unordered(_collect_shard, pieces):
+            results += shard_results
+            bar.update(len(shard_results))
+            bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+    results.sort(key=lambda r: r["seed"])
+    summary = {
+        "options": asdict(options),
+        "episodes": len(results),
+        "kept": sum(r["success"] for r in results),
+        "per_family": {
+            f: {
+                "kept": sum(r["success"] for r in results if r["family"] == f),
+                "of": sum(r["family"] == f for r in results),
+            }
+            for f in sorted({r["family"] for r in results})
+        },
+        "results": results,
+    }
+    (out / "meta.json").write_text(json.dumps(summary, indent=1))
+    return summary

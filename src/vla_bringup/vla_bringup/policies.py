@@ -1,0 +1,53 @@
+"""Named policies for ``vla-stack demo`` and ``vla-stack eval``: a backend, its checkpoint and options.
+
+``octo-sim`` (the default) is the Octo-style model trained on the embedded sim's demonstrations
+(``vla-stack train config/train/octo_sim.yaml``; weights in models/octo-sim). ``scripted`` is the
+expert on privileged sim state. Any backend name (openvla, rt2, octo, or "pkg.module:factory")
+is accepted too, with its checkpoint given by ``--checkpoint``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vla_bringup.paths import repo_root
+
+DEFAULT_POLICY = "octo-sim"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    backend: str
+    checkpoint: str = ""
+    options: dict = field(default_factory=dict)
+    privileged: bool = False  # reads /sim/privileged_state (the scripted expert only)
+    execution_mode: str | None = None  # actuation override; None = config/actuation.yaml
+
+
+def _named() -> dict[str, PolicySpec]:
+    return {
+        "octo-sim": PolicySpec(
+            "octo",
+            str(repo_root() / "models" / "octo-sim"),
+            # 4-step chunks, deterministic DDIM; a fixed sampler seed makes runs repeatable
+            {"chunk_horizon": 4, "seed": 0},
+        ),
+        "scripted": PolicySpec("scripted", privileged=True),
+    }
+
+
+def named_policies() -> tuple[str, ...]:
+    return tuple(_named())
+
+
+def resolve_policy(name: str, checkpoint: str = "", options: dict | None = None) -> PolicySpec:
+    """The spec of a named policy, or of a bare backend name; explicit arguments win."""
+    named = _named()
+    spec = named.get(name, PolicySpec(name))
+    return PolicySpec(
+        spec.backend,
+        checkpoint or spec.checkpoint,
+        {**spec.options, **(options or {})},
+        spec.privileged,
+        spec.execution_mode,
+    )

@@ -1,0 +1,117 @@
+"""``vla-stack collect`` and ``vla-stack train CONFIG``: demonstrations, then the trained policy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vla_bringup.paths import repo_root
+
+
+def _resolve(path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else repo_root() / p)
+
+
+def load_train_yaml(path: str) -> tuple[dict, dict]:
+    """The ``collect`` and ``train`` sections of a training config, with errors naming the file."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"train config not found: {path}")
+    data = yaml.safe_load(file.read_text()) or {}
+    unknown = sorted(set(data) - {"collect", "train"})
+    if unknown or "train" not in data:
+        raise SystemExit(f"{path}: expected sections 'collect' and 'train', got {sorted(data)}")
+    return dict(data.get("collect") or {}), dict(data["train"])
+
+
+def collect_options(section: dict, image_sizes: dict, source: str):
+    from vla_bringup.demonstrations import CollectOptions
+
+    known = {"out_dir", "episodes", "seed_start", "workers"}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise SystemExit(f"{source}: unknown collect setting(s) {unknown}; known: {sorted(known)}")
+    return CollectOptions(
+        out_dir=_resolve(section.get("out_dir", "data/sim_demos")),
+        episodes=int(section.get("episodes", 2000)),
+        seed_start=int(section.get("seed_start", 100000)),
+        image_sizes={k: list(v) for k, v in image_sizes.items()},
+        workers=int(section.get("workers", 2)),
+    )
+
+
+def have_demonstrations(options) -> bool:
+    """Whether out_dir already holds this collection (same options in its meta.json)."""
+    meta = Path(options.out_dir) / "meta.json"
+    if not meta.is_file():
+        return False
+    from dataclasses import asdict
+
+    recorded = json.loads(meta.read_text()).get("options", {})
+    return recorded == json.loads(json.dumps(asdict(options)))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from vla_policy.backends.octo.config import octo_preset
+    from vla_policy.training.train_octo import TrainConfig, train
+
+    collect_section, train_section = load_train_yaml(args.config)
+    train_section["out_dir"] = _resolve(args.out or train_section.get("out_dir", "models/octo-sim"))
+    if train_section.get("loss_plot"):
+        train_section["loss_plot"] = _resolve(train_section["loss_plot"])
+    model = octo_preset(train_section.get("model_size", "sim"), **train_section.get("model_overrides", {}))
+    options = collect_options(collect_section, model.image_size, args.config)
+    if args.steps is not None:
+        train_section["steps"] = args.steps
+    if have_demonstrations(options) and not args.recollect:
+        print(f"[train] using the demonstrations in {options.out_dir} (--recollect to record them again)")
+    else:
+        from vla_bringup.demonstrations import collect
+
+        summary = collect(options)
+        print(
+            f"[train] kept {summary['kept']}/{summary['episodes']} expert episodes: {summary['per_family']}"
+        )
+    config = TrainConfig.from_dict({**train_section, "data_dir": options.out_dir}, source=args.config)
+    result = train(config)
+    print(
+        f"[train] {result['steps_done']} steps in {result['minutes']} min; final loss "
+        f"{result['final_train_loss']:.4f} (val {result['final_val_loss']}); checkpoint in {config.out_dir}"
+    )
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from vla_bringup.demonstrations import CollectOptions, collect
+
+    sizes = {"primary": (args.primary_size, args.primary_size), "wrist": (args.wrist_size, args.wrist_size)}
+    options = CollectOptions(_resolve(args.out), args.episodes, args.seed_start, sizes, args.workers)
+    summary = collect(options)
+    print(
+        f"kept {summary['kept']}/{summary['episodes']} episodes: {summary['per_family']} -> {options.out_dir}"
+    )
+    return 0
+
+
+def add_train_parsers(sub) -> None:
+    train = sub.add_parser("train", help="collect demonstrations and train a policy from a config YAML")
+    train.add_argument("config", help="e.g. config/train/octo_sim.yaml")
+    train.add_argument("--out", default=None, help="checkpoint directory (default: the config's)")
+    train.add_argument("--steps", type=int, default=None, help="override the config's step count")
+    train.add_argument("--recollect", action="store_true", help="record the demonstrations again")
+    train.set_defaults(func=cmd_train)
+
+    collect = sub.add_parser(
+        "collect", help="record scripted-expert demonstrations (images as a policy sees them)"
+    )
+    collect.add_argument("--out", default="data/sim_demos")
+    collect.add_argument("--episodes", type=int, default=200)
+    collect.add_argument("--seed-start", type=int, default=100000)
+    collect.add_argument("--workers", type=int, default=2)
+    collect.add_argument("--primary-size", type=int, default=128)
+    collect.add_argument("--wrist-size", type=int, default=64)
+    collect.set_defaults(func=cmd_collect)

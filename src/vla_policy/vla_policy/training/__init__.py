@@ -1,0 +1,1 @@
+"""Training the Octo-style policy on recorded demonstrations (torch, no ROS)."""
