@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vla_bringup.paths import repo_root
-from vla_bringup.policies import resolve_policy
+from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
 
 # Stage name -> the node that measures it, in pipeline order.
 STAGES = (
@@ -29,7 +29,7 @@ STAGES = (
 
 @dataclass(frozen=True)
 class DemoOptions:
-    policy: str = "octo-sim"
+    policy: str = DEFAULT_POLICY
     instruction: str | None = None
     episodes: int = 3
     seed: int = 0

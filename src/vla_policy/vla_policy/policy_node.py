@@ -110,7 +110,10 @@ class PolicyNode(Node):
         if checkpoint:
             options["checkpoint"] = checkpoint
         self.backend = make_backend(backend_name, **options)
-        self.get_logger().info(f"backend '{backend_name}' on {device}: {self.backend.action_space}")
+        self.get_logger().info(
+            f"backend '{backend_name}' on {device}: {self.backend.action_space}; checkpoint "
+            f"{checkpoint or 'none'}; privileged sim state {'read' if self.use_privileged else 'not read'}"
+        )
 
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)

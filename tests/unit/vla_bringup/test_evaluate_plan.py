@@ -79,14 +79,23 @@ def test_summary_per_family_and_overall():
     assert "push" not in summary["per_family"]
 
 
-def test_named_policies():
-    default = resolve_policy(DEFAULT_POLICY)
-    assert default.backend == "octo" and default.checkpoint.endswith("models/octo-sim")
-    assert not default.privileged
+def test_named_policies(tmp_path):
+    assert resolve_policy(DEFAULT_POLICY).backend in {"scripted", "octo"}
+    octo_sim = resolve_policy("octo-sim", checkpoint=str(tmp_path))
+    assert octo_sim.backend == "octo" and not octo_sim.privileged
+    assert octo_sim.options == {"chunk_horizon": 4, "seed": 0}
     assert resolve_policy("scripted").privileged
     custom = resolve_policy("rt2", checkpoint="/ckpt", options={"seed": 3})
     assert (custom.backend, custom.checkpoint, custom.options) == ("rt2", "/ckpt", {"seed": 3})
-    assert resolve_policy("octo-sim", options={"num_steps": 5}).options["chunk_horizon"] == 4
+    assert resolve_policy("octo-sim", str(tmp_path), {"num_steps": 5}).options["chunk_horizon"] == 4
+
+
+def test_a_named_policy_without_its_checkpoint_says_how_to_make_it(monkeypatch, tmp_path):
+    import vla_bringup.policies as policies
+
+    monkeypatch.setattr(policies, "repo_root", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="vla-stack train config/train/octo_sim.yaml"):
+        resolve_policy("octo-sim")
 
 
 def test_train_yaml_sections_are_checked(tmp_path):

@@ -128,9 +128,10 @@ def train(config: TrainConfig) -> dict:
     mean = torch.tensor(stats.mean, dtype=torch.float32)
     std = torch.tensor(stats.std, dtype=torch.float32)
     norm_mask = torch.tensor(stats.mask)
-    proprio = demos.proprio[train_ticks]
-    model.proprio_mean.copy_(torch.from_numpy(proprio.mean(axis=0)))
-    model.proprio_std.copy_(torch.from_numpy(np.maximum(proprio.std(axis=0), 1e-3)))
+    if model_config.proprio_dim:
+        proprio = demos.proprio[train_ticks][:, : model_config.proprio_dim]
+        model.proprio_mean.copy_(torch.from_numpy(proprio.mean(axis=0)))
+        model.proprio_std.copy_(torch.from_numpy(np.maximum(proprio.std(axis=0), 1e-3)))
 
     tokenizer = load_text_tokenizer(model_config)
     tokens = tokenize_instructions(tokenizer, demos.instructions, model_config.text_tokens)
@@ -158,6 +159,7 @@ def train(config: TrainConfig) -> dict:
     start = time.monotonic()
     model.train()
     running = None
+    steps_done = 0
     bar = tqdm(range(config.steps), desc="training", unit="step")
     for step in bar:
         for group in optimizer.param_groups:
@@ -175,6 +177,7 @@ def train(config: TrainConfig) -> dict:
                 if p.requires_grad:
                     e.lerp_(p, 1.0 - decay_now)
         value = loss.item()
+        steps_done = step + 1
         running = value if running is None else 0.98 * running + 0.02 * value
         if step % 25 == 0:
             log["step"].append(step)
@@ -204,7 +207,7 @@ def train(config: TrainConfig) -> dict:
         "train_samples": int(len(train_ticks)),
         "val_samples": int(len(val_ticks)),
         "instructions": demos.instructions,
-        "steps_done": int(log["step"][-1]) + 1 if log["step"] else 0,
+        "steps_done": steps_done,
         "minutes": round(minutes, 1),
         "final_train_loss": running,
         "final_val_loss": log["val_loss"][-1] if log["val_loss"] else None,

@@ -1,4 +1,4 @@
-"""The Octo policy backend: a window of 2 observations + an instruction in, a 4 x 7 chunk out.
+"""The Octo policy backend: a window of observations (+ proprio) and an instruction in, a chunk out.
 
 ``make_octo_backend(checkpoint=DIR, device=..., chunk_horizon=..., num_steps=..., scheduler=...,
 dtype=..., unnorm_key=..., seed=...)`` is the registry's factory ("octo"). ``build_random_octo``

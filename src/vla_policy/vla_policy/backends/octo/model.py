@@ -5,7 +5,9 @@ Read top to bottom: ``OctoModel.encode_text`` runs the frozen text encoder once 
 learned positional embeddings (task: one per token; observations and readouts: one per timestep and
 token, for ``max_horizon`` timesteps of which the window's first ones are used), runs the
 block-wise causal transformer and mean-pools each timestep's readout tokens. ``sample_actions``
-runs the diffusion head on the last timestep's readout.
+runs the diffusion head on the last timestep's readout. With ``proprio_dim`` > 0 each timestep also
+has one proprio token (Octo's low-dimensional tokenizer: z-scored with statistics stored as
+buffers, then a linear projection), after the camera tokens.
 """
 
 from __future__ import annotations
