@@ -56,6 +56,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
 
     torch.set_num_threads(1)  # one worker per core: no library may spawn its own thread pool
     cv2.setNumThreads(1)
+    from vla_bringup.graph_replica import run_graph_episode
     from vla_policy.backends.octo.processor import resize_image
     from vla_policy.backends.scripted.backend import ScriptedBackend
     from vla_sim.widowx_sim import WidowXSim
@@ -75,10 +76,28 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))
 
-        outcome = _run_with_tail(sim, backend, seed, family, template, options, record, records)
+        # Until success plus TAIL_STEPS ticks of holding, or the step budget.
+        outcome = run_graph_episode(
+            sim,
+            backend,
+            seed,
+            options.execution_mode,
+            reset_kwargs={"family": family, "template_index": template},
+            render=True,
+            on_inference=record,
+            stop_on_success=False,
+            stop_after_success_steps=TAIL_STEPS,
+        )
         spec = sim.spec
-        result = {"seed": seed, "family": family, "instruction": spec.instruction, **outcome}
-        if outcome["success"]:
+        result = {
+            "seed": seed,
+            "family": family,
+            "instruction": spec.instruction,
+            "success": outcome.success,
+            "steps": outcome.steps,
+            "ticks": len(records),
+        }
+        if outcome.success:
             np.savez_compressed(
                 out / f"episode_{seed}.npz",
                 **{c: np.stack([r[0][c] for r in records]) for c in options.image_sizes},
@@ -91,24 +110,6 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
         results.append(result)
     sim.close()
     return results
-
-
-def _run_with_tail(sim, backend, seed, family, template, options, record, records) -> dict:
-    """Run until success (+ TAIL_STEPS ticks of holding) or the step budget; trim the recording."""
-    from vla_bringup.graph_replica import run_graph_episode
-
-    outcome = run_graph_episode(
-        sim,
-        backend,
-        seed,
-        options.execution_mode,
-        reset_kwargs={"family": family, "template_index": template},
-        render=True,
-        on_inference=record,
-        stop_on_success=False,
-        stop_after_success_steps=TAIL_STEPS,
-    )
-    return {"success": outcome.success, "steps": outcome.steps, "ticks": len(records)}
 
 
 def collect(options: CollectOptions) -> dict:

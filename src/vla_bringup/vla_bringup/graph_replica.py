@@ -47,7 +47,7 @@ class EpisodeOutcome:
     steps: int  # control steps until success was first detected, or the budget
 
 
-# Called after every inference: (observation, output, phase) -> None; phase is the expert's, if any.
+# Called after every inference with the observation the backend saw and its output.
 InferenceHook = Callable[[Observation, PolicyOutput], None]
 
 
