@@ -33,6 +33,33 @@ class CollectOptions:
     workers: int = 2
     chunk_horizon: int = 4
     execution_mode: str = "receding_horizon"
+    # Share of episodes that start from a random arm pose (``jittered_start_joints``) instead of the
+    # fixed one, so that the arm's pose never tells the policy where the target is.
+    random_start_fraction: float = 0.0
+    # Share of episodes whose executed steps get N(0, action_noise_m) added to x, y, z (DART): the
+    # arm drifts off the expert's path and the recorded (clean) chunks show how to come back.
+    noisy_fraction: float = 0.0
+    action_noise_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("random_start_fraction", "noisy_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"collect.{name}: expected a share in [0, 1], got {value!r}")
+        if not 0.0 <= self.action_noise_m <= 0.05:
+            raise ValueError(
+                f"collect.action_noise_m: expected metres in [0, 0.05], got {self.action_noise_m!r}"
+            )
+
+
+def episode_variation(options: CollectOptions, seed: int) -> tuple[np.ndarray | None, float]:
+    """(start joints or None for the fixed pose, action noise std in m) of one episode, seeded."""
+    from vla_sim.widowx_sim import jittered_start_joints
+
+    rng = np.random.default_rng([seed, 2])
+    start = jittered_start_joints(rng) if rng.random() < options.random_start_fraction else None
+    noise = options.action_noise_m if rng.random() < options.noisy_fraction else 0.0
+    return start, noise
 
 
 def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
@@ -76,13 +103,22 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))
 
+        start_joints, noise_m = episode_variation(options, seed)
+        noise_rng = np.random.default_rng([seed, 3])
+
+        def perturb(chunk: np.ndarray, noise_m=noise_m, rng=noise_rng) -> np.ndarray:
+            noisy = chunk.copy()
+            noisy[:, :3] += rng.normal(0.0, noise_m, size=(len(chunk), 3))
+            return noisy
+
         # Until success plus TAIL_STEPS ticks of holding, or the step budget.
         outcome = run_graph_episode(
             sim,
             backend,
             seed,
             options.execution_mode,
-            reset_kwargs={"family": family, "template_index": template},
+            reset_kwargs={"family": family, "template_index": template, "start_joints": start_joints},
+            perturb=perturb if noise_m > 0 else None,
             render=True,
             on_inference=record,
             stop_on_success=False,
@@ -96,6 +132,8 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             "success": outcome.success,
             "steps": outcome.steps,
             "ticks": len(records),
+            "random_start": start_joints is not None,
+            "action_noise_m": noise_m,
         }
         if outcome.success:
             np.savez_compressed(
@@ -119,6 +157,12 @@ def collect(options: CollectOptions) -> dict:
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = episode_plan(options)
+    stale = sorted(out.glob("episode_*.npz"))
+    if stale:  # an earlier collection: its episodes must not mix with this one's
+        print(f"[collect] removing {len(stale)} episodes of an earlier collection in {out}")
+        for path in stale:
+            path.unlink()
+        (out / "meta.json").unlink(missing_ok=True)
     shards = [plan[i :: options.workers] for i in range(options.workers)]
     # Small shards so the bar moves and the work balances; each worker builds its sim once per shard.
     pieces = [

@@ -192,20 +192,24 @@ def run_eval(options: EvalOptions) -> int:
         f"[eval] policy={options.policy} episodes={len(plan)} seeds={options.seeds} "
         f"language={options.language} instructions={options.instructions_file or 'templates'}"
     )
-    code = 0 if options.replica else run_demo(
-        DemoOptions(
-            policy=options.policy,
-            episodes=len(plan),
-            json_path=str(demo_json),
-            out_dir=str(out_dir),
-            checkpoint=options.checkpoint,
-            backend_options=options.backend_options,
-            real_time_factor=options.real_time_factor,
-            max_steps=max(e["max_steps"] for e in plan),
-            record=False,
-            video=False,
-            episode_plan_file=str(plan_file),
-            failure_video_dir=str(out_dir / "failures"),
+    code = (
+        0
+        if options.replica
+        else run_demo(
+            DemoOptions(
+                policy=options.policy,
+                episodes=len(plan),
+                json_path=str(demo_json),
+                out_dir=str(out_dir),
+                checkpoint=options.checkpoint,
+                backend_options=options.backend_options,
+                real_time_factor=options.real_time_factor,
+                max_steps=max(e["max_steps"] for e in plan),
+                record=False,
+                video=False,
+                episode_plan_file=str(plan_file),
+                failure_video_dir=str(out_dir / "failures"),
+            )
         )
     )
     if not demo_json.is_file():

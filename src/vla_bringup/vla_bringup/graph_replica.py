@@ -49,6 +49,9 @@ class EpisodeOutcome:
 
 # Called after every inference with the observation the backend saw and its output.
 InferenceHook = Callable[[Observation, PolicyOutput], None]
+# Maps the chunk the backend returned to the chunk the actuation executes (DART-style noise
+# injection for demonstrations: the recorded label stays the clean chunk).
+ChunkPerturbation = Callable[[np.ndarray], np.ndarray]
 
 
 def render_observation_images(
@@ -78,6 +81,7 @@ def run_graph_episode(
     max_steps: int | None = None,
     stop_on_success: bool = True,
     stop_after_success_steps: int | None = None,
+    perturb: ChunkPerturbation | None = None,
 ) -> EpisodeOutcome:
     """One episode through the replica; ``render`` gives the backend real camera images."""
     spec = sim.reset(seed, **(reset_kwargs or {}))
@@ -119,6 +123,8 @@ def run_graph_episode(
             chunk = np.atleast_2d(out.chunk)
             if space.kind == "discrete":  # what the actuation decodes from the wire
                 chunk = dequantize_actions(chunk, space)
+            if perturb is not None:
+                chunk = perturb(chunk)
             pending.append((now + timing.processing_s, stamp, chunk))
             next_policy += timing.policy_period_s
         run_step = False

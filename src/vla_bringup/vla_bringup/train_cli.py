@@ -31,7 +31,8 @@ def load_train_yaml(path: str) -> tuple[dict, dict]:
 def collect_options(section: dict, image_sizes: dict, source: str):
     from vla_bringup.demonstrations import CollectOptions
 
-    known = {"out_dir", "episodes", "seed_start", "workers"}
+    variation = {"random_start_fraction", "noisy_fraction", "action_noise_m"}
+    known = {"out_dir", "episodes", "seed_start", "workers", *variation}
     unknown = sorted(set(section) - known)
     if unknown:
         raise SystemExit(f"{source}: unknown collect setting(s) {unknown}; known: {sorted(known)}")
@@ -41,6 +42,7 @@ def collect_options(section: dict, image_sizes: dict, source: str):
         seed_start=int(section.get("seed_start", 100000)),
         image_sizes={k: list(v) for k, v in image_sizes.items()},
         workers=int(section.get("workers", 2)),
+        **{k: float(section[k]) for k in sorted(variation & set(section))},
     )
 
 

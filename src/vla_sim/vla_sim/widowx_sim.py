@@ -76,6 +76,19 @@ class SimConfig:
             raise ValueError(f"SimConfig.settle_steps: expected an int >= 0, got {self.settle_steps!r}")
 
 
+def jittered_start_joints(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """A start pose near ``START_JOINTS_RAD``: the gripper anywhere over the near workspace, still
+    pointing down (wrist angle compensates shoulder + elbow). Demonstrations use it so the arm's
+    pose alone never tells a policy where the target is."""
+    waist, shoulder, elbow = rng.uniform(-1.0, 1.0, size=3) * scale * np.array([0.45, 0.22, 0.22])
+    joints = np.array(START_JOINTS_RAD, dtype=float)
+    joints[0] += waist
+    joints[1] += shoulder
+    joints[2] += elbow
+    joints[4] -= shoulder + elbow
+    return joints
+
+
 class WidowXSim:
     """A seeded tabletop episode on a simulated wx250s: commands in, joint states, images and poses out."""
 
@@ -125,13 +138,19 @@ class WidowXSim:
         direction: str | None = None,
         instruction_text: str | None = None,
         template_index: int = 0,
+        start_joints: np.ndarray | tuple[float, ...] | None = None,
     ) -> tasks.EpisodeSpec:
         """Start a new seeded episode.
 
         ``instruction`` (a task template) fixes family, target, base and direction; or give them
         one by one. ``instruction_text`` replaces the text the episode announces without changing
-        the task (paraphrases, language ablations).
+        the task (paraphrases, language ablations). ``start_joints`` replaces
+        ``SimConfig.start_joints`` for this episode (demonstrations from varied arm poses).
         """
+        start = np.asarray(self.config.start_joints if start_joints is None else start_joints, dtype=float)
+        if start.shape != (6,) or not np.all(np.isfinite(start)):
+            got = np.asarray(start_joints).tolist()
+            raise ValueError(f"start_joints: expected 6 finite values (rad), got {got}")
         if instruction is not None:
             parsed = tasks.parse_instruction(instruction)
             if family is not None and family != parsed.family:
@@ -169,7 +188,6 @@ class WidowXSim:
             data.qpos[qadr : qadr + 3] = position
             data.qpos[qadr + 3 : qadr + 7] = (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
         data.mocap_pos[self._bowl_mocap] = (spec.bowl_xy[0], spec.bowl_xy[1], 0.0)
-        start = np.asarray(self.config.start_joints, dtype=float)
         data.qpos[self._qpos_adr[:6]] = start
         data.qpos[self._qpos_adr[6:]] = (self.config.start_finger_m, -self.config.start_finger_m)
         data.ctrl[self._arm_act] = np.clip(

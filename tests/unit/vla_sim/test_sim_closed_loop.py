@@ -99,3 +99,27 @@ def test_place_in_bowl_leaves_the_object_in_the_bowl() -> None:
         )
         < 0.065
     )
+
+
+def test_replica_executes_the_perturbed_chunk_and_reports_the_clean_one() -> None:
+    """DART-style noise for demonstrations: ``perturb`` changes what the arm does, never the label."""
+    sim = WidowXSim()
+    seen: list[np.ndarray] = []
+
+    def hold_still(chunk: np.ndarray) -> np.ndarray:  # zero deltas, the gripper as asked
+        return np.where(np.arange(chunk.shape[1]) < 6, 0.0, chunk)
+
+    outcome = run_graph_episode(
+        sim,
+        ScriptedBackend(chunk_horizon=4),
+        tasks.TRAIN_SEED_START,
+        "receding_horizon",
+        reset_kwargs={"family": "pick_up"},
+        on_inference=lambda observation, output: seen.append(output.chunk.copy()),
+        perturb=hold_still,
+        max_steps=6,
+    )
+    assert not outcome.success
+    assert max(np.abs(chunk[:, :3]).max() for chunk in seen) > 0.01  # the expert asked to move...
+    start = np.asarray(sim.config.start_joints)
+    assert np.abs(sim.joint_state()[1][:6] - start).max() < 0.02  # ...the arm ran the held chunks

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vla_sim import tasks
-from vla_sim.widowx_sim import ARM_JOINT_NAMES, SimConfig, WidowXSim
+from vla_sim.widowx_sim import ARM_JOINT_NAMES, START_JOINTS_RAD, SimConfig, WidowXSim, jittered_start_joints
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,26 @@ def test_reset_state(sim: WidowXSim) -> None:
     for name, placement in zip(spec.active_objects, spec.placements, strict=True):
         assert objects[name]["position"] == pytest.approx([placement.x, placement.y, 0.02], abs=2e-3)
     assert not sim.success()
+
+
+def test_reset_from_a_jittered_start_pose(sim: WidowXSim) -> None:
+    starts = [jittered_start_joints(np.random.default_rng(i)) for i in range(20)]
+    assert np.array_equal(jittered_start_joints(np.random.default_rng(3)), starts[3])  # seeded
+    waists = [s[0] for s in starts]
+    assert max(waists) - min(waists) > 0.4  # the gripper really moves sideways
+    tools = []
+    for start in starts[:4]:
+        sim.reset(5, start_joints=start)
+        assert sim.joint_state()[1][:6] == pytest.approx(start, abs=2e-3)
+        tool = sim.tool_pose()
+        assert tool[2, 0] < -0.95  # still pointing down (the gripper link's x axis along -z)
+        assert 0.12 < tool[2, 3] < 0.35  # above the objects
+        tools.append(tool[:2, 3])
+    assert np.ptp(np.array(tools), axis=0).max() > 0.05
+    sim.reset(5)
+    assert sim.joint_state()[1][:6] == pytest.approx(START_JOINTS_RAD, abs=2e-3)
+    with pytest.raises(ValueError, match="start_joints"):
+        sim.reset(5, start_joints=[0.0, 1.0])
 
 
 def test_reset_from_instruction(sim: WidowXSim) -> None:

@@ -53,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     max_episodes: int | None = None
     time_limit_min: float | None = None  # stop early (and still save) after this much wall time
+    # Start from this checkpoint's architecture and weights (fine-tuning / continuing a run) instead
+    # of model_size + model_overrides at random initialisation; the action statistics are the data's.
+    init_from: str | None = None
     loss_plot: str | None = None  # PNG path; default <out_dir>/loss.png
 
     def __post_init__(self) -> None:
@@ -92,7 +95,8 @@ def diffusion_loss(
     norm_mask: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Octo's loss: MSE between the noise and the head's prediction at a random diffusion step."""
+    """Octo's loss: MSE between the noise (or, for prediction_type "sample", the clean normalised
+    chunk) and the head's prediction at a uniformly drawn diffusion step."""
     readout = model(
         batch["images"], text[batch["instruction_id"]], batch["timestep_mask"], proprio=batch["proprio"]
     )[:, -1]
@@ -104,7 +108,8 @@ def diffusion_loss(
     ab = alpha_bars[steps]
     noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     predicted = model.action_head(readout, noisy, steps.float())
-    return F.mse_loss(predicted, noise)
+    target = x0 if model.config.prediction_type == "sample" else noise
+    return F.mse_loss(predicted, target)
 
 
 def train(config: TrainConfig) -> dict:
@@ -114,8 +119,15 @@ def train(config: TrainConfig) -> dict:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    model_config = octo_preset(config.model_size, **config.model_overrides)
-    model = OctoModel(model_config)
+    if config.init_from:
+        from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
+
+        model = load_octo_checkpoint(config.init_from).model
+        model_config = model.config
+        print(f"[train] continuing from {config.init_from}")
+    else:
+        model_config = octo_preset(config.model_size, **config.model_overrides)
+        model = OctoModel(model_config)
     demos = load_demonstrations(config.data_dir, model_config.cameras, config.max_episodes)
 
     # Validation: whole episodes, never seen by the optimiser.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -99,9 +100,45 @@ def test_training_lowers_the_loss_and_the_checkpoint_drives_the_backend(demos_di
     assert out.chunk.shape == (4, 7) and np.all(np.isfinite(out.chunk))
     assert lr_at(0, config) < lr_at(5, config) and lr_at(149, config) < lr_at(10, config)
 
+    # Continuing from the checkpoint starts where it ended, not from a random initialisation.
+    again = dataclasses.replace(
+        config, out_dir=str(tmp_path / "continued"), init_from=str(tmp_path / "ckpt"), steps=2, val_every=1
+    )
+    continued = train(again)
+    assert continued["log"]["val_loss"][0] == pytest.approx(log["val_loss"][-1], rel=0.05)
+    assert continued["log"]["val_loss"][0] < 0.8 * log["val_loss"][0]
+
 
 def test_train_config_names_bad_fields():
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(data_dir="d", out_dir="o", batch_size=0)
     with pytest.raises(ValueError, match="unknown train setting"):
         TrainConfig.from_dict({"data_dir": "d", "out_dir": "o", "epochs": 3}, "cfg.yaml")
+
+
+def test_collection_varies_start_pose_and_noise_per_seed_deterministically():
+    from vla_bringup.demonstrations import episode_variation
+
+    options = CollectOptions(
+        "x",
+        40,
+        tasks.TRAIN_SEED_START,
+        SIZES,
+        random_start_fraction=0.5,
+        noisy_fraction=0.5,
+        action_noise_m=0.01,
+    )
+    seeds = range(tasks.TRAIN_SEED_START, tasks.TRAIN_SEED_START + 40)
+    first = [episode_variation(options, s) for s in seeds]
+    again = [episode_variation(options, s) for s in seeds]
+    for (start_a, noise_a), (start_b, noise_b) in zip(first, again, strict=True):
+        assert noise_a == noise_b and (start_a is None) == (start_b is None)
+        assert start_a is None or np.array_equal(start_a, start_b)
+    assert 8 <= sum(start is not None for start, _ in first) <= 32
+    assert {noise for _, noise in first} == {0.0, 0.01}
+    plain = CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES)
+    assert all(episode_variation(plain, s) == (None, 0.0) for s in seeds)
+    with pytest.raises(ValueError, match="noisy_fraction"):
+        CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, noisy_fraction=1.5)
+    with pytest.raises(ValueError, match="action_noise_m"):
+        CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, action_noise_m=0.5)

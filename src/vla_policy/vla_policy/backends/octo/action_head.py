@@ -89,7 +89,8 @@ class MLPResNet(nn.Module):
 
 
 class DiffusionActionHead(nn.Module):
-    """eps_theta(readout embedding, noisy flat actions, diffusion step) -> predicted noise."""
+    """(readout embedding, noisy flat actions, diffusion step) -> the predicted noise, or the
+    predicted clean chunk when ``OctoConfig.prediction_type`` is "sample"."""
 
     def __init__(self, config: OctoConfig) -> None:
         super().__init__()
@@ -111,8 +112,11 @@ class DiffusionActionHead(nn.Module):
         return self.reverse_network(torch.cat([time_features, embedding, noisy_actions], dim=-1))
 
 
-def make_scheduler(kind: str, diffusion_steps: int, num_inference_steps: int) -> Any:
-    """A diffusers scheduler on the cosine schedule, predicting epsilon, with Octo's variance."""
+def make_scheduler(
+    kind: str, diffusion_steps: int, num_inference_steps: int, prediction_type: str = "epsilon"
+) -> Any:
+    """A diffusers scheduler on the cosine schedule with Octo's variance; the head predicts
+    ``prediction_type`` ("epsilon": the noise, as Octo; "sample": the clean chunk)."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     if kind not in SCHEDULERS:
@@ -124,7 +128,7 @@ def make_scheduler(kind: str, diffusion_steps: int, num_inference_steps: int) ->
     common = dict(
         num_train_timesteps=diffusion_steps,
         beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         clip_sample=False,  # Octo clips the sample (+-max_action) after each step, not x0
     )
     if kind == "ddpm":
@@ -143,7 +147,9 @@ class DiffusionSampler:
         self.num_steps = int(num_steps or config.num_inference_steps)
         self.max_action = config.max_action
         self.shape = (config.action_horizon, config.action_dim)
-        self.scheduler = make_scheduler(self.kind, config.diffusion_steps, self.num_steps)
+        self.scheduler = make_scheduler(
+            self.kind, config.diffusion_steps, self.num_steps, config.prediction_type
+        )
 
     @torch.no_grad()
     def sample(
@@ -156,7 +162,7 @@ class DiffusionSampler:
         )
         for t in self.scheduler.timesteps:
             time = torch.full((batch, 1), float(t), device=embedding.device, dtype=embedding.dtype)
-            eps = head(embedding, x.to(embedding.dtype), time).float()
-            x = self.scheduler.step(eps, int(t), x, generator=generator).prev_sample
+            predicted = head(embedding, x.to(embedding.dtype), time).float()  # noise or clean chunk
+            x = self.scheduler.step(predicted, int(t), x, generator=generator).prev_sample
             x = x.clamp(-self.max_action, self.max_action)
         return x.reshape(batch, *self.shape)

@@ -15,6 +15,7 @@ from typing import Any
 
 TEXT_ENCODERS = ("t5", "minilm")
 SCHEDULERS = ("ddpm", "ddim")
+PREDICTION_TYPES = ("epsilon", "sample")
 SIZES = ("tiny", "sim", "small", "base")
 
 # T5-base (``t5-base`` on the hub, 12 layers, relu feed-forward), as a transformers T5Config dict.
@@ -81,6 +82,9 @@ class OctoConfig:
     head_hidden_dim: int = 256  # MLP-ResNet width (each block expands 4x)
     head_num_blocks: int = 3  # MLP-ResNet blocks
     diffusion_steps: int = 20  # training diffusion steps: length of the cosine beta schedule
+    # what the head predicts: "epsilon" (the noise; Octo) or "sample" (the clean chunk; better
+    # conditioned when the last step of the cosine schedule is almost pure noise, see training.md)
+    prediction_type: str = "epsilon"
     # --- sampling defaults (the backend's num_steps / scheduler options override them)
     num_inference_steps: int = 20  # denoising steps at inference (<= diffusion_steps)
     scheduler: str = "ddpm"  # "ddpm" (Octo's sampler) or "ddim" (deterministic, eta = 0)
@@ -129,6 +133,10 @@ class OctoConfig:
             raise ValueError(f"OctoConfig.text_encoder '{self.text_encoder}' is not one of {TEXT_ENCODERS}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"OctoConfig.scheduler '{self.scheduler}' is not one of {SCHEDULERS}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"OctoConfig.prediction_type '{self.prediction_type}' is not one of {PREDICTION_TYPES}"
+            )
         if self.num_inference_steps > self.diffusion_steps:
             raise ValueError(
                 f"OctoConfig.num_inference_steps {self.num_inference_steps} exceeds diffusion_steps "
@@ -219,6 +227,7 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             head_num_blocks=3,
             num_inference_steps=10,
             scheduler="ddim",
+            prediction_type="sample",
         )
     elif size == "small":
         settings = {}

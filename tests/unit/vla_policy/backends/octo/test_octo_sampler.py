@@ -108,3 +108,24 @@ def test_head_layout_matches_octo(head_and_embedding):
     assert len(head.reverse_network.blocks) == 3
     assert head.reverse_network.blocks[0].dense_0.weight.shape == (1024, 256)
     assert head.reverse_network.output.weight.shape == (28, 256)
+
+
+def test_sample_prediction_returns_the_heads_clean_chunk(head_and_embedding):
+    """With prediction_type "sample" the head's output is x0: a head that always answers c makes
+    the DDIM sampler land on c whatever the noise."""
+    config, _, embedding = head_and_embedding
+    config = octo_preset("tiny", prediction_type="sample", scheduler="ddim", num_inference_steps=10)
+    target = torch.linspace(-1.0, 1.0, config.action_horizon * config.action_dim)
+
+    class ConstantHead(torch.nn.Module):
+        flat_dim = config.action_horizon * config.action_dim
+
+        def forward(self, embedding, noisy, time):
+            return target.expand(len(embedding), -1)
+
+    sampler = DiffusionSampler(config)
+    assert sampler.scheduler.config.prediction_type == "sample"
+    out = sampler.sample(ConstantHead(), embedding, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.reshape(2, -1), target.expand(2, -1), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        octo_preset("tiny", prediction_type="v")
