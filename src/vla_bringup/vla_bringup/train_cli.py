@@ -65,7 +65,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_section["out_dir"] = _resolve(args.out or train_section.get("out_dir", "models/octo-sim"))
     if train_section.get("loss_plot"):
         train_section["loss_plot"] = _resolve(train_section["loss_plot"])
-    model = octo_preset(train_section.get("model_size", "sim"), **train_section.get("model_overrides", {}))
+    if train_section.get("init_from"):  # continuing a run: the checkpoint's architecture and image sizes
+        from vla_policy.backends.octo.checkpoint import load_octo_config
+
+        train_section["init_from"] = _resolve(train_section["init_from"])
+        model = load_octo_config(train_section["init_from"])
+    else:
+        model = octo_preset(
+            train_section.get("model_size", "sim"), **train_section.get("model_overrides", {})
+        )
     options = collect_options(collect_section, model.image_size, args.config)
     if args.steps is not None:
         train_section["steps"] = args.steps

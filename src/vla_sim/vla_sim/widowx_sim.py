@@ -76,11 +76,11 @@ class SimConfig:
             raise ValueError(f"SimConfig.settle_steps: expected an int >= 0, got {self.settle_steps!r}")
 
 
-def jittered_start_joints(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+def jittered_start_joints(rng: np.random.Generator) -> np.ndarray:
     """A start pose near ``START_JOINTS_RAD``: the gripper anywhere over the near workspace, still
     pointing down (wrist angle compensates shoulder + elbow). Demonstrations use it so the arm's
     pose alone never tells a policy where the target is."""
-    waist, shoulder, elbow = rng.uniform(-1.0, 1.0, size=3) * scale * np.array([0.45, 0.22, 0.22])
+    waist, shoulder, elbow = rng.uniform(-1.0, 1.0, size=3) * np.array([0.45, 0.22, 0.22])
     joints = np.array(START_JOINTS_RAD, dtype=float)
     joints[0] += waist
     joints[1] += shoulder
