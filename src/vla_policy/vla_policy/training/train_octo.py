@@ -89,6 +89,7 @@ def diffusion_loss(
     model: OctoModel,
     batch: dict,
     text: torch.Tensor,
+    text_mask: torch.Tensor,
     alpha_bars: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -97,8 +98,9 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Octo's loss: MSE between the noise (or, for prediction_type "sample", the clean normalised
     chunk) and the head's prediction at a uniformly drawn diffusion step."""
+    ids = batch["instruction_id"]
     readout = model(
-        batch["images"], text[batch["instruction_id"]], batch["timestep_mask"], proprio=batch["proprio"]
+        batch["images"], text[ids], batch["timestep_mask"], proprio=batch["proprio"], text_mask=text_mask[ids]
     )[:, -1]
     actions = batch["actions"]
     normalized = torch.where(norm_mask, (actions - mean) / std, actions)
@@ -148,6 +150,7 @@ def train(config: TrainConfig) -> dict:
     tokenizer = load_text_tokenizer(model_config)
     tokens = tokenize_instructions(tokenizer, demos.instructions, model_config.text_tokens)
     text = model.encode_text(**tokens)  # frozen: once per distinct instruction
+    text_mask = tokens["attention_mask"]
     alpha_bars = torch.from_numpy(
         np.cumprod(1.0 - cosine_beta_schedule(model_config.diffusion_steps))
     ).float()
@@ -178,7 +181,7 @@ def train(config: TrainConfig) -> dict:
             group["lr"] = lr_at(step, config)
         ticks = train_ticks[rng.integers(len(train_ticks), size=config.batch_size)]
         batch = sample_batch(demos, ticks, model_config.window, rng, config.shift_px)
-        loss = diffusion_loss(model, batch, text, alpha_bars, mean, std, norm_mask, generator)
+        loss = diffusion_loss(model, batch, text, text_mask, alpha_bars, mean, std, norm_mask, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
@@ -201,7 +204,9 @@ def train(config: TrainConfig) -> dict:
             config.time_limit_min is not None and time.monotonic() - start > config.time_limit_min * 60
         )
         if len(val_ticks) and (step % config.val_every == 0 or last or out_of_time):
-            val = validation_loss(ema, demos, val_ticks, text, alpha_bars, mean, std, norm_mask, model_config)
+            val = validation_loss(
+                ema, demos, val_ticks, text, text_mask, alpha_bars, mean, std, norm_mask, model_config
+            )
             log["val_step"].append(step)
             log["val_loss"].append(val)
             tqdm.write(f"step {step}: train loss {running:.4f}  val loss (EMA) {val:.4f}")
@@ -231,7 +236,9 @@ def train(config: TrainConfig) -> dict:
 
 
 @torch.no_grad()
-def validation_loss(model, demos, ticks, text, alpha_bars, mean, std, norm_mask, model_config) -> float:
+def validation_loss(
+    model, demos, ticks, text, text_mask, alpha_bars, mean, std, norm_mask, model_config
+) -> float:
     """The diffusion loss on fixed validation samples with fixed noise (comparable across steps)."""
     rng = np.random.default_rng(1234)
     generator = torch.Generator().manual_seed(1234)
@@ -239,7 +246,8 @@ def validation_loss(model, demos, ticks, text, alpha_bars, mean, std, norm_mask,
     losses = []
     for i in range(0, len(chosen), 128):
         batch = sample_batch(demos, chosen[i : i + 128], model_config.window, rng, None)
-        losses.append(float(diffusion_loss(model, batch, text, alpha_bars, mean, std, norm_mask, generator)))
+        loss = diffusion_loss(model, batch, text, text_mask, alpha_bars, mean, std, norm_mask, generator)
+        losses.append(float(loss))
     return float(np.mean(losses))
 
 

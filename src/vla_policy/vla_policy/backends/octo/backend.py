@@ -73,7 +73,7 @@ class OctoBackend:
         self.generator = torch.Generator(device=device)
         self.seed = int(seed)
         self.generator.manual_seed(self.seed)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reset(self, seed: int | None = None) -> None:
         """New episode: clear the history; reseed the sampler (a fresh random seed when None)."""
@@ -81,11 +81,13 @@ class OctoBackend:
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.generator.manual_seed(self.seed)
 
-    def _text_embedding(self, instruction: str) -> torch.Tensor:
+    def _text_embedding(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen encoder's states and the token mask of ``instruction`` (cached)."""
         if instruction not in self._text_cache:
             tokens = tokenize_instructions(self.tokenizer, [instruction], self.config.text_tokens)
             tokens = {k: v.to(self.device) for k, v in tokens.items()}
-            self._text_cache = {instruction: self.model.encode_text(**tokens)}  # keep only the current one
+            # keep only the current instruction
+            self._text_cache = {instruction: (self.model.encode_text(**tokens), tokens["attention_mask"])}
         return self._text_cache[instruction]
 
     def _images(self, images: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -118,8 +120,8 @@ class OctoBackend:
         images = {c: torch.from_numpy(v)[None].to(self.device) for c, v in frames.items()}
         mask = torch.from_numpy(timestep_mask)[None].to(self.device)
         proprio_t = None if proprio is None else torch.from_numpy(proprio)[None].to(self.device)
-        text = self._text_embedding(observation.instruction)
-        readout = self.model(images, text, mask, proprio=proprio_t)
+        text, text_mask = self._text_embedding(observation.instruction)
+        readout = self.model(images, text, mask, proprio=proprio_t, text_mask=text_mask)
         normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
         chunk = unnormalize_actions(
             normalized[0, : self.horizon].cpu().numpy(), self.action_space.stats, self.action_space.dim_names

@@ -67,6 +67,7 @@ class OctoConfig:
     image_token_dim: int = 512  # channels of the patchify conv (the image token size)
     patch_sizes: tuple[int, ...] = ()  # per camera, overriding patch_size (empty: patch_size for all)
     goal_image: bool = True  # stack a goal image on the channels (Octo 1.5); zeros when language-only
+    film: bool = False  # language FiLM after each stem conv (RT-1 style; the released Octo models: off)
     # --- proprioception (Octo's LowdimObsTokenizer): one token per timestep; 0 = none (Octo 1.5)
     proprio_dim: int = 0  # 6 arm joints + left finger = 7 in the WidowX sim models
     # --- language tokens (frozen encoder)
@@ -221,6 +222,7 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             stem_groups=8,
             image_token_dim=128,
             goal_image=False,
+            film=True,  # the instruction modulates the stems: colour and shape words select features early
             proprio_dim=7,
             text_encoder="minilm",
             head_hidden_dim=256,

@@ -7,7 +7,8 @@ token, for ``max_horizon`` timesteps of which the window's first ones are used),
 block-wise causal transformer and mean-pools each timestep's readout tokens. ``sample_actions``
 runs the diffusion head on the last timestep's readout. With ``proprio_dim`` > 0 each timestep also
 has one proprio token (Octo's low-dimensional tokenizer: z-scored with statistics stored as
-buffers, then a linear projection), after the camera tokens.
+buffers, then a linear projection), after the camera tokens. With ``film`` on, the instruction
+also conditions every image stem (the mean of the encoder's states over the instruction's tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from vla_policy.backends.octo.transformer import BlockTransformer, TokenGroup, b
 READOUT = "action"
 
 
+def pooled_text(text_embedding: torch.Tensor, text_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B, tokens, dim) -> (B, dim): the mean over the instruction's tokens (sentence-transformers'
+    pooling); over all tokens when no mask is given."""
+    if text_mask is None:
+        return text_embedding.mean(dim=1)
+    weights = text_mask.to(text_embedding.dtype)[:, :, None]
+    return (text_embedding * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
 class OctoModel(nn.Module):
     def __init__(self, config: OctoConfig) -> None:
         super().__init__()
@@ -33,8 +43,9 @@ class OctoModel(nn.Module):
         self.language = LanguageEncoder(config)
         self.task_projection = nn.Linear(self.language.dim, width)
         self.task_pos_embedding = nn.Parameter(torch.randn(1, config.text_tokens, width) * 0.02)
+        film_dim = self.language.dim if config.film else 0
         self.image_tokenizers = nn.ModuleDict(
-            {c: ImageTokenizer(config, config.patch_size_of(c)) for c in config.cameras}
+            {c: ImageTokenizer(config, config.patch_size_of(c), film_dim) for c in config.cameras}
         )
         self.obs_projections = nn.ModuleDict(
             {c: nn.Linear(config.image_token_dim, width) for c in config.cameras}
@@ -104,18 +115,22 @@ class OctoModel(nn.Module):
         timestep_mask: torch.Tensor,
         camera_masks: Mapping[str, torch.Tensor] | None = None,
         proprio: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """images[camera] (B, T, H, W, 3) with values 0..255, proprio (B, T, proprio_dim) in raw
-        units when the model takes it; returns readout embeddings (B, T, width)."""
+        units when the model takes it, text_mask (B, text_tokens) the tokenizer's attention mask
+        (FiLM pools over the unmasked tokens; all of them when None); returns readout embeddings
+        (B, T, width)."""
         cameras = self.config.cameras
         batch, window = images[cameras[0]].shape[:2]
         if window > self.config.max_horizon:
             raise ValueError(f"window of {window} timesteps exceeds max_horizon {self.config.max_horizon}")
         dtype = self.task_pos_embedding.dtype
         task = self.task_projection(text_embedding.to(dtype)) + self.task_pos_embedding
+        film = pooled_text(text_embedding, text_mask) if self.config.film else None
         per_step = []
         for camera in cameras:
-            tokens = self.obs_projections[camera](self.image_tokenizers[camera](images[camera]))
+            tokens = self.obs_projections[camera](self.image_tokenizers[camera](images[camera], film))
             per_step.append(tokens + self.obs_pos_embeddings[camera][:, :window])
         if self.config.proprio_dim:
             if proprio is None or proprio.shape[-1] != self.config.proprio_dim:

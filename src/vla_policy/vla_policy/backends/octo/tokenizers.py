@@ -5,7 +5,10 @@ Images: SmallStem16 (Xiao et al., "Early convolutions help transformers see bett
 ReLU, then a patchify convolution (kernel = stride = patch_size / 16) to ``image_token_dim``
 channels. A 256x256 image gives 16x16 = 256 tokens, a 128x128 one 64. Octo 1.5 stacks a goal
 image on the channels (early fusion); a language-conditioned task has none, so the goal is an
-all-zero image, i.e. -1 after normalisation. No FiLM (the released models use none).
+all-zero image, i.e. -1 after normalisation. The released models use no FiLM; with ``film`` on,
+each stem convolution's normalised output is modulated by the instruction (``x * (1 + scale) +
+shift``, both linear in the pooled sentence embedding and zero at initialisation), as RT-1's
+FiLM-EfficientNet does, so that a colour word can select features before any patch is mixed.
 
 Language: a frozen encoder's last hidden state over ``text_tokens`` (16) padded tokens: T5 (a
 transformers ``T5EncoderModel`` from the T5Config stored in the checkpoint, weights in the
@@ -38,10 +41,33 @@ class StdConv2d(nn.Conv2d):
         return F.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
-class SmallStem(nn.Module):
-    """Conv stem + patchify: (N, C, H, W) in [-1, 1] -> (N, tokens, image_token_dim)."""
+class FiLM(nn.Module):
+    """Feature-wise linear modulation (Perez et al. 2018): x * (1 + scale(c)) + shift(c) per channel.
 
-    def __init__(self, config: OctoConfig, in_channels: int, patch_size: int | None = None) -> None:
+    Zero-initialised, so a model starts as the unconditioned stem and learns how much to listen.
+    """
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.projection = nn.Linear(cond_dim, 2 * channels)
+        nn.init.zeros_(self.projection.weight)
+        nn.init.zeros_(self.projection.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.projection(cond)[:, :, None, None].chunk(2, dim=1)
+        return x * (1.0 + scale) + shift
+
+
+class SmallStem(nn.Module):
+    """Conv stem + patchify: (N, C, H, W) in [-1, 1] -> (N, tokens, image_token_dim).
+
+    ``film_dim`` > 0 adds a FiLM layer after each normalised convolution, conditioned on a
+    (N, film_dim) vector passed to ``forward``.
+    """
+
+    def __init__(
+        self, config: OctoConfig, in_channels: int, patch_size: int | None = None, film_dim: int = 0
+    ) -> None:
         super().__init__()
         channels = (in_channels, *config.stem_features)
         self.convs = nn.ModuleList(
@@ -50,12 +76,18 @@ class SmallStem(nn.Module):
         )
         # flax GroupNorm defaults: 32 groups, epsilon 1e-6
         self.norms = nn.ModuleList(nn.GroupNorm(config.stem_groups, c, eps=1e-6) for c in channels[1:])
+        self.films = nn.ModuleList(FiLM(film_dim, c) for c in channels[1:]) if film_dim else None
         patch = (patch_size or config.patch_size) // 16
         self.embedding = nn.Conv2d(channels[-1], config.image_token_dim, kernel_size=patch, stride=patch)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = F.relu(norm(conv(x)))
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if (self.films is None) != (cond is None):
+            raise ValueError("SmallStem: pass a FiLM condition exactly when the stem was built with film_dim")
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            x = norm(conv(x))
+            if self.films is not None:
+                x = self.films[i](x, cond)
+            x = F.relu(x)
         x = self.embedding(x)  # (N, D, h, w)
         return x.flatten(2).transpose(1, 2)  # row-major patches, as flax's (N, h, w, D) reshape
 
@@ -63,18 +95,22 @@ class SmallStem(nn.Module):
 class ImageTokenizer(nn.Module):
     """One camera: uint8-valued images (B, T, H, W, 3) -> tokens (B, T, n_tokens, image_token_dim)."""
 
-    def __init__(self, config: OctoConfig, patch_size: int | None = None) -> None:
+    def __init__(self, config: OctoConfig, patch_size: int | None = None, film_dim: int = 0) -> None:
         super().__init__()
         self.goal_image = config.goal_image
-        self.stem = SmallStem(config, in_channels=6 if config.goal_image else 3, patch_size=patch_size)
+        in_channels = 6 if config.goal_image else 3
+        self.stem = SmallStem(config, in_channels, patch_size=patch_size, film_dim=film_dim)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``cond`` (B, film_dim): the FiLM condition of each sample, shared by its timesteps."""
         batch, window = images.shape[:2]
         x = images.reshape(batch * window, *images.shape[2:]).permute(0, 3, 1, 2)
         x = x.to(self.stem.embedding.weight.dtype) / 127.5 - 1.0
         if self.goal_image:  # no goal image: an all-zero uint8 image, -1 after normalisation
             x = torch.cat([x, torch.full_like(x, -1.0)], dim=1)
-        tokens = self.stem(x)
+        if cond is not None:
+            cond = cond.to(x.dtype).repeat_interleave(window, dim=0)
+        tokens = self.stem(x, cond)
         return tokens.reshape(batch, window, *tokens.shape[1:])
 
 

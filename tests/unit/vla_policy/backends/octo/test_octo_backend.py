@@ -14,6 +14,7 @@ from vla_policy.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.octo.backend import build_random_octo, make_octo_backend
 from vla_policy.backends.octo.checkpoint import load_octo_checkpoint, save_octo_checkpoint
 from vla_policy.backends.octo.config import OctoConfig, octo_preset
+from vla_policy.backends.octo.model import pooled_text
 from vla_policy.contract import Observation, make_backend
 
 INSTRUCTION = "put the red cube in the bowl"
@@ -145,7 +146,7 @@ def test_proprio_token_reaches_the_readout_and_is_required(tmp_path):
     assert backend.config.tokens_per_camera() == {"primary": 4, "wrist": 4}
     images = {"primary": np.zeros((64, 64, 3), np.uint8), "wrist": np.zeros((32, 32, 3), np.uint8)}
     model = backend.model
-    text = backend._text_embedding("pick up the red cube")
+    text, _ = backend._text_embedding("pick up the red cube")
     frames = {c: torch.from_numpy(v)[None, None] for c, v in images.items()}
     mask = torch.ones(1, 1, dtype=torch.bool)
     with torch.no_grad():
@@ -165,3 +166,43 @@ def test_proprio_token_reaches_the_readout_and_is_required(tmp_path):
     )
     loaded = load_octo_checkpoint(path)
     assert torch.equal(loaded.model.proprio_mean, torch.full((7,), 0.5))
+
+
+def test_film_starts_as_the_plain_stem_and_then_lets_the_instruction_change_the_image_tokens(tmp_path):
+    plain = build_random_octo("tiny", seed=0)
+    film = build_random_octo("tiny", seed=0, film=True)
+    assert not any("films" in name for name in plain.model.state_dict())
+    film.model.load_state_dict(plain.model.state_dict(), strict=False)  # same weights, FiLM still zero
+    images = {"primary": torch.full((1, 1, 64, 64, 3), 90), "wrist": torch.full((1, 1, 32, 32, 3), 200)}
+    images["primary"][..., :20, :20, 0] = 250
+    red, red_mask = film._text_embedding("pick up the red cube")
+    blue, blue_mask = film._text_embedding("pick up the blue cube")
+    tokenizer = film.model.image_tokenizers["primary"]
+    with torch.no_grad():
+        cond = pooled_text(red, red_mask)
+        assert torch.equal(
+            tokenizer(images["primary"], cond), plain.model.image_tokenizers["primary"](images["primary"])
+        )
+        for layer in tokenizer.stem.films:
+            layer.projection.weight.normal_(0, 0.1)
+        tokens_red = tokenizer(images["primary"], cond)
+        tokens_blue = tokenizer(images["primary"], pooled_text(blue, blue_mask))
+    assert not torch.allclose(tokens_red, tokens_blue)  # the words now reach the stem
+    with pytest.raises(ValueError, match="FiLM condition"):
+        tokenizer(images["primary"])
+    # padding does not count in the pooled instruction; FiLM weights travel with the checkpoint
+    padded = torch.cat([red, torch.randn(1, 3, red.shape[-1])], dim=1)
+    padded_mask = torch.cat([red_mask, torch.zeros(1, 3, dtype=red_mask.dtype)], dim=1)
+    assert torch.allclose(pooled_text(padded, padded_mask), pooled_text(red, red_mask))
+    path = save_octo_checkpoint(
+        film.model, film.config, BRIDGE_ORIG_STATS, tmp_path / "f", tokenizer=film.tokenizer
+    )
+    loaded = load_octo_checkpoint(path)
+    assert loaded.model.config.film
+    assert torch.equal(
+        loaded.model.image_tokenizers["primary"].stem.films[0].projection.weight,
+        tokenizer.stem.films[0].projection.weight,
+    )
+    backend = make_octo_backend(path)
+    zeros = {"primary": np.zeros((64, 64, 3), np.uint8), "wrist": np.zeros((32, 32, 3), np.uint8)}
+    assert backend.infer(Observation(1, zeros, "pick up the red cube", None)).chunk.shape == (4, 7)
