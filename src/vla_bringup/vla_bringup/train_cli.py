@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from vla_bringup.paths import repo_root
@@ -57,6 +58,21 @@ def have_demonstrations(options) -> bool:
     return recorded == json.loads(json.dumps(asdict(options)))
 
 
+def lookalike_episode_weight(weight: float):
+    """(seed, family) -> ``weight`` for the demonstrations whose scene holds a look-alike of an object
+    the instruction names (same colour, other shape: see ``tasks.lookalikes``), else 1. The collector
+    resets by seed and family alone, so ``sample_episode`` rebuilds each scene exactly."""
+    from vla_sim import tasks
+
+    if not (math.isfinite(weight) and weight > 0):
+        raise ValueError(f"train.lookalike_weight: expected a number > 0, got {weight!r}")
+
+    def episode_weight(seed: int, family: str) -> float:
+        return weight if tasks.lookalikes(tasks.sample_episode(seed, family=family)) else 1.0
+
+    return episode_weight
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vla_policy.backends.octo.config import octo_preset
     from vla_policy.training.train_octo import TrainConfig, train
@@ -86,8 +102,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"[train] kept {summary['kept']}/{summary['episodes']} expert episodes: {summary['per_family']}"
         )
+    lookalike_weight = float(train_section.pop("lookalike_weight", 1.0))
     config = TrainConfig.from_dict({**train_section, "data_dir": options.out_dir}, source=args.config)
-    result = train(config)
+    result = train(config, lookalike_episode_weight(lookalike_weight) if lookalike_weight != 1.0 else None)
     print(
         f"[train] {result['steps_done']} steps in {result['minutes']} min; final loss "
         f"{result['final_train_loss']:.4f} (val {result['final_val_loss']}); checkpoint in {config.out_dir}"

@@ -284,6 +284,20 @@ def sample_episode(
     )
 
 
+def lookalikes(spec: EpisodeSpec) -> tuple[str, ...]:
+    """Objects in the scene that share a colour with one the instruction names (the target, and the
+    base when stacking) but not its shape: only the shape word tells them apart."""
+    named = [OBJECTS_BY_NAME[spec.target_object]]
+    if spec.base_object is not None:
+        named.append(OBJECTS_BY_NAME[spec.base_object])
+    names = {obj.name for obj in named}
+    return tuple(
+        name
+        for name in spec.active_objects
+        if name not in names and any(OBJECTS_BY_NAME[name].colour == obj.colour for obj in named)
+    )
+
+
 def _sample_layout(
     rng: np.random.Generator, n_objects: int, push_direction: str | None = None
 ) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -32,11 +32,31 @@ class Demonstrations:
     def __len__(self) -> int:
         return len(self.proprio)
 
+    def episode_of_tick(self) -> np.ndarray:
+        """(N,) each tick's episode: its index in ``episode_seeds``."""
+        return np.searchsorted(np.unique(self.episode_start), self.episode_start)
+
     def subset_episodes(self, keep: np.ndarray) -> np.ndarray:
         """Tick indices of the episodes whose index in ``episode_seeds`` is in ``keep``."""
-        starts = np.unique(self.episode_start)
-        episode_of_tick = np.searchsorted(starts, self.episode_start)
-        return np.flatnonzero(np.isin(episode_of_tick, keep))
+        return np.flatnonzero(np.isin(self.episode_of_tick(), keep))
+
+    def draw_probabilities(self, ticks: np.ndarray, episode_weights: np.ndarray) -> np.ndarray:
+        """P(draw) over ``ticks`` when each episode's ticks are drawn ``episode_weights[e]`` times as
+        often as an unweighted episode's (one weight per entry of ``episode_seeds``)."""
+        weights = np.asarray(episode_weights, dtype=np.float64)
+        if weights.shape != (len(self.episode_seeds),):
+            raise ValueError(
+                f"episode_weights: expected {len(self.episode_seeds)} values (one per episode), "
+                f"got shape {weights.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
+        if len(bad):
+            raise ValueError(
+                f"episode_weights: expected finite values > 0, got {weights[bad[0]]!r} "
+                f"for the episode with seed {self.episode_seeds[bad[0]]}"
+            )
+        per_tick = weights[self.episode_of_tick()[ticks]]
+        return per_tick / per_tick.sum()
 
 
 def load_demonstrations(directory: str | Path, cameras: tuple[str, ...], max_episodes: int | None = None):

@@ -5,6 +5,9 @@ drawn step of the 20-step cosine schedule, AdamW with linear warm-up and cosine 
 clipping, an exponential moving average of the weights (the EMA is what is saved), DrQ random
 shifts of the images. The text encoder is frozen, so each instruction is encoded once up front.
 
+Episodes can be drawn unevenly: ``train(config, episode_weight)`` takes a weight per (seed, family),
+e.g. to show the scenes where only the instruction's shape word tells two objects apart more often.
+
 ``train(TrainConfig)`` writes ``<out_dir>/`` (config.json, model.safetensors, norm_stats.json: the
 Octo checkpoint layout), ``training_log.json`` and a loss-curve PNG.
 """
@@ -15,6 +18,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +118,11 @@ def diffusion_loss(
     return F.mse_loss(predicted, target)
 
 
-def train(config: TrainConfig) -> dict:
+# (episode seed, family) -> how many times as often its ticks are drawn as an unweighted episode's
+EpisodeWeight = Callable[[int, str], float]
+
+
+def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> dict:
     from tqdm import tqdm
 
     torch.set_num_threads(config.threads)
@@ -138,6 +146,18 @@ def train(config: TrainConfig) -> dict:
     order = rng.permutation(n_episodes)
     val_ticks = demos.subset_episodes(order[:n_val])
     train_ticks = demos.subset_episodes(order[n_val:])
+    draw_p, weighting = None, None
+    if episode_weight is not None:
+        pairs = zip(demos.episode_seeds, demos.families, strict=True)
+        weights = np.array([episode_weight(seed, family) for seed, family in pairs])
+        draw_p = demos.draw_probabilities(train_ticks, weights)
+        heavier = weights[demos.episode_of_tick()[train_ticks]] > 1
+        weighting = {
+            "episodes_weighted_up": int((weights > 1).sum()),
+            "share_of_draws": round(float(draw_p[heavier].sum()), 3),
+            "share_of_ticks": round(float(heavier.mean()), 3),
+        }
+        print(f"[train] weighted sampling: {weighting}")
     stats = action_stats(demos.actions[train_ticks])
     mean = torch.tensor(stats.mean, dtype=torch.float32)
     std = torch.tensor(stats.std, dtype=torch.float32)
@@ -179,7 +199,10 @@ def train(config: TrainConfig) -> dict:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        ticks = train_ticks[rng.integers(len(train_ticks), size=config.batch_size)]
+        if draw_p is None:
+            ticks = train_ticks[rng.integers(len(train_ticks), size=config.batch_size)]
+        else:
+            ticks = train_ticks[rng.choice(len(train_ticks), size=config.batch_size, p=draw_p)]
         batch = sample_batch(demos, ticks, model_config.window, rng, config.shift_px)
         loss = diffusion_loss(model, batch, text, text_mask, alpha_bars, mean, std, norm_mask, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -224,6 +247,7 @@ def train(config: TrainConfig) -> dict:
         "train_samples": int(len(train_ticks)),
         "val_samples": int(len(val_ticks)),
         "instructions": demos.instructions,
+        "weighted_sampling": weighting,
         "steps_done": steps_done,
         "minutes": round(minutes, 1),
         "final_train_loss": running,
