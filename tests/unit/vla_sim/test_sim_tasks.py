@@ -153,3 +153,25 @@ def test_heldout_episodes_rotate_families_and_never_overlap_training_seeds() -> 
     assert max(seed for seed, _ in episodes) < tasks.TRAIN_SEED_START
     with pytest.raises(ValueError, match="episodes"):
         tasks.heldout_episodes(0)
+
+
+def test_lookalikes_are_the_objects_only_the_shape_word_tells_apart() -> None:
+    # The same seed with a named target: scenes with and without its same-colour twin.
+    found = {True: None, False: None}
+    for seed in range(200):
+        spec = tasks.sample_episode(seed, family="pick_up", target_object="red_cube")
+        found[bool(tasks.lookalikes(spec))] = spec
+    with_twin, without = found[True], found[False]
+    assert with_twin is not None and without is not None
+    assert tasks.lookalikes(with_twin) == ("red_cylinder",)
+    assert "red_cylinder" not in without.active_objects
+
+    # Stacking names two objects: the base's twin is a look-alike too; the named ones never are.
+    for seed in range(400):
+        spec = tasks.sample_episode(seed, family="stack", target_object="red_cube", base_object="blue_cube")
+        if "blue_cylinder" in spec.active_objects:
+            assert "blue_cylinder" in tasks.lookalikes(spec)
+            assert not {"red_cube", "blue_cube"} & set(tasks.lookalikes(spec))
+            break
+    else:
+        pytest.fail("no stack scene with the base's twin in 400 seeds")

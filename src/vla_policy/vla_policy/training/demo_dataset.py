@@ -52,7 +52,7 @@ class Demonstrations:
         bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
         if len(bad):
             raise ValueError(
-                f"episode_weights: expected finite values > 0, got {weights[bad[0]]!r} "
+                f"episode_weights: expected finite values > 0, got {float(weights[bad[0]])!r} "
                 f"for the episode with seed {self.episode_seeds[bad[0]]}"
             )
         per_tick = weights[self.episode_of_tick()[ticks]]

@@ -142,3 +142,30 @@ def test_collection_varies_start_pose_and_noise_per_seed_deterministically():
         CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, noisy_fraction=1.5)
     with pytest.raises(ValueError, match="action_noise_m"):
         CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, action_noise_m=0.5)
+
+
+def test_weighted_draws_favour_the_weighted_episodes_and_name_bad_weights(demos_dir):
+    demos = load_demonstrations(demos_dir, ("primary", "wrist"))
+    ticks = np.arange(len(demos))
+    episode = demos.episode_of_tick()
+    p = demos.draw_probabilities(ticks, np.array([3.0, 1.0, 1.0, 1.0]))
+    assert p.sum() == pytest.approx(1.0)
+    # a tick of episode 0 is three times as likely as a tick of any other episode
+    assert p[episode == 0][0] == pytest.approx(3 * p[episode == 1][0])
+    with pytest.raises(ValueError, match=r"episode_weights: expected finite values > 0, got -1\.0"):
+        demos.draw_probabilities(ticks, np.array([1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="one per episode"):
+        demos.draw_probabilities(ticks, np.ones(3))
+
+
+def test_lookalike_weight_matches_the_rebuilt_scene():
+    from vla_bringup.train_cli import lookalike_episode_weight
+
+    weight = lookalike_episode_weight(2.5)
+    seeds = range(tasks.TRAIN_SEED_START, tasks.TRAIN_SEED_START + 40)
+    values = {s: weight(s, "place_in_bowl") for s in seeds}
+    assert set(values.values()) == {1.0, 2.5}
+    for s, value in values.items():
+        assert (value == 2.5) == bool(tasks.lookalikes(tasks.sample_episode(s, family="place_in_bowl")))
+    with pytest.raises(ValueError, match="lookalike_weight"):
+        lookalike_episode_weight(0.0)
