@@ -2,10 +2,11 @@
 
 Each episode runs the expert (privileged state, 4-step chunks, receding-horizon execution) in
 :mod:`vla_bringup.graph_replica`, so the recorded images are exactly what the perception node
-would hand a policy (sim render + read noise + antialiased resize), resized once more to the
-model's input sizes the way the Octo backend resizes them. Per policy tick it records the images,
-the proprio (6 arm joints + left finger) and the expert's chunk (4 x 7 Bridge deltas, gripper
-absolute), plus a few ticks after success so the policy learns to hold.
+would hand a policy (sim render + read noise + antialiased resize), cropped and resized once
+more to the model's input the way the Octo backend does it (``processor.prepare_image``). Per
+policy tick it records the images, the proprio (6 arm joints + left finger) and the expert's
+chunk (4 x 7 Bridge deltas, gripper absolute), plus a few ticks after success so the policy
+learns to hold.
 
 Layout of ``DIR``: ``episode_<seed>.npz`` (primary, wrist: uint8 (T, H, W, 3); proprio: float32
 (T, 7); actions: float32 (T, 4, 7); and the scalars instruction, family, seed, success, steps) and
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ class CollectOptions:
     # arm drifts off the expert's path and the recorded (clean) chunks show how to come back.
     noisy_fraction: float = 0.0
     action_noise_m: float = 0.0
+    # camera -> the model's fixed crop (top, left, height, width fractions, OctoConfig.image_crops),
+    # cut before the resize exactly as the backend cuts it; a camera not named here is not cropped
+    image_crops: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("random_start_fraction", "noisy_fraction"):
@@ -84,11 +88,16 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
     torch.set_num_threads(1)  # one worker per core: no library may spawn its own thread pool
     cv2.setNumThreads(1)
     from vla_bringup.graph_replica import run_graph_episode
-    from vla_policy.backends.octo.processor import resize_image
+    from vla_policy.backends.octo.processor import prepare_image
     from vla_policy.backends.scripted.backend import ScriptedBackend
     from vla_sim.widowx_sim import WidowXSim
 
     options, plan, _ = args
+
+    def crop(camera: str) -> tuple[float, ...] | None:
+        box = options.image_crops.get(camera)
+        return None if box is None else tuple(box)
+
     sim = WidowXSim()
     out = Path(options.out_dir)
     results = []
@@ -98,7 +107,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
 
         def record(observation, output, records=records) -> None:
             images = {
-                c: resize_image(observation.images[c], tuple(size), c)
+                c: prepare_image(observation.images[c], tuple(size), c, crop(c))
                 for c, size in options.image_sizes.items()
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))

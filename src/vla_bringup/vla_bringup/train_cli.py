@@ -29,7 +29,7 @@ def load_train_yaml(path: str) -> tuple[dict, dict]:
     return dict(data.get("collect") or {}), dict(data["train"])
 
 
-def collect_options(section: dict, image_sizes: dict, source: str):
+def collect_options(section: dict, image_sizes: dict, source: str, image_crops: dict | None = None):
     from vla_bringup.demonstrations import CollectOptions
 
     variation = {"random_start_fraction", "noisy_fraction", "action_noise_m"}
@@ -44,6 +44,7 @@ def collect_options(section: dict, image_sizes: dict, source: str):
         image_sizes={k: list(v) for k, v in image_sizes.items()},
         workers=int(section.get("workers", 2)),
         **{k: float(section[k]) for k in sorted(variation & set(section))},
+        image_crops={k: list(v) for k, v in (image_crops or {}).items() if v is not None},
     )
 
 
@@ -90,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = octo_preset(
             train_section.get("model_size", "sim"), **train_section.get("model_overrides", {})
         )
-    options = collect_options(collect_section, model.image_size, args.config)
+    options = collect_options(collect_section, model.image_size, args.config, model.image_crop)
     if args.steps is not None:
         train_section["steps"] = args.steps
     if have_demonstrations(options) and not args.recollect:
@@ -116,7 +117,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from vla_bringup.demonstrations import CollectOptions, collect
 
     sizes = {"primary": (args.primary_size, args.primary_size), "wrist": (args.wrist_size, args.wrist_size)}
-    options = CollectOptions(_resolve(args.out), args.episodes, args.seed_start, sizes, args.workers)
+    crops = {"primary": list(args.primary_crop)} if args.primary_crop != [0.0, 0.0, 1.0, 1.0] else {}
+    options = CollectOptions(
+        _resolve(args.out), args.episodes, args.seed_start, sizes, args.workers, image_crops=crops
+    )
     summary = collect(options)
     print(
         f"kept {summary['kept']}/{summary['episodes']} episodes: {summary['per_family']} -> {options.out_dir}"
@@ -141,4 +145,13 @@ def add_train_parsers(sub) -> None:
     collect.add_argument("--workers", type=int, default=2)
     collect.add_argument("--primary-size", type=int, default=128)
     collect.add_argument("--wrist-size", type=int, default=64)
+    collect.add_argument(
+        "--primary-crop",
+        type=float,
+        nargs=4,
+        metavar=("TOP", "LEFT", "HEIGHT", "WIDTH"),
+        default=[0.3125, 0.21875, 0.625, 0.625],
+        help="fixed crop of the primary view before the resize, as fractions (the sim preset's; "
+        "0 0 1 1 for none)",
+    )
     collect.set_defaults(func=cmd_collect)

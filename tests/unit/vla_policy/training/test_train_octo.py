@@ -17,12 +17,13 @@ from vla_policy.training.train_octo import TrainConfig, lr_at, train
 from vla_sim import tasks
 
 SIZES = {"primary": [64, 64], "wrist": [32, 32]}
+CROPS = {"primary": [0.25, 0.25, 0.5, 0.5]}
 
 
 @pytest.fixture(scope="module")
 def demos_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demos")
-    options = CollectOptions(str(out), 4, tasks.TRAIN_SEED_START, SIZES, workers=1)
+    options = CollectOptions(str(out), 4, tasks.TRAIN_SEED_START, SIZES, workers=1, image_crops=CROPS)
     results = _collect_shard((options, episode_plan(options), 0))  # in-process: no worker pool
     assert [r["family"] for r in results] == list(tasks.FAMILY_ORDER)
     assert all(r["success"] for r in results), results
@@ -44,6 +45,34 @@ def test_demonstrations_hold_what_the_policy_sees(demos_dir):
         }
         assert set(np.unique(data["actions"][..., 6])) <= {0.0, 1.0}  # gripper absolute
         assert data["primary"].std() > 10  # a rendered scene, not a blank
+
+
+def test_demonstrations_are_cropped_and_resized_as_the_backend_does(demos_dir):
+    from vla_bringup.demonstrations import episode_variation
+    from vla_bringup.graph_replica import render_observation_images
+    from vla_policy.backends.octo.processor import prepare_image
+    from vla_policy.backends.scripted.backend import ScriptedBackend
+    from vla_sim.widowx_sim import WidowXSim
+
+    options = CollectOptions(str(demos_dir), 4, tasks.TRAIN_SEED_START, SIZES, image_crops=CROPS)
+    seed, family, template = episode_plan(options)[0]
+    sim = WidowXSim()
+    try:  # the episode's first frame, rendered again: same scene, same read noise
+        sim.reset(
+            seed, family=family, template_index=template, start_joints=episode_variation(options, seed)[0]
+        )
+        frame = render_observation_images(
+            sim, ScriptedBackend().camera_names, np.random.default_rng(seed + 7919)
+        )
+    finally:
+        sim.close()
+    with np.load(demos_dir / f"episode_{seed}.npz") as data:
+        primary, wrist = data["primary"][0], data["wrist"][0]
+    np.testing.assert_array_equal(
+        primary, prepare_image(frame["primary"], (64, 64), "primary", (0.25, 0.25, 0.5, 0.5))
+    )
+    np.testing.assert_array_equal(wrist, prepare_image(frame["wrist"], (32, 32), "wrist"))
+    assert not np.array_equal(primary, prepare_image(frame["primary"], (64, 64), "primary"))
 
 
 def test_episode_plan_refuses_heldout_seeds():

@@ -23,7 +23,7 @@ from vla_policy.backends.octo.action_head import DiffusionSampler
 from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
 from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig, octo_preset
 from vla_policy.backends.octo.model import OctoModel
-from vla_policy.backends.octo.processor import ObservationHistory, resize_image, unnormalize_actions
+from vla_policy.backends.octo.processor import ObservationHistory, prepare_image, unnormalize_actions
 from vla_policy.backends.octo.tokenizers import (
     build_word_tokenizer,
     load_text_tokenizer,
@@ -96,7 +96,8 @@ class OctoBackend:
             raise ValueError(
                 f"observation lacks camera(s) {missing}; the octo backend expects {list(self.camera_names)}"
             )
-        return {c: resize_image(images[c], self.image_size[c], c) for c in self.camera_names}
+        crops = self.config.image_crop
+        return {c: prepare_image(images[c], self.image_size[c], c, crops[c]) for c in self.camera_names}
 
     def _proprio(self, proprio: np.ndarray | None) -> np.ndarray:
         dim = self.config.proprio_dim

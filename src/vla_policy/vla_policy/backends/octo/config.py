@@ -66,6 +66,9 @@ class OctoConfig:
     patch_size: int = 16  # total downsampling; the patchify conv has kernel/stride patch_size // 16
     image_token_dim: int = 512  # channels of the patchify conv (the image token size)
     patch_sizes: tuple[int, ...] = ()  # per camera, overriding patch_size (empty: patch_size for all)
+    # per camera, a fixed crop (top, left, height, width) as fractions of the incoming image, cut
+    # before the resize to image_sizes (empty: no crop; (0, 0, 1, 1): the whole image)
+    image_crops: tuple[tuple[float, float, float, float], ...] = ()
     goal_image: bool = True  # stack a goal image on the channels (Octo 1.5); zeros when language-only
     film: bool = False  # language FiLM after each stem conv (RT-1 style; the released Octo models: off)
     # --- proprioception (Octo's LowdimObsTokenizer): one token per timestep; 0 = none (Octo 1.5)
@@ -95,6 +98,7 @@ class OctoConfig:
         self.image_sizes = tuple(tuple(int(v) for v in size) for size in self.image_sizes)
         self.stem_features = tuple(int(v) for v in self.stem_features)
         self.patch_sizes = tuple(int(v) for v in self.patch_sizes)
+        self.image_crops = tuple(tuple(float(v) for v in box) for box in self.image_crops)
         positive = (
             "width num_layers num_heads mlp_dim window max_horizon stem_groups image_token_dim "
             "text_tokens readout_tokens action_horizon action_dim time_dim head_hidden_dim "
@@ -117,6 +121,19 @@ class OctoConfig:
             raise ValueError(
                 f"OctoConfig.patch_sizes has {len(self.patch_sizes)} entries for {len(self.cameras)} cameras"
             )
+        if self.image_crops and len(self.image_crops) != len(self.cameras):
+            raise ValueError(
+                f"OctoConfig.image_crops has {len(self.image_crops)} entries for {len(self.cameras)} cameras"
+            )
+        for camera, box in self.image_crop.items():
+            if box is None:
+                continue
+            top, left, height, width = box if len(box) == 4 else (-1.0,) * 4
+            if not (0 <= top < 1 and 0 <= left < 1 and 0 < height <= 1 - top and 0 < width <= 1 - left):
+                raise ValueError(
+                    f"OctoConfig.image_crops['{camera}'] {list(box)} must be (top, left, height, width) "
+                    "fractions with the box inside the image"
+                )
         for camera, (h, w) in zip(self.cameras, self.image_sizes, strict=True):
             patch = self.patch_size_of(camera)
             if patch % 16 or patch < 16:
@@ -154,6 +171,12 @@ class OctoConfig:
     def image_size(self) -> dict[str, tuple[int, int]]:
         return dict(zip(self.cameras, self.image_sizes, strict=True))
 
+    @property
+    def image_crop(self) -> dict[str, tuple[float, float, float, float] | None]:
+        """Camera -> its crop box (fractions), or None where the whole image is used."""
+        crops = self.image_crops or (None,) * len(self.cameras)
+        return dict(zip(self.cameras, crops, strict=True))
+
     def obs_tokens(self) -> dict[str, int]:
         """Tokens per timestep of each observation group, in sequence order: cameras, then proprio."""
         tokens = self.tokens_per_camera()
@@ -177,6 +200,7 @@ class OctoConfig:
         data["image_sizes"] = [list(size) for size in self.image_sizes]
         data["stem_features"] = list(self.stem_features)
         data["patch_sizes"] = list(self.patch_sizes)
+        data["image_crops"] = [list(box) for box in self.image_crops]
         return data
 
     @classmethod
@@ -217,6 +241,9 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             window=1,  # one frame + proprio: a second frame doubles the training cost on a CPU
             max_horizon=1,
             image_sizes=((128, 128), (64, 64)),
+            # the third-person view cut to the table and the arm over it (rows 80-240, columns 56-216
+            # of the perception node's 256 px image): objects get 2.5x the pixels of the full view
+            image_crops=((0.3125, 0.21875, 0.625, 0.625), (0.0, 0.0, 1.0, 1.0)),
             patch_sizes=(32, 16),  # 4 x 4 tokens per camera: the transformer is most of the cost
             stem_features=(16, 32, 64, 128),
             stem_groups=8,

@@ -1,4 +1,4 @@
-"""Octo's inputs and outputs around the model (numpy): image resizing, the history window, unnormalising.
+"""Octo's inputs and outputs around the model (numpy): image crop and resize, history window, unnormalising.
 
 History (Octo's ``HistoryWrapper``): the policy sees the last ``window`` observations. Until that
 many have arrived the window is padded by repeating the first observation, and the pad timesteps are
@@ -32,6 +32,31 @@ def resize_image(image: np.ndarray, size: tuple[int, int], camera: str) -> np.nd
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
     y = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
     return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def crop_image(image: np.ndarray, box: tuple[float, float, float, float], camera: str) -> np.ndarray:
+    """The region (top, left, height, width), given as fractions of the image, of an HxWx3 image."""
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"camera '{camera}': expected an HxWx3 RGB image, got shape {list(image.shape)}")
+    rows, cols = image.shape[:2]
+    top, left = round(box[0] * rows), round(box[1] * cols)
+    bottom, right = round((box[0] + box[2]) * rows), round((box[1] + box[3]) * cols)
+    if bottom <= top or right <= left:
+        raise ValueError(f"camera '{camera}': crop {list(box)} of a {rows}x{cols} image is empty")
+    return image[top:bottom, left:right]
+
+
+def prepare_image(
+    image: np.ndarray,
+    size: tuple[int, int],
+    camera: str,
+    crop: tuple[float, float, float, float] | None = None,
+) -> np.ndarray:
+    """What the model sees of a camera frame: the fixed crop (if any), then the resize to ``size``."""
+    if crop is not None:
+        image = crop_image(image, crop, camera)
+    return resize_image(image, size, camera)
 
 
 class ObservationHistory:

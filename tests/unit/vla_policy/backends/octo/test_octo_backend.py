@@ -206,3 +206,37 @@ def test_film_starts_as_the_plain_stem_and_then_lets_the_instruction_change_the_
     backend = make_octo_backend(path)
     zeros = {"primary": np.zeros((64, 64, 3), np.uint8), "wrist": np.zeros((32, 32, 3), np.uint8)}
     assert backend.infer(Observation(1, zeros, "pick up the red cube", None)).chunk.shape == (4, 7)
+
+
+def test_image_crops_are_validated_travel_with_the_config_and_hide_what_lies_outside(tmp_path):
+    sim = octo_preset("sim")
+    assert sim.image_crop["primary"] == (0.3125, 0.21875, 0.625, 0.625)
+    assert OctoConfig.from_dict(sim.to_dict()).image_crop == sim.image_crop
+    assert OctoConfig().image_crop == {"primary": None, "wrist": None}
+    with pytest.raises(ValueError, match="image_crops has 1 entries"):
+        OctoConfig(image_crops=((0, 0, 1, 1),))
+    with pytest.raises(ValueError, match=r"image_crops\['wrist'\] \[0.5, 0.0, 0.6, 1.0\]"):
+        OctoConfig(image_crops=((0, 0, 1, 1), (0.5, 0, 0.6, 1)))
+    with pytest.raises(ValueError, match=r"image_crops\['primary'\]"):
+        OctoConfig(image_crops=((0, 0, 1), (0, 0, 1, 1)))
+
+    backend = build_random_octo("tiny", seed=0, image_crops=((0.25, 0.25, 0.5, 0.5), (0, 0, 1, 1)))
+    path = save_octo_checkpoint(
+        backend.model, backend.config, BRIDGE_ORIG_STATS, tmp_path / "c", tokenizer=backend.tokenizer
+    )
+    assert load_octo_checkpoint(path).config.image_crop == backend.config.image_crop
+    loaded = make_octo_backend(checkpoint=path)
+    rng = np.random.default_rng(0)
+    primary = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    wrist = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    border = primary.copy()
+    border[:32] = 0  # outside the crop (rows 32-96, columns 32-96)
+    inside = primary.copy()
+    inside[40:90, 40:90] = 255
+
+    def chunk(image: np.ndarray) -> np.ndarray:
+        loaded.reset(seed=3)
+        return loaded.infer(Observation(1, {"primary": image, "wrist": wrist}, INSTRUCTION)).chunk
+
+    np.testing.assert_array_equal(chunk(primary), chunk(border))
+    assert not np.allclose(chunk(primary), chunk(inside))

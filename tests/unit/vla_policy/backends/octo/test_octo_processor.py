@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from vla_policy.action_space import BRIDGE_DIM_NAMES, BRIDGE_ORIG_STATS, NormStats
-from vla_policy.backends.octo.processor import ObservationHistory, resize_image, unnormalize_actions
+from vla_policy.backends.octo.processor import (
+    ObservationHistory,
+    crop_image,
+    prepare_image,
+    resize_image,
+    unnormalize_actions,
+)
 
 
 def frame(value: int) -> dict[str, np.ndarray]:
@@ -59,3 +65,16 @@ def test_resize_to_the_model_size_and_reject_non_rgb():
     assert resize_image(same, (8, 8), "wrist") is same
     with pytest.raises(ValueError, match="wrist"):
         resize_image(np.zeros((8, 8)), (8, 8), "wrist")
+
+
+def test_crop_cuts_the_fractional_box_before_the_resize():
+    image = np.arange(256 * 256 * 3, dtype=np.int64).reshape(256, 256, 3).astype(np.uint8)
+    box = (0.3125, 0.21875, 0.625, 0.625)  # the sim preset's primary crop: rows 80-240, columns 56-216
+    np.testing.assert_array_equal(crop_image(image, box, "primary"), image[80:240, 56:216])
+    expected = resize_image(image[80:240, 56:216], (128, 128), "primary")
+    np.testing.assert_array_equal(prepare_image(image, (128, 128), "primary", box), expected)
+    np.testing.assert_array_equal(
+        prepare_image(image, (64, 64), "wrist"), resize_image(image, (64, 64), "wrist")
+    )
+    with pytest.raises(ValueError, match="camera 'primary': crop .* is empty"):
+        crop_image(np.zeros((4, 4, 3), np.uint8), (0.5, 0.5, 0.01, 0.5), "primary")
