@@ -6,11 +6,13 @@ Two ways to play (the plan comes from the pure :mod:`vla_bringup.bag_playback`):
   clock (every ``clock_period_s``) and each message goes out when the clock passes its play time.
 * ``play_stepped()`` (``--fast``): lockstep with the graph. The clock advances one control period at a
   time on an absolute grid, so perception's sim-time timer fires exactly once per step. Before a
-  step, every message up to the new clock value is published and the reliable ones are waited on
-  until each subscriber has acknowledged them (``wait_for_all_acked``); then the clock is published
-  and the player waits for the tick's outcome: perception's observation and then the policy's
-  /vla/action carrying that observation's stamp. Only then does the clock move on, so no camera set
-  is skipped however slow inference is, and two replays feed the policy identical inputs. Whether a
+  step, every message up to the new clock value is published, followed by a settling pause
+  (``settle_s``, 30 ms: perception's frame callbacks must run before its sim-time timer fires, and
+  3 ms was too short on a loaded 2-core machine, where the tick then took the previous camera
+  frame); then the clock is published and the player waits for the tick's outcome: perception's
+  observation and then the policy's /vla/action carrying that observation's stamp. Only then does
+  the clock move on, so no camera set is skipped however slow inference is, and two replays feed
+  the policy identical inputs. Whether a
   tick can yield an observation is predicted with perception's own synchroniser
   (vla_perception.sync) over the frames played so far: a tick that cannot waits only
   ``idle_tick_s``; one that should but yields nothing ends after ``observation_timeout_s``.
@@ -180,7 +182,7 @@ class BagPlayerNode(Node):
         action_timeout_s: float = 30.0,
         sync_slop_ns: int = 50_000_000,
         idle_tick_s: float = 0.01,
-        settle_s: float = 0.003,
+        settle_s: float = 0.03,
         poll_failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         """Lockstep playback (see the module docstring); returns after the last tick."""
