@@ -93,11 +93,6 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
     from vla_sim.widowx_sim import WidowXSim
 
     options, plan, _ = args
-
-    def crop(camera: str) -> tuple[float, ...] | None:
-        box = options.image_crops.get(camera)
-        return None if box is None else tuple(box)
-
     sim = WidowXSim()
     out = Path(options.out_dir)
     results = []
@@ -107,7 +102,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
 
         def record(observation, output, records=records) -> None:
             images = {
-                c: prepare_image(observation.images[c], tuple(size), c, crop(c))
+                c: prepare_image(observation.images[c], tuple(size), c, options.image_crops.get(c))
                 for c, size in options.image_sizes.items()
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))

@@ -117,7 +117,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from vla_bringup.demonstrations import CollectOptions, collect
 
     sizes = {"primary": (args.primary_size, args.primary_size), "wrist": (args.wrist_size, args.wrist_size)}
-    crops = {"primary": list(args.primary_crop)} if args.primary_crop != [0.0, 0.0, 1.0, 1.0] else {}
+    from vla_policy.backends.octo.config import octo_preset
+
+    crop = list(args.primary_crop or octo_preset("sim").image_crop["primary"])
+    crops = {"primary": crop} if crop != [0.0, 0.0, 1.0, 1.0] else {}
     options = CollectOptions(
         _resolve(args.out), args.episodes, args.seed_start, sizes, args.workers, image_crops=crops
     )
@@ -150,8 +153,8 @@ def add_train_parsers(sub) -> None:
         type=float,
         nargs=4,
         metavar=("TOP", "LEFT", "HEIGHT", "WIDTH"),
-        default=[0.3125, 0.21875, 0.625, 0.625],
-        help="fixed crop of the primary view before the resize, as fractions (the sim preset's; "
-        "0 0 1 1 for none)",
+        default=None,
+        help="fixed crop of the primary view before the resize, as fractions (default: the sim "
+        "preset's image_crops; 0 0 1 1 for none)",
     )
     collect.set_defaults(func=cmd_collect)

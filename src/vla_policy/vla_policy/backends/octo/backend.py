@@ -59,6 +59,7 @@ class OctoBackend:
         self.device = device
         self.camera_names = tuple(config.cameras)
         self.image_size = config.image_size
+        self.image_crop = config.image_crop
         self.action_space = ActionSpace(kind="continuous", stats=stats)
         if len(stats.mean) != config.action_dim:
             raise ValueError(f"norm stats have {len(stats.mean)} dimensions, the model {config.action_dim}")
@@ -96,8 +97,9 @@ class OctoBackend:
             raise ValueError(
                 f"observation lacks camera(s) {missing}; the octo backend expects {list(self.camera_names)}"
             )
-        crops = self.config.image_crop
-        return {c: prepare_image(images[c], self.image_size[c], c, crops[c]) for c in self.camera_names}
+        return {
+            c: prepare_image(images[c], self.image_size[c], c, self.image_crop[c]) for c in self.camera_names
+        }
 
     def _proprio(self, proprio: np.ndarray | None) -> np.ndarray:
         dim = self.config.proprio_dim
