@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from vla_bringup.paths import repo_root
 
 
@@ -74,6 +76,23 @@ def lookalike_episode_weight(weight: float):
     return episode_weight
 
 
+def episode_objects(seed: int, family: str) -> np.ndarray:
+    """(4,) where the scene of (seed, family) puts the object to move and where it goes (x, y in
+    metres; the bowl for place, the base for stack, NaN for pick and push), for the grounding loss."""
+    from vla_sim import tasks
+
+    spec = tasks.sample_episode(seed, family=family)
+    mover = spec.placements[0]
+    if spec.base_object is not None:
+        base = next(p for p in spec.placements if p.name == spec.base_object)
+        destination = (base.x, base.y)
+    elif spec.destination == "bowl":
+        destination = spec.bowl_xy
+    else:
+        destination = (math.nan, math.nan)
+    return np.array([mover.x, mover.y, *destination])
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vla_policy.backends.octo.config import octo_preset
     from vla_policy.training.train_octo import TrainConfig, train
@@ -105,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     lookalike_weight = float(train_section.pop("lookalike_weight", 1.0))
     config = TrainConfig.from_dict({**train_section, "data_dir": options.out_dir}, source=args.config)
-    result = train(config, lookalike_episode_weight(lookalike_weight) if lookalike_weight != 1.0 else None)
+    weight = lookalike_episode_weight(lookalike_weight) if lookalike_weight != 1.0 else None
+    result = train(config, weight, episode_objects if config.grounding_weight > 0 else None)
     print(
         f"[train] {result['steps_done']} steps in {result['minutes']} min; final loss "
         f"{result['final_train_loss']:.4f} (val {result['final_val_loss']}); checkpoint in {config.out_dir}"

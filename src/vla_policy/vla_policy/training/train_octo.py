@@ -7,6 +7,8 @@ shifts of the images. The text encoder is frozen, so each instruction is encoded
 
 Episodes can be drawn unevenly: ``train(config, episode_weight)`` takes a weight per (seed, family),
 e.g. to show the scenes where only the instruction's shape word tells two objects apart more often.
+With ``grounding_weight`` > 0 and ``episode_objects`` given, an auxiliary head on the readout also
+learns where the named objects are (``training.grounding``); the head is not saved.
 
 ``train(TrainConfig)`` writes ``<out_dir>/`` (config.json, model.safetensors, norm_stats.json: the
 Octo checkpoint layout), ``training_log.json`` and a loss-curve PNG.
@@ -33,6 +35,7 @@ from vla_policy.backends.octo.config import octo_preset
 from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.tokenizers import load_text_tokenizer, tokenize_instructions
 from vla_policy.training.demo_dataset import action_stats, load_demonstrations, sample_batch
+from vla_policy.training.grounding import EpisodeObjects, GroundingHead, gather_grounding, grounding_loss
 
 STATS_KEY = "widowx_sim"
 
@@ -61,6 +64,8 @@ class TrainConfig:
     # of model_size + model_overrides at random initialisation; the action statistics are the data's.
     init_from: str | None = None
     loss_plot: str | None = None  # PNG path; default <out_dir>/loss.png
+    # Weight of the auxiliary grounding loss (0: off); needs train(..., episode_objects=...).
+    grounding_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "warmup_steps", "val_every", "threads"):
@@ -72,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"train.val_fraction: expected [0, 0.5), got {self.val_fraction!r}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"train.ema_decay: expected [0, 1), got {self.ema_decay!r}")
+        if not (math.isfinite(self.grounding_weight) and self.grounding_weight >= 0):
+            raise ValueError(f"train.grounding_weight: expected a number >= 0, got {self.grounding_weight!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> TrainConfig:
@@ -89,11 +96,18 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def last_readout(model: OctoModel, batch: dict, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+    """(B, width): the readout of each sample's last timestep."""
+    ids = batch["instruction_id"]
+    return model(
+        batch["images"], text[ids], batch["timestep_mask"], proprio=batch["proprio"], text_mask=text_mask[ids]
+    )[:, -1]
+
+
 def diffusion_loss(
     model: OctoModel,
+    readout: torch.Tensor,
     batch: dict,
-    text: torch.Tensor,
-    text_mask: torch.Tensor,
     alpha_bars: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
@@ -102,10 +116,6 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Octo's loss: MSE between the noise (or, for prediction_type "sample", the clean normalised
     chunk) and the head's prediction at a uniformly drawn diffusion step."""
-    ids = batch["instruction_id"]
-    readout = model(
-        batch["images"], text[ids], batch["timestep_mask"], proprio=batch["proprio"], text_mask=text_mask[ids]
-    )[:, -1]
     actions = batch["actions"]
     normalized = torch.where(norm_mask, (actions - mean) / std, actions)
     x0 = normalized.reshape(len(actions), -1)
@@ -122,9 +132,15 @@ def diffusion_loss(
 EpisodeWeight = Callable[[int, str], float]
 
 
-def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> dict:
+def train(
+    config: TrainConfig,
+    episode_weight: EpisodeWeight | None = None,
+    episode_objects: EpisodeObjects | None = None,
+) -> dict:
     from tqdm import tqdm
 
+    if config.grounding_weight > 0 and episode_objects is None:
+        raise ValueError("train.grounding_weight > 0 needs the object positions (episode_objects)")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -176,6 +192,16 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
     ).float()
 
     trainable = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("language.")]
+    n_params = sum(p.numel() for p in trainable)
+    grounding, head = None, None
+    if config.grounding_weight > 0:
+        grounding = gather_grounding(demos, episode_objects)
+        head = GroundingHead(model_config.width)
+        trainable += list(head.parameters())
+        print(
+            f"[train] grounding loss x{config.grounding_weight} on "
+            f"{grounding.mask[train_ticks, 0].mean():.0%} of the training ticks"
+        )
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -185,15 +211,22 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
     )
     ema = copy.deepcopy(model).eval()
     ema.requires_grad_(False)
-    n_params = sum(p.numel() for p in trainable)
     print(
         f"[train] {n_params / 1e6:.2f} M trainable parameters; {len(train_ticks)} train / "
         f"{len(val_ticks)} val samples from {n_episodes} episodes; {len(demos.instructions)} instructions"
     )
-    log: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_loss": [], "lr": []}
+    log: dict[str, list] = {
+        "step": [],
+        "loss": [],
+        "val_step": [],
+        "val_loss": [],
+        "lr": [],
+        "grounding_loss": [],
+        "val_grounding_cm": [],
+    }
     start = time.monotonic()
     model.train()
-    running = None
+    running, aux_running = None, None
     steps_done = 0
     bar = tqdm(range(config.steps), desc="training", unit="step")
     for step in bar:
@@ -204,9 +237,15 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
         else:
             ticks = train_ticks[rng.choice(len(train_ticks), size=config.batch_size, p=draw_p)]
         batch = sample_batch(demos, ticks, model_config.window, rng, config.shift_px)
-        loss = diffusion_loss(model, batch, text, text_mask, alpha_bars, mean, std, norm_mask, generator)
+        readout = last_readout(model, batch, text, text_mask)
+        loss = diffusion_loss(model, readout, batch, alpha_bars, mean, std, norm_mask, generator)
+        total = loss
+        if head is not None:
+            aux = grounding_loss(head(readout), *grounding.batch(ticks))
+            aux_running = aux.item() if aux_running is None else 0.98 * aux_running + 0.02 * aux.item()
+            total = loss + config.grounding_weight * aux
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
         with torch.no_grad():
@@ -221,7 +260,11 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
             log["step"].append(step)
             log["loss"].append(running)
             log["lr"].append(lr_at(step, config))
-            bar.set_postfix(loss=f"{running:.4f}")
+            if aux_running is not None:
+                log["grounding_loss"].append(aux_running)
+            bar.set_postfix(
+                loss=f"{running:.4f}", **({} if aux_running is None else {"ground": f"{aux_running:.3f}"})
+            )
         last = step == config.steps - 1
         out_of_time = (
             config.time_limit_min is not None and time.monotonic() - start > config.time_limit_min * 60
@@ -232,7 +275,12 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
             )
             log["val_step"].append(step)
             log["val_loss"].append(val)
-            tqdm.write(f"step {step}: train loss {running:.4f}  val loss (EMA) {val:.4f}")
+            note = ""
+            if head is not None:
+                cm = grounding_error_cm(ema, head, demos, val_ticks, text, text_mask, grounding, model_config)
+                log["val_grounding_cm"].append(cm)
+                note = f"  val grounding error (training head) {cm}"
+            tqdm.write(f"step {step}: train loss {running:.4f}  val loss (EMA) {val:.4f}{note}")
         if out_of_time:
             tqdm.write(f"[train] time limit of {config.time_limit_min} min reached at step {step}")
             break
@@ -252,6 +300,7 @@ def train(config: TrainConfig, episode_weight: EpisodeWeight | None = None) -> d
         "minutes": round(minutes, 1),
         "final_train_loss": running,
         "final_val_loss": log["val_loss"][-1] if log["val_loss"] else None,
+        "final_val_grounding_cm": log["val_grounding_cm"][-1] if log["val_grounding_cm"] else None,
         "log": log,
     }
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
@@ -270,9 +319,34 @@ def validation_loss(
     losses = []
     for i in range(0, len(chosen), 128):
         batch = sample_batch(demos, chosen[i : i + 128], model_config.window, rng, None)
-        loss = diffusion_loss(model, batch, text, text_mask, alpha_bars, mean, std, norm_mask, generator)
+        readout = last_readout(model, batch, text, text_mask)
+        loss = diffusion_loss(model, readout, batch, alpha_bars, mean, std, norm_mask, generator)
         losses.append(float(loss))
     return float(np.mean(losses))
+
+
+@torch.no_grad()
+def grounding_error_cm(ema, head, demos, ticks, text, text_mask, grounding, model_config) -> dict:
+    """Median distance (cm) between the predicted and true mover / destination positions on the
+    validation ticks where the objects are in place (EMA trunk, the training head)."""
+    ticks = ticks[grounding.mask[ticks, 0] > 0][:512]
+    if not len(ticks):
+        return {}
+    predicted, truth, mask = [], [], []
+    for i in range(0, len(ticks), 128):
+        chunk = ticks[i : i + 128]
+        batch = sample_batch(demos, chunk, model_config.window, np.random.default_rng(0), None)
+        predicted.append(head(last_readout(ema, batch, text, text_mask)).numpy())
+        truth.append(grounding.targets[chunk])
+        mask.append(grounding.mask[chunk])
+    error = grounding.metres(np.concatenate(predicted)) - grounding.metres(np.concatenate(truth))
+    mask = np.concatenate(mask) > 0
+    out = {}
+    for name, cols in (("mover", slice(0, 2)), ("destination", slice(2, 4))):
+        rows = mask[:, cols].all(axis=1)
+        if rows.any():
+            out[name] = round(float(np.median(np.linalg.norm(error[rows, cols], axis=1)) * 100), 1)
+    return out
 
 
 def plot_losses(log: dict, path: Path) -> None:
@@ -285,9 +359,11 @@ def plot_losses(log: dict, path: Path) -> None:
     ax.plot(log["step"], log["loss"], label="train (running mean)")
     if log["val_step"]:
         ax.plot(log["val_step"], log["val_loss"], "o-", label="validation (EMA weights)")
+    if log.get("grounding_loss"):
+        ax.plot(log["step"], log["grounding_loss"], "--", label="auxiliary grounding (z-scored x, y MSE)")
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("diffusion loss (noise MSE)")
+    ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

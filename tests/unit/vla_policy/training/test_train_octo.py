@@ -99,20 +99,26 @@ def test_random_shift_moves_every_frame_of_a_window_together():
     assert np.array_equal(shifted[:, 0], shifted[:, 1])
 
 
-def test_training_lowers_the_loss_and_the_checkpoint_drives_the_backend(demos_dir, tmp_path):
-    config = TrainConfig(
+def tiny_config(demos_dir, out_dir, steps: int, **overrides) -> TrainConfig:
+    """A tiny model on the four collected episodes, one held out, validated at the first and last step."""
+    return TrainConfig(
         data_dir=str(demos_dir),
-        out_dir=str(tmp_path / "ckpt"),
+        out_dir=str(out_dir),
         model_size="tiny",
         model_overrides={"text_encoder": "minilm", "proprio_dim": 7, "window": 1, "max_horizon": 1},
-        steps=150,
+        steps=steps,
         batch_size=16,
         learning_rate=3e-3,
         warmup_steps=5,
         val_fraction=0.25,
-        val_every=149,
+        val_every=steps - 1,
         threads=1,
+        **overrides,
     )
+
+
+def test_training_lowers_the_loss_and_the_checkpoint_drives_the_backend(demos_dir, tmp_path):
+    config = tiny_config(demos_dir, tmp_path / "ckpt", 150)
     summary = train(config)
     log = summary["log"]
     assert log["val_step"] == [0, 149]
@@ -198,3 +204,26 @@ def test_lookalike_weight_matches_the_rebuilt_scene():
         assert (value == 2.5) == bool(tasks.lookalikes(tasks.sample_episode(s, family="place_in_bowl")))
     with pytest.raises(ValueError, match="lookalike_weight"):
         lookalike_episode_weight(0.0)
+
+
+def test_grounding_loss_trains_a_head_that_is_not_saved(demos_dir, tmp_path):
+    from safetensors import safe_open
+
+    from vla_bringup.train_cli import episode_objects
+    from vla_policy.backends.octo.model import OctoModel
+
+    config = tiny_config(demos_dir, tmp_path / "ckpt", 80, grounding_weight=0.5)
+    with pytest.raises(ValueError, match="grounding_weight > 0 needs the object positions"):
+        train(config)
+    summary = train(config, episode_objects=episode_objects)
+    log = summary["log"]
+    assert log["grounding_loss"][-1] < 0.5 * log["grounding_loss"][0]
+    assert len(log["val_grounding_cm"]) == 2 and all("mover" in v for v in log["val_grounding_cm"])
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        saved = set(f.keys())
+    model_keys = set(
+        OctoModel(make_octo_backend(str(tmp_path / "ckpt"), chunk_horizon=4).config).state_dict()
+    )
+    assert saved <= model_keys and not any("ground" in k for k in saved)
+    with pytest.raises(ValueError, match="grounding_weight"):
+        TrainConfig(data_dir="d", out_dir="o", grounding_weight=-1.0)
