@@ -11,6 +11,11 @@ learns to hold.
 Layout of ``DIR``: ``episode_<seed>.npz`` (primary, wrist: uint8 (T, H, W, 3); proprio: float32
 (T, 7); actions: float32 (T, 4, 7); and the scalars instruction, family, seed, success, steps) and
 ``meta.json``. Only successful episodes are kept; held-out seeds are refused.
+
+With ``first_ticks`` set it records *decision frames* instead: only the first ticks of each
+episode, kept whatever the outcome (the expert's opening chunks head for the named object either
+way). A reset and a few renders per scene: many more scenes where only the instruction tells
+which object to go for, the samples behaviour cloning otherwise has least of.
 """
 
 from __future__ import annotations
@@ -44,8 +49,11 @@ class CollectOptions:
     # camera -> the model's fixed crop (top, left, height, width fractions, OctoConfig.image_crops),
     # cut before the resize exactly as the backend cuts it; a camera not named here is not cropped
     image_crops: dict = field(default_factory=dict)
+    first_ticks: int | None = None  # decision frames: record only each episode's first ticks
 
     def __post_init__(self) -> None:
+        if self.first_ticks is not None and not 1 <= self.first_ticks <= 20:
+            raise ValueError(f"collect.first_ticks: expected 1..20 policy ticks, got {self.first_ticks!r}")
         for name in ("random_start_fraction", "noisy_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -127,7 +135,10 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             on_inference=record,
             stop_on_success=False,
             stop_after_success_steps=TAIL_STEPS,
+            max_steps=None if options.first_ticks is None else options.first_ticks + 1,
         )
+        if options.first_ticks is not None:
+            del records[options.first_ticks :]
         spec = sim.spec
         result = {
             "seed": seed,
@@ -136,10 +147,11 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             "success": outcome.success,
             "steps": outcome.steps,
             "ticks": len(records),
+            "kept": bool(outcome.success or (options.first_ticks is not None and records)),
             "random_start": start_joints is not None,
             "action_noise_m": noise_m,
         }
-        if outcome.success:
+        if outcome.success or (options.first_ticks is not None and records):
             np.savez_compressed(
                 out / f"episode_{seed}.npz",
                 **{c: np.stack([r[0][c] for r in records]) for c in options.image_sizes},
@@ -181,15 +193,15 @@ def collect(options: CollectOptions) -> dict:
         for shard_results in pool.imap_unordered(_collect_shard, pieces):
             results += shard_results
             bar.update(len(shard_results))
-            bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+            bar.set_postfix(kept=f"{sum(r['kept'] for r in results)}/{len(results)}")
     results.sort(key=lambda r: r["seed"])
     summary = {
         "options": asdict(options),
         "episodes": len(results),
-        "kept": sum(r["success"] for r in results),
+        "kept": sum(r["kept"] for r in results),
         "per_family": {
             f: {
-                "kept": sum(r["success"] for r in results if r["family"] == f),
+                "kept": sum(r["kept"] for r in results if r["family"] == f),
                 "of": sum(r["family"] == f for r in results),
             }
             for f in sorted({r["family"] for r in results})

@@ -17,25 +17,28 @@ def _resolve(path: str) -> str:
     return str(p if p.is_absolute() else repo_root() / p)
 
 
-def load_train_yaml(path: str) -> tuple[dict, dict]:
-    """The ``collect`` and ``train`` sections of a training config, with errors naming the file."""
+def load_train_yaml(path: str) -> dict[str, dict]:
+    """The sections of a training config: ``collect`` (demonstrations), ``train`` and optionally
+    ``decisions`` (decision frames, a second collection), with errors naming the file."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
         raise SystemExit(f"train config not found: {path}")
     data = yaml.safe_load(file.read_text()) or {}
-    unknown = sorted(set(data) - {"collect", "train"})
+    unknown = sorted(set(data) - {"collect", "decisions", "train"})
     if unknown or "train" not in data:
-        raise SystemExit(f"{path}: expected sections 'collect' and 'train', got {sorted(data)}")
-    return dict(data.get("collect") or {}), dict(data["train"])
+        raise SystemExit(
+            f"{path}: expected sections 'collect', 'train' (and optionally 'decisions'), got {sorted(data)}"
+        )
+    return {name: dict(data.get(name) or {}) for name in ("collect", "decisions", "train")}
 
 
 def collect_options(section: dict, image_sizes: dict, source: str, image_crops: dict | None = None):
     from vla_bringup.demonstrations import CollectOptions
 
     variation = {"random_start_fraction", "noisy_fraction", "action_noise_m"}
-    known = {"out_dir", "episodes", "seed_start", "workers", *variation}
+    known = {"out_dir", "episodes", "seed_start", "workers", "first_ticks", *variation}
     unknown = sorted(set(section) - known)
     if unknown:
         raise SystemExit(f"{source}: unknown collect setting(s) {unknown}; known: {sorted(known)}")
@@ -47,6 +50,7 @@ def collect_options(section: dict, image_sizes: dict, source: str, image_crops: 
         workers=int(section.get("workers", 2)),
         **{k: float(section[k]) for k in sorted(variation & set(section))},
         image_crops={k: list(v) for k, v in (image_crops or {}).items() if v is not None},
+        first_ticks=None if section.get("first_ticks") is None else int(section["first_ticks"]),
     )
 
 
@@ -55,10 +59,12 @@ def have_demonstrations(options) -> bool:
     meta = Path(options.out_dir) / "meta.json"
     if not meta.is_file():
         return False
-    from dataclasses import asdict
+    from dataclasses import MISSING, asdict, fields
 
     recorded = json.loads(meta.read_text()).get("options", {})
-    return recorded == json.loads(json.dumps(asdict(options)))
+    # a setting added after the collection was recorded counts as its default
+    defaults = {f.name: f.default for f in fields(options) if f.default is not MISSING}
+    return {**defaults, **recorded} == json.loads(json.dumps(asdict(options)))
 
 
 def lookalike_episode_weight(weight: float):
@@ -97,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vla_policy.backends.octo.config import octo_preset
     from vla_policy.training.train_octo import TrainConfig, train
 
-    collect_section, train_section = load_train_yaml(args.config)
+    sections = load_train_yaml(args.config)
+    train_section = sections["train"]
     train_section["out_dir"] = _resolve(args.out or train_section.get("out_dir", "models/octo-sim"))
     if train_section.get("loss_plot"):
         train_section["loss_plot"] = _resolve(train_section["loss_plot"])
@@ -110,20 +117,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         model = octo_preset(
             train_section.get("model_size", "sim"), **train_section.get("model_overrides", {})
         )
-    options = collect_options(collect_section, model.image_size, args.config, model.image_crop)
+    sources = [
+        collect_options(sections[name], model.image_size, f"{args.config} ({name})", model.image_crop)
+        for name in ("collect", "decisions")
+        if name == "collect" or sections[name]
+    ]
     if args.steps is not None:
         train_section["steps"] = args.steps
-    if have_demonstrations(options) and not args.recollect:
-        print(f"[train] using the demonstrations in {options.out_dir} (--recollect to record them again)")
-    else:
+    for options in sources:
+        if have_demonstrations(options) and not args.recollect:
+            print(f"[train] using the demonstrations in {options.out_dir} (--recollect to record them again)")
+            continue
         from vla_bringup.demonstrations import collect
 
         summary = collect(options)
-        print(
-            f"[train] kept {summary['kept']}/{summary['episodes']} expert episodes: {summary['per_family']}"
-        )
+        print(f"[train] kept {summary['kept']}/{summary['episodes']} episodes: {summary['per_family']}")
     lookalike_weight = float(train_section.pop("lookalike_weight", 1.0))
-    config = TrainConfig.from_dict({**train_section, "data_dir": options.out_dir}, source=args.config)
+    config = TrainConfig.from_dict(
+        {
+            **train_section,
+            "data_dir": sources[0].out_dir,
+            "extra_data_dirs": [o.out_dir for o in sources[1:]],
+        },
+        source=args.config,
+    )
     weight = lookalike_episode_weight(lookalike_weight) if lookalike_weight != 1.0 else None
     result = train(config, weight, episode_objects if config.grounding_weight > 0 else None)
     print(

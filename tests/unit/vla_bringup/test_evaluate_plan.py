@@ -99,8 +99,9 @@ def test_a_named_policy_without_its_checkpoint_says_how_to_make_it(monkeypatch, 
 
 
 def test_train_yaml_sections_are_checked(tmp_path):
-    collect, train = load_train_yaml("config/train/octo_sim.yaml")
-    assert train["out_dir"] == "models/octo-sim" and collect["seed_start"] >= tasks.TRAIN_SEED_START
+    sections = load_train_yaml("config/train/octo_sim.yaml")
+    assert sections["train"]["out_dir"] == "models/octo-sim"
+    assert sections["collect"]["seed_start"] >= tasks.TRAIN_SEED_START
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"training": {}}))
     with pytest.raises(SystemExit, match="collect"):

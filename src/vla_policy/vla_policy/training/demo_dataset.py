@@ -59,13 +59,20 @@ class Demonstrations:
         return per_tick / per_tick.sum()
 
 
-def load_demonstrations(directory: str | Path, cameras: tuple[str, ...], max_episodes: int | None = None):
-    """Every ``episode_*.npz`` under ``directory`` (sorted by seed), concatenated."""
-    files = sorted(Path(directory).glob("episode_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+def load_demonstrations(
+    directory: str | Path | list, cameras: tuple[str, ...], max_episodes: int | None = None
+):
+    """Every ``episode_*.npz`` under ``directory`` (or each of a list of them; by seed within
+    each), concatenated."""
+    directories = directory if isinstance(directory, list | tuple) else [directory]
+    files = []
+    for folder in directories:
+        found = sorted(Path(folder).glob("episode_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+        if not found:
+            raise FileNotFoundError(f"no episode_*.npz demonstrations under {folder}; run vla-stack collect")
+        files += found
     if max_episodes is not None:
         files = files[:max_episodes]
-    if not files:
-        raise FileNotFoundError(f"no episode_*.npz demonstrations under {directory}; run vla-stack collect")
     from tqdm import tqdm
 
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}

@@ -64,6 +64,8 @@ class TrainConfig:
     # of model_size + model_overrides at random initialisation; the action statistics are the data's.
     init_from: str | None = None
     loss_plot: str | None = None  # PNG path; default <out_dir>/loss.png
+    # More demonstration folders, e.g. decision frames (``CollectOptions.first_ticks``)
+    extra_data_dirs: list[str] = field(default_factory=list)
     # Weight of the auxiliary grounding loss (0: off); needs train(..., episode_objects=...).
     grounding_weight: float = 0.0
 
@@ -154,7 +156,9 @@ def train(
     else:
         model_config = octo_preset(config.model_size, **config.model_overrides)
         model = OctoModel(model_config)
-    demos = load_demonstrations(config.data_dir, model_config.cameras, config.max_episodes)
+    demos = load_demonstrations(
+        [config.data_dir, *config.extra_data_dirs], model_config.cameras, config.max_episodes
+    )
 
     # Validation: whole episodes, never seen by the optimiser.
     n_episodes = len(demos.episode_seeds)

@@ -227,3 +227,41 @@ def test_grounding_loss_trains_a_head_that_is_not_saved(demos_dir, tmp_path):
     assert saved <= model_keys and not any("ground" in k for k in saved)
     with pytest.raises(ValueError, match="grounding_weight"):
         TrainConfig(data_dir="d", out_dir="o", grounding_weight=-1.0)
+
+
+def test_decision_frames_keep_the_first_ticks_of_every_scene(demos_dir, tmp_path):
+    options = CollectOptions(
+        str(tmp_path), 4, tasks.TRAIN_SEED_START, SIZES, workers=1, random_start_fraction=1.0, first_ticks=2
+    )
+    results = _collect_shard((options, episode_plan(options), 0))
+    assert [r["ticks"] for r in results] == [2, 2, 2, 2] and all(r["kept"] for r in results)
+    assert not any(r["success"] for r in results)  # two ticks finish no task: kept all the same
+    for r in results:
+        with np.load(tmp_path / f"episode_{r['seed']}.npz") as data:
+            assert data["primary"].shape == (2, 64, 64, 3) and data["actions"].shape == (2, 4, 7)
+            # the expert's opening chunk moves the gripper (towards the named object)
+            assert np.abs(data["actions"][0, :, :3]).sum() > 0.01
+    with pytest.raises(ValueError, match="first_ticks"):
+        CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, first_ticks=0)
+
+    # trained on together with the full demonstrations: one set of ticks, both folders' episodes
+    both = load_demonstrations([demos_dir, tmp_path], ("primary", "wrist"))
+    alone = load_demonstrations(demos_dir, ("primary", "wrist"))
+    assert len(both) == len(alone) + 8 and len(both.episode_seeds) == 8
+    assert sorted(both.families) == sorted(tasks.FAMILY_ORDER * 2)
+    with pytest.raises(FileNotFoundError, match="no episode_"):
+        load_demonstrations([demos_dir, tmp_path / "missing"], ("primary", "wrist"))
+
+
+def test_recorded_collection_is_reused_when_only_newer_settings_with_defaults_differ(tmp_path):
+    from dataclasses import asdict
+
+    from vla_bringup.train_cli import have_demonstrations
+
+    options = CollectOptions(str(tmp_path), 4, tasks.TRAIN_SEED_START, SIZES)
+    recorded = asdict(options)
+    del recorded["first_ticks"]  # a collection recorded before the setting existed
+    (tmp_path / "meta.json").write_text(json.dumps({"options": recorded}))
+    assert have_demonstrations(options)
+    assert not have_demonstrations(dataclasses.replace(options, first_ticks=2))
+    assert not have_demonstrations(dataclasses.replace(options, episodes=5))
