@@ -30,7 +30,9 @@ def objects_still_in_place(actions: np.ndarray, family: str) -> np.ndarray:
 
     ``actions`` (ticks, horizon, 7) is one episode's expert chunks (gripper absolute, 0 = close). A
     grasp moves nothing until the gripper closes: the ticks up to the first close command. A push
-    moves the object in its last run of fast steps: the ticks up to that run's first one.
+    moves the object in its last run of fast steps: the ticks up to that run's first one. Meant for
+    whole episodes: in a decision-frame clip (the first ticks only) the approach's fast opening
+    steps would pass for the stroke.
     """
     ticks = len(actions)
     first = actions[:, 0]
