@@ -140,6 +140,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
         if options.first_ticks is not None:
             del records[options.first_ticks :]
         spec = sim.spec
+        kept = bool(outcome.success or (options.first_ticks is not None and records))
         result = {
             "seed": seed,
             "family": family,
@@ -147,11 +148,11 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             "success": outcome.success,
             "steps": outcome.steps,
             "ticks": len(records),
-            "kept": bool(outcome.success or (options.first_ticks is not None and records)),
+            "kept": kept,
             "random_start": start_joints is not None,
             "action_noise_m": noise_m,
         }
-        if outcome.success or (options.first_ticks is not None and records):
+        if kept:
             np.savez_compressed(
                 out / f"episode_{seed}.npz",
                 **{c: np.stack([r[0][c] for r in records]) for c in options.image_sizes},

@@ -7,8 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from vla_bringup.paths import repo_root
 
 
@@ -82,9 +80,11 @@ def lookalike_episode_weight(weight: float):
     return episode_weight
 
 
-def episode_objects(seed: int, family: str) -> np.ndarray:
+def episode_objects(seed: int, family: str):
     """(4,) where the scene of (seed, family) puts the object to move and where it goes (x, y in
     metres; the bowl for place, the base for stack, NaN for pick and push), for the grounding loss."""
+    import numpy as np
+
     from vla_sim import tasks
 
     spec = tasks.sample_episode(seed, family=family)

@@ -40,11 +40,8 @@ def objects_still_in_place(actions: np.ndarray, family: str) -> np.ndarray:
         fast = np.linalg.norm(first[:, :2], axis=1) >= PUSH_STROKE_STEP_M
         if not fast.any():
             return np.ones(ticks, dtype=bool)
-        end = int(np.flatnonzero(fast)[-1])
-        start = end
-        while start > 0 and fast[start - 1]:
-            start -= 1
-        last = start
+        slow_before = np.flatnonzero(~fast[: np.flatnonzero(fast)[-1]])
+        last = int(slow_before[-1]) + 1 if len(slow_before) else 0
     else:
         closed = np.flatnonzero(first[:, 6] < 0.5)
         last = int(closed[0]) if len(closed) else ticks - 1

@@ -336,15 +336,12 @@ def grounding_error_cm(ema, head, demos, ticks, text, text_mask, grounding, mode
     ticks = ticks[grounding.mask[ticks, 0] > 0][:512]
     if not len(ticks):
         return {}
-    predicted, truth, mask = [], [], []
+    predicted = []
     for i in range(0, len(ticks), 128):
-        chunk = ticks[i : i + 128]
-        batch = sample_batch(demos, chunk, model_config.window, np.random.default_rng(0), None)
+        batch = sample_batch(demos, ticks[i : i + 128], model_config.window, np.random.default_rng(0), None)
         predicted.append(head(last_readout(ema, batch, text, text_mask)).numpy())
-        truth.append(grounding.targets[chunk])
-        mask.append(grounding.mask[chunk])
-    error = grounding.metres(np.concatenate(predicted)) - grounding.metres(np.concatenate(truth))
-    mask = np.concatenate(mask) > 0
+    error = grounding.metres(np.concatenate(predicted)) - grounding.metres(grounding.targets[ticks])
+    mask = grounding.mask[ticks] > 0
     out = {}
     for name, cols in (("mover", slice(0, 2)), ("destination", slice(2, 4))):
         rows = mask[:, cols].all(axis=1)
