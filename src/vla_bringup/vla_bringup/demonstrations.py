@@ -50,6 +50,7 @@ class CollectOptions:
     # cut before the resize exactly as the backend cuts it; a camera not named here is not cropped
     image_crops: dict = field(default_factory=dict)
     first_ticks: int | None = None  # decision frames: record only each episode's first ticks
+    counterfactual: bool = False  # re-target each scene to another object of it (see the module doc)
 
     def __post_init__(self) -> None:
         if self.first_ticks is not None and not 1 <= self.first_ticks <= 20:
@@ -89,6 +90,19 @@ def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
     return plan
 
 
+def counterfactual_episode(seed: int, family: str, template: int):
+    """The scene of (seed, family) with the instruction naming other objects of it (one of
+    ``tasks.counterfactual_targets``, chosen by seed; same phrasing), or None if it has none."""
+    from vla_sim import tasks
+
+    spec = tasks.sample_episode(seed, family=family, template_index=template)
+    choices = tasks.counterfactual_targets(spec)
+    if not choices:
+        return None
+    target, base = choices[int(np.random.default_rng([seed, 5]).integers(len(choices)))]
+    return tasks.retarget(spec, target, base, template)
+
+
 def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int]) -> list[dict]:
     import cv2
     import torch
@@ -105,6 +119,13 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
     out = Path(options.out_dir)
     results = []
     for seed, family, template in plan:
+        reset_kwargs: dict = {"family": family, "template_index": template}
+        if options.counterfactual:
+            episode = counterfactual_episode(seed, family, template)
+            if episode is None:
+                results.append({"seed": seed, "family": family, "ticks": 0, "kept": False, "skipped": True})
+                continue
+            reset_kwargs = {"episode": episode}
         records: list[tuple] = []
         backend = ScriptedBackend(chunk_horizon=options.chunk_horizon)
 
@@ -129,7 +150,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             backend,
             seed,
             options.execution_mode,
-            reset_kwargs={"family": family, "template_index": template, "start_joints": start_joints},
+            reset_kwargs={**reset_kwargs, "start_joints": start_joints},
             perturb=perturb if noise_m > 0 else None,
             render=True,
             on_inference=record,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from vla_bringup.paths import repo_root
 
+COLLECTIONS = ("collect", "decisions", "counterfactuals")  # the config sections that collect data
+
 
 def _resolve(path: str) -> str:
     p = Path(path)
@@ -17,22 +19,30 @@ def _resolve(path: str) -> str:
 
 def load_train_yaml(path: str) -> dict[str, dict]:
     """The sections of a training config: ``collect`` (demonstrations), ``train`` and optionally
-    ``decisions`` (decision frames, a second collection), with errors naming the file."""
+    ``decisions`` (decision frames) and ``counterfactuals`` (re-targeted decision frames), each of
+    them a collection, with errors naming the file."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
         raise SystemExit(f"train config not found: {path}")
     data = yaml.safe_load(file.read_text()) or {}
-    unknown = sorted(set(data) - {"collect", "decisions", "train"})
+    unknown = sorted(set(data) - {*COLLECTIONS, "train"})
     if unknown or "train" not in data:
         raise SystemExit(
-            f"{path}: expected sections 'collect', 'train' (and optionally 'decisions'), got {sorted(data)}"
+            f"{path}: expected sections 'collect', 'train' (and optionally 'decisions', "
+            f"'counterfactuals'), got {sorted(data)}"
         )
-    return {name: dict(data.get(name) or {}) for name in ("collect", "decisions", "train")}
+    return {name: dict(data.get(name) or {}) for name in (*COLLECTIONS, "train")}
 
 
-def collect_options(section: dict, image_sizes: dict, source: str, image_crops: dict | None = None):
+def collect_options(
+    section: dict,
+    image_sizes: dict,
+    source: str,
+    image_crops: dict | None = None,
+    counterfactual: bool = False,
+):
     from vla_bringup.demonstrations import CollectOptions
 
     variation = {"random_start_fraction", "noisy_fraction", "action_noise_m"}
@@ -49,6 +59,7 @@ def collect_options(section: dict, image_sizes: dict, source: str, image_crops: 
         **{k: float(section[k]) for k in sorted(variation & set(section))},
         image_crops={k: list(v) for k, v in (image_crops or {}).items() if v is not None},
         first_ticks=None if section.get("first_ticks") is None else int(section["first_ticks"]),
+        counterfactual=counterfactual,
     )
 
 
@@ -118,10 +129,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_section.get("model_size", "sim"), **train_section.get("model_overrides", {})
         )
     sources = [
-        collect_options(sections[name], model.image_size, f"{args.config} ({name})", model.image_crop)
-        for name in ("collect", "decisions")
+        collect_options(
+            sections[name],
+            model.image_size,
+            f"{args.config} ({name})",
+            model.image_crop,
+            counterfactual=name == "counterfactuals",
+        )
+        for name in COLLECTIONS
         if name == "collect" or sections[name]
     ]
+    if float(train_section.get("grounding_weight", 0.0)) > 0 and sections["counterfactuals"]:
+        raise SystemExit(
+            f"{args.config}: train.grounding_weight > 0 rebuilds each scene's targets from seed and "
+            "family, which the counterfactuals section re-targets; set it to 0 or drop that section"
+        )
     if args.steps is not None:
         train_section["steps"] = args.steps
     for options in sources:

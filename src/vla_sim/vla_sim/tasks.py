@@ -9,6 +9,7 @@ Frames: the arm base frame, table top at z = 0, metres and radians.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -296,6 +297,50 @@ def lookalikes(spec: EpisodeSpec) -> tuple[str, ...]:
         for name in spec.active_objects
         if name not in names and any(OBJECTS_BY_NAME[name].colour == obj.colour for obj in named)
     )
+
+
+def retarget(
+    spec: EpisodeSpec, target_object: str, base_object: str | None = None, template_index: int = 0
+) -> EpisodeSpec:
+    """The same scene (every position and yaw, the bowl, the push direction) with the instruction
+    naming other objects of it: ``target_object`` to move and, when stacking, ``base_object``."""
+    present = spec.active_objects
+    if target_object not in present:
+        raise ValueError(f"target_object: {target_object!r} is not in the scene {list(present)}")
+    if spec.family == "stack":
+        if base_object not in present or base_object == target_object:
+            raise ValueError(f"base_object: expected another object of the scene, got {base_object!r}")
+    elif base_object is not None:
+        raise ValueError(f"base_object: only stack has one, got {base_object!r} for {spec.family}")
+    first = [target_object] + ([base_object] if base_object is not None else [])
+    by_name = {p.name: p for p in spec.placements}
+    placements = tuple(by_name[n] for n in first) + tuple(p for p in spec.placements if p.name not in first)
+    return dataclasses.replace(
+        spec,
+        instruction=instruction_for(spec.family, target_object, base_object, spec.direction, template_index),
+        target_object=target_object,
+        base_object=base_object,
+        placements=placements,
+    )
+
+
+def counterfactual_targets(spec: EpisodeSpec) -> tuple[tuple[str, str | None], ...]:
+    """(target, base) pairs whose instruction differs from ``spec``'s by one word or by word
+    order, in the same scene: the target's look-alike instead of the target, the base's look-alike
+    instead of the base (stack) and the two stack objects swapped. From the same first frame the
+    expert then moves somewhere else, and only the instruction says why."""
+
+    def twins(name: str, exclude: str | None) -> list[str]:
+        colour = OBJECTS_BY_NAME[name].colour
+        alike = [n for n in spec.active_objects if OBJECTS_BY_NAME[n].colour == colour]
+        return [n for n in alike if n not in (name, exclude)]
+
+    base = spec.base_object
+    pairs = [(twin, base) for twin in twins(spec.target_object, base)]
+    if base is not None:
+        pairs += [(spec.target_object, twin) for twin in twins(base, spec.target_object)]
+        pairs.append((base, spec.target_object))
+    return tuple(pairs)
 
 
 def _sample_layout(

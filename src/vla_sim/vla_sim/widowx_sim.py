@@ -139,6 +139,7 @@ class WidowXSim:
         instruction_text: str | None = None,
         template_index: int = 0,
         start_joints: np.ndarray | tuple[float, ...] | None = None,
+        episode: tasks.EpisodeSpec | None = None,
     ) -> tasks.EpisodeSpec:
         """Start a new seeded episode.
 
@@ -146,12 +147,23 @@ class WidowXSim:
         one by one. ``instruction_text`` replaces the text the episode announces without changing
         the task (paraphrases, language ablations). ``start_joints`` replaces
         ``SimConfig.start_joints`` for this episode (demonstrations from varied arm poses).
+        ``episode`` sets up that exact episode instead of sampling one (``tasks.retarget`` of a
+        sampled scene: counterfactual demonstrations); ``seed`` must then be its seed.
         """
         start = np.asarray(self.config.start_joints if start_joints is None else start_joints, dtype=float)
         if start.shape != (6,) or not np.all(np.isfinite(start)):
             got = np.asarray(start_joints).tolist()
             raise ValueError(f"start_joints: expected 6 finite values (rad), got {got}")
-        if instruction is not None:
+        if episode is not None:
+            chosen = {"family": family, "instruction": instruction, "target_object": target_object}
+            chosen.update(base_object=base_object, direction=direction)
+            clash = sorted(k for k, v in chosen.items() if v is not None)
+            if clash or int(seed) != episode.seed:
+                also = f" and {clash}" if clash else ""
+                raise ValueError(
+                    f"episode: fixes the seed ({episode.seed}) and the task; got seed {seed}{also}"
+                )
+        elif instruction is not None:
             parsed = tasks.parse_instruction(instruction)
             if family is not None and family != parsed.family:
                 raise ValueError(
@@ -159,7 +171,7 @@ class WidowXSim:
                 )
             family, target_object = parsed.family, parsed.target_object
             base_object, direction = parsed.base_object, parsed.direction
-        spec = tasks.sample_episode(
+        spec = episode or tasks.sample_episode(
             int(seed),
             family=family,
             target_object=target_object,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 
 from vla_bringup.evaluate import EvalOptions, build_plan, load_paraphrases, summarise_eval
 from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
-from vla_bringup.train_cli import load_train_yaml
+from vla_bringup.train_cli import cmd_train, load_train_yaml
 from vla_sim import tasks
 from vla_sim.episode_plan import load_episode_plan
 
@@ -102,10 +103,21 @@ def test_train_yaml_sections_are_checked(tmp_path):
     sections = load_train_yaml("config/train/octo_sim.yaml")
     assert sections["train"]["out_dir"] == "models/octo-sim"
     assert sections["collect"]["seed_start"] >= tasks.TRAIN_SEED_START
+    # each counterfactual frame pairs with the decision frame of its seed
+    assert sections["counterfactuals"]["seed_start"] == sections["decisions"]["seed_start"]
+    assert sections["counterfactuals"]["episodes"] == sections["decisions"]["episodes"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"training": {}}))
     with pytest.raises(SystemExit, match="collect"):
         load_train_yaml(str(bad))
+
+    # the grounding targets are rebuilt from seed and family: wrong for re-targeted scenes
+    grounded = tmp_path / "grounded.yaml"
+    sections["train"]["grounding_weight"] = 0.1
+    grounded.write_text(json.dumps(sections))
+    args = argparse.Namespace(config=str(grounded), out=str(tmp_path / "m"), steps=None, recollect=False)
+    with pytest.raises(SystemExit, match="grounding_weight > 0 rebuilds"):
+        cmd_train(args)
 
 
 def test_episode_plan_file_errors_name_the_entry_and_key(tmp_path):

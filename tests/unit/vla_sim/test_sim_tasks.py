@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -172,6 +173,58 @@ def test_lookalikes_are_the_objects_only_the_shape_word_tells_apart() -> None:
         if "blue_cylinder" in spec.active_objects:
             assert "blue_cylinder" in tasks.lookalikes(spec)
             assert not {"red_cube", "blue_cube"} & set(tasks.lookalikes(spec))
+            break
+    else:
+        pytest.fail("no stack scene with the base's twin in 400 seeds")
+
+
+def test_retarget_names_other_objects_of_the_same_scene() -> None:
+    spec = tasks.sample_episode(7, family="stack", template_index=1)
+    other = next(n for n in spec.active_objects if n not in (spec.target_object, spec.base_object))
+    moved = tasks.retarget(spec, other, spec.target_object, template_index=1)
+    # the layout is untouched, only who is named (and so the order of the placements) changes
+    assert sorted(moved.placements, key=lambda p: p.name) == sorted(spec.placements, key=lambda p: p.name)
+    assert moved.placements[0].name == other and moved.placements[1].name == spec.target_object
+    assert (moved.bowl_xy, moved.seed, moved.family) == (spec.bowl_xy, spec.seed, spec.family)
+    parsed = tasks.parse_instruction(moved.instruction)
+    assert (parsed.target_object, parsed.base_object) == (other, spec.target_object)
+
+    push = tasks.sample_episode(8, family="push")
+    assert tasks.retarget(push, push.active_objects[1]).direction == push.direction
+    with pytest.raises(ValueError, match="target_object: 'green_cube' is not in the scene"):
+        tasks.retarget(dataclasses.replace(push, placements=push.placements[:1]), "green_cube")
+    with pytest.raises(ValueError, match="base_object: only stack"):
+        tasks.retarget(push, push.target_object, push.active_objects[1])
+    with pytest.raises(ValueError, match="base_object: expected another object"):
+        tasks.retarget(spec, spec.target_object, spec.target_object)
+
+
+def test_counterfactual_targets_differ_by_the_shape_word_or_the_order() -> None:
+    # a pick scene with the target's twin: the twin is the one alternative
+    spec = next(
+        s
+        for s in (tasks.sample_episode(i, family="pick_up", target_object="red_cube") for i in range(200))
+        if "red_cylinder" in s.active_objects
+    )
+    assert tasks.counterfactual_targets(spec) == (("red_cylinder", None),)
+    twin = tasks.retarget(spec, "red_cylinder")
+    assert twin.instruction == spec.instruction.replace("cube", "cylinder")
+    plain = next(
+        s
+        for s in (tasks.sample_episode(i, family="pick_up", target_object="red_cube") for i in range(200))
+        if not tasks.lookalikes(s)
+    )
+    assert tasks.counterfactual_targets(plain) == ()
+
+    # stack: always the swap; the base's twin when it is in the scene (never the target itself)
+    for seed in range(400):
+        spec = tasks.sample_episode(seed, family="stack", target_object="red_cube", base_object="blue_cube")
+        pairs = tasks.counterfactual_targets(spec)
+        assert ("blue_cube", "red_cube") in pairs and len(pairs) == len(tasks.lookalikes(spec)) + 1
+        if "red_cylinder" in spec.active_objects:
+            assert ("red_cylinder", "blue_cube") in pairs
+        if "blue_cylinder" in spec.active_objects:
+            assert ("red_cube", "blue_cylinder") in pairs
             break
     else:
         pytest.fail("no stack scene with the base's twin in 400 seeds")

@@ -189,3 +189,19 @@ def test_success_when_target_is_in_the_bowl(sim: WidowXSim) -> None:
     sim.step(200)
     assert sim.success()
     assert tasks.is_in_bowl(sim.privileged_state()["objects"][name]["position"], sim.bowl_position())
+
+
+def test_reset_to_a_given_episode_keeps_its_scene(sim: WidowXSim) -> None:
+    spec = sim.reset(11, family="stack")
+    first = sim.object_positions()
+    swapped = tasks.retarget(spec, spec.base_object, spec.target_object)
+    assert sim.reset(11, episode=swapped) == swapped
+    assert sim.privileged_state()["target_object"] == spec.base_object
+    after = sim.object_positions()
+    assert sorted(after) == sorted(first)
+    for name, position in first.items():  # the same scene, settled the same way
+        assert after[name] == pytest.approx(position, abs=1e-9)
+    with pytest.raises(ValueError, match=r"episode: fixes the seed \(11\) and the task; got seed 12"):
+        sim.reset(12, episode=swapped)
+    with pytest.raises(ValueError, match=r"and \['family'\]"):
+        sim.reset(11, family="stack", episode=swapped)

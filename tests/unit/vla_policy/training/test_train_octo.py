@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla_bringup.demonstrations import CollectOptions, _collect_shard, episode_plan
+from vla_bringup.demonstrations import CollectOptions, _collect_shard, counterfactual_episode, episode_plan
 from vla_policy.backends.octo.backend import make_octo_backend
 from vla_policy.contract import Observation
 from vla_policy.training.demo_dataset import action_stats, load_demonstrations, random_shift, sample_batch
@@ -265,3 +265,26 @@ def test_recorded_collection_is_reused_when_only_newer_settings_with_defaults_di
     assert have_demonstrations(options)
     assert not have_demonstrations(dataclasses.replace(options, first_ticks=2))
     assert not have_demonstrations(dataclasses.replace(options, episodes=5))
+
+
+def test_counterfactual_frames_pair_the_first_frame_with_another_instruction(tmp_path):
+    decided, swapped = tmp_path / "decisions", tmp_path / "counterfactuals"
+    common = dict(workers=1, random_start_fraction=1.0, first_ticks=1)
+    plan = [(s, "stack", 0) for s in range(tasks.TRAIN_SEED_START, tasks.TRAIN_SEED_START + 2)]
+    plan += [(s, "pick_up", 0) for s in range(tasks.TRAIN_SEED_START + 2, tasks.TRAIN_SEED_START + 40)]
+    plain = next(s for s, f, _ in plan if f == "pick_up" and counterfactual_episode(s, f, 0) is None)
+    twin = next(s for s, f, _ in plan if f == "pick_up" and counterfactual_episode(s, f, 0) is not None)
+    plan = [p for p in plan if p[1] == "stack" or p[0] in (plain, twin)]
+    for out, flag in ((decided, False), (swapped, True)):
+        out.mkdir()
+        options = CollectOptions(str(out), 4, tasks.TRAIN_SEED_START, SIZES, counterfactual=flag, **common)
+        results = _collect_shard((options, plan, 0))
+    assert [r["kept"] for r in results] == [s != plain for s, _, _ in plan]  # the plain scene: no twin
+    for seed, _, _ in [p for p in plan if p[0] != plain]:
+        with np.load(decided / f"episode_{seed}.npz") as a, np.load(swapped / f"episode_{seed}.npz") as b:
+            # the same first frame (scene, start pose, camera noise) ...
+            assert np.array_equal(a["primary"], b["primary"]) and np.array_equal(a["proprio"], b["proprio"])
+            # ... another instruction, and the expert heads somewhere else
+            assert str(a["instruction"]) != str(b["instruction"])
+            assert np.abs(a["actions"][0, :, :2] - b["actions"][0, :, :2]).max() > 0.005
+            assert str(b["instruction"]) == counterfactual_episode(seed, str(a["family"]), 0).instruction
