@@ -190,6 +190,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pair_check(args: argparse.Namespace) -> int:
+    from vla_bringup.policies import resolve_policy
+    from vla_policy.backends.octo.backend import make_octo_backend
+    from vla_policy.training.pair_check import pair_check
+
+    spec = resolve_policy("octo-sim", args.checkpoint and _resolve(args.checkpoint), {})
+    backend = make_octo_backend(spec.checkpoint, chunk_horizon=4, seed=0)
+    result = pair_check(backend, _resolve(args.decisions), _resolve(args.counterfactuals), args.pairs)
+    print(f"[pair-check] {spec.checkpoint}: {json.dumps(result)}")
+    return 0
+
+
 def add_train_parsers(sub) -> None:
     train = sub.add_parser("train", help="collect demonstrations and train a policy from a config YAML")
     train.add_argument("config", help="e.g. config/train/octo_sim.yaml")
@@ -217,3 +229,12 @@ def add_train_parsers(sub) -> None:
         "preset's image_crops; 0 0 1 1 for none)",
     )
     collect.set_defaults(func=cmd_collect)
+
+    check = sub.add_parser(
+        "pair-check", help="does an octo checkpoint act on the word that tells two objects apart?"
+    )
+    check.add_argument("--checkpoint", default="", help="default: models/octo-sim")
+    check.add_argument("--decisions", default="data/sim_decisions")
+    check.add_argument("--counterfactuals", default="data/sim_counterfactuals")
+    check.add_argument("--pairs", type=int, default=100)
+    check.set_defaults(func=cmd_pair_check)

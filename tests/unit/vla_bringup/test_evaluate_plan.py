@@ -103,9 +103,11 @@ def test_train_yaml_sections_are_checked(tmp_path):
     sections = load_train_yaml("config/train/octo_sim.yaml")
     assert sections["train"]["out_dir"] == "models/octo-sim"
     assert sections["collect"]["seed_start"] >= tasks.TRAIN_SEED_START
-    # each counterfactual frame pairs with the decision frame of its seed
-    assert sections["counterfactuals"]["seed_start"] == sections["decisions"]["seed_start"]
-    assert sections["counterfactuals"]["episodes"] == sections["decisions"]["episodes"]
+    # run 9's recipe: each counterfactual frame pairs with the decision frame of its seed
+    run9 = load_train_yaml("config/train/octo_sim_counterfactual.yaml")
+    assert run9["counterfactuals"]["seed_start"] == run9["decisions"]["seed_start"]
+    assert run9["counterfactuals"]["episodes"] == run9["decisions"]["episodes"]
+    assert run9["train"]["out_dir"] != sections["train"]["out_dir"]  # never overwrites the default model
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"training": {}}))
     with pytest.raises(SystemExit, match="collect"):
@@ -113,8 +115,8 @@ def test_train_yaml_sections_are_checked(tmp_path):
 
     # the grounding targets are rebuilt from seed and family: wrong for re-targeted scenes
     grounded = tmp_path / "grounded.yaml"
-    sections["train"]["grounding_weight"] = 0.1
-    grounded.write_text(json.dumps(sections))
+    run9["train"]["grounding_weight"] = 0.1
+    grounded.write_text(json.dumps(run9))
     args = argparse.Namespace(config=str(grounded), out=str(tmp_path / "m"), steps=None, recollect=False)
     with pytest.raises(SystemExit, match="grounding_weight > 0 rebuilds"):
         cmd_train(args)

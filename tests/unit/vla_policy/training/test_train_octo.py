@@ -13,6 +13,7 @@ from vla_bringup.demonstrations import CollectOptions, _collect_shard, counterfa
 from vla_policy.backends.octo.backend import make_octo_backend
 from vla_policy.contract import Observation
 from vla_policy.training.demo_dataset import action_stats, load_demonstrations, random_shift, sample_batch
+from vla_policy.training.pair_check import pair_check, pair_outcome, summarise_pairs
 from vla_policy.training.train_octo import TrainConfig, lr_at, train
 from vla_sim import tasks
 
@@ -288,3 +289,25 @@ def test_counterfactual_frames_pair_the_first_frame_with_another_instruction(tmp
             assert str(a["instruction"]) != str(b["instruction"])
             assert np.abs(a["actions"][0, :, :2] - b["actions"][0, :, :2]).max() > 0.005
             assert str(b["instruction"]) == counterfactual_episode(seed, str(a["family"]), 0).instruction
+
+    # the pair check runs a trained checkpoint on the pick/place pairs (here the one twin scene)
+    train(tiny_config(decided, tmp_path / "ckpt", 10, extra_data_dirs=[str(swapped)]))
+    backend = make_octo_backend(str(tmp_path / "ckpt"), chunk_horizon=4)
+    result = pair_check(backend, decided, swapped)
+    assert result["pairs"] == 1 and result["median_expert_shift_cm"] > 0.5
+    assert 0 <= result["both_right"] <= result["right_share"] <= 1
+    (decided / f"episode_{twin}.npz").unlink()
+    with pytest.raises(FileNotFoundError, match=f"episode_{twin}.npz: no decision clip"):
+        pair_check(backend, decided, swapped)
+
+
+def test_pair_outcomes_tell_reading_the_word_from_ignoring_it():
+    left, right = np.array([0.0, 0.1]), np.array([0.1, 0.0])
+    reads = pair_outcome([left, right], [left, right], other_seed=left + 0.001)
+    ignores = pair_outcome([left, left], [left, right], other_seed=left)
+    assert reads["right"] == [True, True] and ignores["right"] == [True, False]
+    assert reads["word_shift_cm"] == pytest.approx(14.14, abs=0.01) and ignores["word_shift_cm"] == 0
+    summary = summarise_pairs([reads, ignores])
+    assert (summary["right_share"], summary["both_right"], summary["same_object_both"]) == (0.75, 0.5, 0.5)
+    with pytest.raises(ValueError, match="no pairs"):
+        summarise_pairs([])

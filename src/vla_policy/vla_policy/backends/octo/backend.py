@@ -112,18 +112,26 @@ class OctoBackend:
             )
         return values[:dim]
 
-    @torch.no_grad()
     def infer(self, observation: Observation) -> PolicyOutput:
+        images = self._images(observation.images)
+        return self.infer_prepared(images, observation.proprio, observation.instruction)
+
+    @torch.no_grad()
+    def infer_prepared(
+        self, images: dict[str, np.ndarray], proprio: np.ndarray | None, instruction: str
+    ) -> PolicyOutput:
+        """``infer`` on images already cropped and resized to the model's input (``prepare_image``),
+        as demonstrations store them."""
         start = time.perf_counter()
-        inputs = self._images(observation.images)
+        inputs = {c: images[c] for c in self.camera_names}
         if self.config.proprio_dim:
-            inputs[PROPRIO] = self._proprio(observation.proprio)
+            inputs[PROPRIO] = self._proprio(proprio)
         frames, timestep_mask = self.history.add(inputs)
         proprio = frames.pop(PROPRIO, None)
         images = {c: torch.from_numpy(v)[None].to(self.device) for c, v in frames.items()}
         mask = torch.from_numpy(timestep_mask)[None].to(self.device)
         proprio_t = None if proprio is None else torch.from_numpy(proprio)[None].to(self.device)
-        text, text_mask = self._text_embedding(observation.instruction)
+        text, text_mask = self._text_embedding(instruction)
         readout = self.model(images, text, mask, proprio=proprio_t, text_mask=text_mask)
         normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
         chunk = unnormalize_actions(
