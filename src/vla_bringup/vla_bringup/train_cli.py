@@ -196,7 +196,7 @@ def cmd_pair_check(args: argparse.Namespace) -> int:
     from vla_policy.training.pair_check import pair_check
 
     spec = resolve_policy("octo-sim", args.checkpoint and _resolve(args.checkpoint), {})
-    backend = make_octo_backend(spec.checkpoint, chunk_horizon=4, seed=0)
+    backend = make_octo_backend(spec.checkpoint, **spec.options)  # octo-sim's chunk and sampler seed
     result = pair_check(backend, _resolve(args.decisions), _resolve(args.counterfactuals), args.pairs)
     print(f"[pair-check] {spec.checkpoint}: {json.dumps(result)}")
     return 0
