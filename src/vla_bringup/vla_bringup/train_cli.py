@@ -110,6 +110,30 @@ def episode_objects(seed: int, family: str):
     return np.array([mover.x, mover.y, *destination])
 
 
+def object_catalogue():
+    """The sim's eight objects and where a (seed, family) scene puts them, for stem pretraining."""
+    import numpy as np
+
+    from vla_policy.training.object_localisation import ObjectCatalogue
+    from vla_sim import tasks
+
+    names = tuple(obj.name for obj in tasks.OBJECTS)
+
+    def locate(seed: int, family: str) -> np.ndarray:
+        out = np.zeros((len(names), 3))
+        for placement in tasks.sample_episode(seed, family=family).placements:
+            out[names.index(placement.name)] = (1.0, placement.x, placement.y)
+        return out
+
+    pairs = tuple(
+        (a, b)
+        for a, first in enumerate(tasks.OBJECTS)
+        for b, second in enumerate(tasks.OBJECTS)
+        if a < b and first.colour == second.colour
+    )
+    return ObjectCatalogue(names, locate, pairs)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from vla_policy.backends.octo.config import octo_preset
     from vla_policy.training.train_octo import TrainConfig, train
@@ -164,7 +188,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         source=args.config,
     )
     weight = lookalike_episode_weight(lookalike_weight) if lookalike_weight != 1.0 else None
-    result = train(config, weight, episode_objects if config.grounding_weight > 0 else None)
+    result = train(
+        config,
+        weight,
+        episode_objects if config.grounding_weight > 0 else None,
+        object_catalogue() if config.stem_pretraining is not None or model.object_slots else None,
+    )
     print(
         f"[train] {result['steps_done']} steps in {result['minutes']} min; final loss "
         f"{result['final_train_loss']:.4f} (val {result['final_val_loss']}); checkpoint in {config.out_dir}"

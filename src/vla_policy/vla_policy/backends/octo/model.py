@@ -9,6 +9,8 @@ runs the diffusion head on the last timestep's readout. With ``proprio_dim`` > 0
 has one proprio token (Octo's low-dimensional tokenizer: z-scored with statistics stored as
 buffers, then a linear projection), after the camera tokens. With ``film`` on, the instruction
 also conditions every image stem (the mean of the encoder's states over the instruction's tokens).
+With ``object_slots`` > 0 each timestep also has that many object tokens (``object_slots``), read
+from the timestep's image tokens, after the proprio token.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from vla_policy.backends.octo.action_head import DiffusionActionHead, DiffusionSampler
 from vla_policy.backends.octo.config import OctoConfig
+from vla_policy.backends.octo.object_slots import ObjectSlots
 from vla_policy.backends.octo.tokenizers import ImageTokenizer, LanguageEncoder
 from vla_policy.backends.octo.transformer import BlockTransformer, TokenGroup, block_causal_mask, octo_groups
 
@@ -62,6 +65,8 @@ class OctoModel(nn.Module):
             # z-scoring of the proprio, set from the training data and saved with the weights
             self.register_buffer("proprio_mean", torch.zeros(config.proprio_dim))
             self.register_buffer("proprio_std", torch.ones(config.proprio_dim))
+        if config.object_slots:
+            self.object_slots = ObjectSlots(width, config.object_slots, config.num_heads, horizon)
         self.readout_pos_embedding = nn.Parameter(
             torch.randn(1, horizon, config.readout_tokens, width) * 0.02
         )
@@ -116,11 +121,12 @@ class OctoModel(nn.Module):
         camera_masks: Mapping[str, torch.Tensor] | None = None,
         proprio: torch.Tensor | None = None,
         text_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_object_tokens: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """images[camera] (B, T, H, W, 3) with values 0..255, proprio (B, T, proprio_dim) in raw
         units when the model takes it, text_mask (B, text_tokens) the tokenizer's attention mask
         (FiLM pools over the unmasked tokens; all of them when None); returns readout embeddings
-        (B, T, width)."""
+        (B, T, width); with ``return_object_tokens`` also the object slots (B, T, slots, width)."""
         cameras = self.config.cameras
         batch, window = images[cameras[0]].shape[:2]
         if window > self.config.max_horizon:
@@ -138,6 +144,10 @@ class OctoModel(nn.Module):
                 raise ValueError(f"proprio: expected (B, T, {self.config.proprio_dim}), got {got}")
             scaled = ((proprio.to(dtype) - self.proprio_mean) / self.proprio_std)[:, :, None]
             per_step.append(self.proprio_projection(scaled) + self.proprio_pos_embedding[:, :window])
+        objects = None
+        if self.config.object_slots:
+            objects = self.object_slots(torch.cat(per_step[: len(cameras)], dim=2))
+            per_step.append(objects + self.object_slots.pos_embedding[:, :window])
         readout = self.readout_pos_embedding[:, :window].expand(batch, -1, -1, -1)
         per_step.append(readout)
         steps = torch.cat(per_step, dim=2)  # (B, T, tokens per step, width)
@@ -145,7 +155,8 @@ class OctoModel(nn.Module):
         mask = self.attention_mask(window, timestep_mask, camera_masks)
         out = self.transformer(sequence, mask)
         steps_out = out[:, task.shape[1] :].reshape(steps.shape)
-        return steps_out[:, :, -self.config.readout_tokens :].mean(dim=2)
+        readout_out = steps_out[:, :, -self.config.readout_tokens :].mean(dim=2)
+        return (readout_out, objects) if return_object_tokens else readout_out
 
     def sample_actions(
         self, readout: torch.Tensor, sampler: DiffusionSampler, generator: torch.Generator

@@ -240,3 +240,35 @@ def test_image_crops_are_validated_travel_with_the_config_and_hide_what_lies_out
 
     np.testing.assert_array_equal(chunk(primary), chunk(border))
     assert not np.allclose(chunk(primary), chunk(inside))
+
+
+def test_object_slots_read_the_images_reach_the_readout_and_round_trip(tmp_path):
+    backend = build_random_octo("tiny", seed=0, proprio_dim=7, object_slots=8)
+    assert list(backend.config.obs_tokens().items())[-2:] == [("proprio", 1), ("objects", 8)]
+    model = backend.model
+    text, _ = backend._text_embedding("pick up the red cube")
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    rng = np.random.default_rng(0)
+    frames = {
+        c: torch.from_numpy(rng.integers(0, 256, (1, 1, *backend.image_size[c], 3), dtype=np.uint8))
+        for c in backend.camera_names
+    }
+    with torch.no_grad():
+        readout, slots = model(frames, text, mask, proprio=torch.zeros(1, 1, 7), return_object_tokens=True)
+        other = {c: torch.zeros_like(v) for c, v in frames.items()}
+        _, blank_slots = model(other, text, mask, proprio=torch.zeros(1, 1, 7), return_object_tokens=True)
+        model.object_slots.queries.add_(
+            torch.randn_like(model.object_slots.queries)
+        )  # the readout reads them
+        moved = model(frames, text, mask, proprio=torch.zeros(1, 1, 7))
+    assert slots.shape == (1, 1, 8, backend.config.width) and readout.shape == (1, 1, backend.config.width)
+    assert not torch.allclose(slots, blank_slots)  # the slots read the images
+    assert not torch.allclose(readout, moved)
+    path = save_octo_checkpoint(
+        model, backend.config, BRIDGE_ORIG_STATS, tmp_path / "s", tokenizer=backend.tokenizer
+    )
+    loaded = load_octo_checkpoint(path)
+    assert loaded.model.config.object_slots == 8
+    assert torch.equal(loaded.model.object_slots.queries, model.object_slots.queries)
+    with pytest.raises(ValueError, match="object_slots"):
+        OctoConfig(object_slots=-1)
