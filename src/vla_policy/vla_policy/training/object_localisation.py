@@ -154,6 +154,14 @@ class LocalisationHead(nn.Module):
         return self.net(x).reshape(-1, self.objects, 3)
 
 
+def unseen_scenes(demos, val_episodes, train_episodes) -> np.ndarray:
+    """The validation episodes whose scene (seed) no training episode shows: a counterfactual clip
+    and its decision clip share the seed and the first frames, so one of them in training would
+    leak the other's labels."""
+    seen = {demos.episode_seeds[e] for e in train_episodes}
+    return np.array([e for e in val_episodes if demos.episode_seeds[e] not in seen], dtype=int)
+
+
 def first_ticks(demos, episodes: np.ndarray, ticks_per_episode: int) -> np.ndarray:
     """Tick indices of the first ``ticks_per_episode`` ticks of each of ``episodes``, one episode per
     seed (a counterfactual clip repeats its decision clip's frames under the same seed)."""
@@ -218,7 +226,9 @@ def pretrain_stems(
     scenes = SceneLabels.of(demos, catalogue)
     labels, scaled, xy_mean, xy_std = scenes.labels, scenes.scaled, scenes.xy_mean, scenes.xy_std
     train_ticks = first_ticks(demos, train_episodes, options.ticks_per_episode)
-    val_ticks = first_ticks(demos, val_episodes, options.ticks_per_episode)
+    val_ticks = first_ticks(
+        demos, unseen_scenes(demos, val_episodes, train_episodes), options.ticks_per_episode
+    )
     episode = demos.episode_of_tick()
     proprio_dim = demos.proprio.shape[1]
     p_mean = demos.proprio[train_ticks].mean(axis=0)

@@ -47,6 +47,7 @@ from vla_policy.training.object_localisation import (
     localisation_loss,
     object_slot_labels,
     pretrain_stems,
+    unseen_scenes,
 )
 
 STATS_KEY = "widowx_sim"
@@ -235,7 +236,8 @@ def train(
     slots = None
     if model_config.object_slots:
         slots = object_slot_labels(demos, catalogue, model_config.object_slots, config.object_label_ticks)
-        val_slot_ticks = first_ticks(demos, order[:n_val], config.object_label_ticks)
+        unseen = unseen_scenes(demos, order[:n_val], order[n_val:])
+        val_slot_ticks = first_ticks(demos, unseen, config.object_label_ticks)
         print(
             f"[train] object slots: localisation loss x{config.object_loss_weight} on "
             f"{slots.mask.mean():.0%} of the ticks"

@@ -12,6 +12,7 @@ from vla_policy.training.object_localisation import (
     StemPretraining,
     first_ticks,
     localisation_loss,
+    unseen_scenes,
     which_is_which,
 )
 
@@ -78,3 +79,9 @@ def test_localisation_head_shape():
     head = LocalisationHead(tokens=4, dim=8, proprio_dim=7, objects=8)
     out = head(torch.zeros(3, 4, 8), torch.zeros(3, 7))
     assert out.shape == (3, 8, 3)
+
+
+def test_unseen_scenes_drop_validation_clips_whose_scene_is_trained_on():
+    demos = type("D", (), {"episode_seeds": [10, 11, 11, 12]})()
+    np.testing.assert_array_equal(unseen_scenes(demos, [2, 3], [0, 1]), [3])
+    assert len(unseen_scenes(demos, [1], [2])) == 0
