@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,11 @@ class CollectOptions:
     # camera -> the model's fixed crop (top, left, height, width fractions, OctoConfig.image_crops),
     # cut before the resize exactly as the backend cuts it; a camera not named here is not cropped
     image_crops: dict = field(default_factory=dict)
+    # Graph timing drawn per episode instead of the replica's fixed one: the camera-to-policy phase
+    # from U(policy_phase_s) and each chunk's frame-to-action time from U(processing_s), in seconds,
+    # so that the demonstrations cover the lag a policy meets through the ROS 2 graph under load.
+    policy_phase_s: tuple[float, float] | None = None
+    processing_s: tuple[float, float] | None = None
     first_ticks: int | None = None  # decision frames: record only each episode's first ticks
     counterfactual: bool = False  # re-target each scene to another object of it (see the module doc)
 
@@ -59,6 +64,12 @@ class CollectOptions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"collect.{name}: expected a share in [0, 1], got {value!r}")
+        for name, most in (("policy_phase_s", 0.1), ("processing_s", 0.19)):
+            span = getattr(self, name)
+            if span is not None and not (len(span) == 2 and 0.0 <= span[0] <= span[1] <= most):
+                raise ValueError(
+                    f"collect.{name}: expected [low, high] seconds within [0, {most}], got {span!r}"
+                )
         if not 0.0 <= self.action_noise_m <= 0.05:
             raise ValueError(
                 f"collect.action_noise_m: expected metres in [0, 0.05], got {self.action_noise_m!r}"
@@ -73,6 +84,21 @@ def episode_variation(options: CollectOptions, seed: int) -> tuple[np.ndarray | 
     start = jittered_start_joints(rng) if rng.random() < options.random_start_fraction else None
     noise = options.action_noise_m if rng.random() < options.noisy_fraction else 0.0
     return start, noise
+
+
+def episode_timing(options: CollectOptions, seed: int):
+    """The replica timing of one episode: the fixed default unless the options give ranges, seeded."""
+    from vla_bringup.graph_replica import Timing
+
+    timing = Timing()
+    rng = np.random.default_rng([seed, 13])
+    if options.policy_phase_s is not None:
+        low, high = options.policy_phase_s
+        timing = replace(timing, policy_phase_s=float(rng.uniform(low, high)))
+    if options.processing_s is not None:
+        low, high = options.processing_s
+        timing = replace(timing, processing_s=float(low), processing_jitter_s=float(high - low))
+    return timing
 
 
 def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
@@ -150,6 +176,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             backend,
             seed,
             options.execution_mode,
+            episode_timing(options, seed),
             reset_kwargs={**reset_kwargs, "start_joints": start_joints},
             perturb=perturb if noise_m > 0 else None,
             render=True,

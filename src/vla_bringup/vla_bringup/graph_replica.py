@@ -37,6 +37,9 @@ class Timing:
     policy_period_s: float = 0.2
     policy_phase_s: float = 0.05  # when the policy ticks relative to the camera frames
     processing_s: float = 0.03  # frame -> action arrival (perception + inference + DDS)
+    # Each chunk arrives a further U(0, processing_jitter_s) later (seeded by the episode): the graph's
+    # frame-to-action time varies tick to tick with inference time and load.
+    processing_jitter_s: float = 0.0
     step_dt_s: float = 0.2
     servo_hz: float = 50.0
 
@@ -88,6 +91,7 @@ def run_graph_episode(
     backend.reset(seed)
     space = backend.action_space
     noise_rng = np.random.default_rng(seed + 7919)
+    latency_rng = np.random.default_rng([seed, 11])
     blank = {camera: np.zeros((2, 2, 3), np.uint8) for camera in backend.camera_names}
     horizon = int(getattr(backend, "horizon", 1))
     # As actuation_node: one-step actions always run as single steps.
@@ -125,7 +129,8 @@ def run_graph_episode(
                 chunk = dequantize_actions(chunk, space)
             if perturb is not None:
                 chunk = perturb(chunk)
-            pending.append((now + timing.processing_s, stamp, chunk))
+            delay = timing.processing_s + latency_rng.uniform(0.0, timing.processing_jitter_s)
+            pending.append((now + delay, stamp, chunk))
             next_policy += timing.policy_period_s
         run_step = False
         for item in [p for p in pending if p[0] <= now + 1e-9]:

@@ -46,7 +46,8 @@ def collect_options(
     from vla_bringup.demonstrations import CollectOptions
 
     variation = {"random_start_fraction", "noisy_fraction", "action_noise_m"}
-    known = {"out_dir", "episodes", "seed_start", "workers", "first_ticks", *variation}
+    spans = {"policy_phase_s", "processing_s"}
+    known = {"out_dir", "episodes", "seed_start", "workers", "first_ticks", *variation, *spans}
     unknown = sorted(set(section) - known)
     if unknown:
         raise SystemExit(f"{source}: unknown collect setting(s) {unknown}; known: {sorted(known)}")
@@ -57,6 +58,7 @@ def collect_options(
         image_sizes={k: list(v) for k, v in image_sizes.items()},
         workers=int(section.get("workers", 2)),
         **{k: float(section[k]) for k in sorted(variation & set(section))},
+        **{k: tuple(float(v) for v in section[k]) for k in sorted(spans & set(section))},
         image_crops={k: list(v) for k, v in (image_crops or {}).items() if v is not None},
         first_ticks=None if section.get("first_ticks") is None else int(section["first_ticks"]),
         counterfactual=counterfactual,

@@ -44,3 +44,48 @@ class ObservationAssembler:
     def clear(self) -> None:
         self._pending.clear()
         self._complete = None
+
+
+class StateByStamp:
+    """Recent privileged sim states by the stamp of the frame they were read with (pure).
+
+    The sim publishes each state after the camera frames it rendered with, under the same stamp
+    (``stamp_ns``). An observation takes the state of its own frame, not whichever state arrived
+    last: across topics DDS gives no order, so "last" can be a frame early or late, and a replay
+    could then disagree with its recording. States without a stamp (older bags) pair as the newest.
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        if keep < 1:
+            raise ValueError(f"keep: expected at least 1 state, got {keep}")
+        self._states: OrderedDict[int, dict] = OrderedDict()
+        self._keep = keep
+        self._unstamped: dict | None = None
+
+    def add(self, state: dict) -> None:
+        stamp = state.get("stamp_ns")
+        if stamp is None:
+            self._unstamped = state
+            return
+        self._states[int(stamp)] = state
+        self._states.move_to_end(int(stamp))
+        while len(self._states) > self._keep:
+            self._states.popitem(last=False)
+
+    def at(self, stamp_ns: int) -> dict | None:
+        """The state read with the frame at ``stamp_ns``; None while it has not arrived."""
+        if stamp_ns in self._states:
+            return self._states[stamp_ns]
+        if not self._states:
+            return self._unstamped
+        return None
+
+    def newest(self) -> dict | None:
+        """The last state received (the fallback when a frame's own state never comes)."""
+        if self._states:
+            return next(reversed(self._states.values()))
+        return self._unstamped
+
+    def clear(self) -> None:
+        self._states.clear()
+        self._unstamped = None

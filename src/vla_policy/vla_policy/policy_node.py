@@ -21,7 +21,7 @@ from std_msgs.msg import String
 from vla_policy.action_message import encode_action_chunk
 from vla_policy.contract import Observation, make_backend, validate_output
 from vla_policy.latency import StageTimer
-from vla_policy.observation_assembly import ObservationAssembler
+from vla_policy.observation_assembly import ObservationAssembler, StateByStamp
 from vla_policy.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
 from vla_policy.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 
@@ -87,6 +87,13 @@ class PolicyNode(Node):
         self.use_privileged = p(
             "use_privileged_state", True, "Subscribe /sim/privileged_state (scripted expert)"
         )
+        self.state_wait_s = p(
+            "privileged_state_wait_s",
+            0.2,
+            "How long an observation waits for the privileged state of its own frame (s)",
+            minimum=0.0,
+            maximum=5.0,
+        )
 
         extra = p(
             "backend_options", "{}", 'JSON object of backend options, e.g. {"unnorm_key": "bridge_orig"}'
@@ -120,7 +127,8 @@ class PolicyNode(Node):
         self.assembler = ObservationAssembler(cameras)
         self.instruction: str | None = None
         self.proprio: np.ndarray | None = None
-        self.privileged: dict | None = None
+        self.states = StateByStamp()
+        self._state_arrived = threading.Condition()
         self._episode_start_ns = 0
 
         for camera in cameras:
@@ -167,14 +175,34 @@ class PolicyNode(Node):
             self.proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINTS], dtype=np.float64)
 
     def _on_privileged(self, msg: String) -> None:
-        self.privileged = json.loads(msg.data)
+        with self._state_arrived:
+            self.states.add(json.loads(msg.data))
+            self._state_arrived.notify_all()
+
+    def _privileged_for(self, stamp_ns: int) -> dict | None:
+        """The privileged state read with the frame at ``stamp_ns``, waiting briefly for it."""
+        deadline = time.monotonic() + self.state_wait_s
+        with self._state_arrived:
+            state = self.states.at(stamp_ns)
+            while state is None and (remaining := deadline - time.monotonic()) > 0:
+                self._state_arrived.wait(remaining)
+                state = self.states.at(stamp_ns)
+            if state is None and (state := self.states.newest()) is not None:
+                self.diag.report(
+                    WARN,
+                    f"no privileged state for the frame at {stamp_ns} ns within {self.state_wait_s} s; "
+                    f"using the newest (stamp_ns {state.get('stamp_ns')})",
+                )
+                self.diag.count("unpaired_privileged_state")
+        return state
 
     def _on_episode(self, msg: String) -> None:
         event = json.loads(msg.data)
         if event.get("event") == "start":
             with self._obs_lock:
                 self.assembler.clear()
-            self.privileged = None
+            with self._state_arrived:
+                self.states.clear()
             self._episode_start_ns = int(event.get("stamp_ns", 0))
             with self._backend_lock:
                 self.backend.reset(seed=event.get("seed"))
@@ -214,7 +242,8 @@ class PolicyNode(Node):
         if self.instruction is None:
             self.diag.report(WARN, "no instruction yet on /vla/instruction")
             return
-        observation = Observation(stamp_ns, images, self.instruction, self.proprio, self.privileged)
+        privileged = self._privileged_for(stamp_ns) if self.use_privileged else None
+        observation = Observation(stamp_ns, images, self.instruction, self.proprio, privileged)
         start = time.perf_counter()
         try:
             with self._backend_lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -135,3 +136,19 @@ def test_episode_plan_file_errors_name_the_entry_and_key(tmp_path):
     path.write_text("not json")
     with pytest.raises(ValueError, match="plan.json"):
         load_episode_plan(str(path))
+
+
+@pytest.mark.parametrize("config_file", sorted(p.name for p in Path("config/train").glob("*.yaml")))
+def test_every_training_config_collects_with_valid_options(config_file):
+    from vla_bringup.train_cli import COLLECTIONS, collect_options
+
+    sections = load_train_yaml(f"config/train/{config_file}")
+    sizes = {"primary": (64, 64), "wrist": (32, 32)}
+    for name in COLLECTIONS:
+        if sections.get(name):
+            options = collect_options(
+                sections[name], sizes, config_file, counterfactual=name == "counterfactuals"
+            )
+            assert options.seed_start >= tasks.TRAIN_SEED_START
+            if "processing_s" in sections[name]:  # the graph timing ranges reach the collection
+                assert options.processing_s == tuple(sections[name]["processing_s"])

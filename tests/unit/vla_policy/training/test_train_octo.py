@@ -376,3 +376,24 @@ def test_object_slots_learn_where_each_object_is_and_drive_the_backend(demos_dir
         train(wrong, catalogue=object_catalogue())
     with pytest.raises(ValueError, match="object_loss_weight"):
         TrainConfig(data_dir="d", out_dir="o", object_loss_weight=-1)
+
+
+def test_collection_draws_graph_timing_per_seed_and_names_bad_ranges():
+    from vla_bringup.demonstrations import episode_timing
+    from vla_bringup.graph_replica import Timing
+
+    seeds = range(tasks.TRAIN_SEED_START, tasks.TRAIN_SEED_START + 40)
+    plain = CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES)
+    assert all(episode_timing(plain, s) == Timing() for s in seeds)
+    options = CollectOptions(
+        "x", 40, tasks.TRAIN_SEED_START, SIZES, policy_phase_s=(0.0, 0.1), processing_s=(0.02, 0.12)
+    )
+    timings = [episode_timing(options, s) for s in seeds]
+    assert timings == [episode_timing(options, s) for s in seeds]
+    phases = [t.policy_phase_s for t in timings]
+    assert all(0.0 <= p <= 0.1 for p in phases) and max(phases) - min(phases) > 0.05
+    assert all(t.processing_s == 0.02 and t.processing_jitter_s == pytest.approx(0.1) for t in timings)
+    with pytest.raises(ValueError, match=r"collect.processing_s: .*\(0.1, 0.05\)"):
+        CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, processing_s=(0.1, 0.05))
+    with pytest.raises(ValueError, match="collect.policy_phase_s"):
+        CollectOptions("x", 4, tasks.TRAIN_SEED_START, SIZES, policy_phase_s=(0.0, 0.3))
