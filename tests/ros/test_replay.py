@@ -80,6 +80,11 @@ def test_fast_replay_of_a_sim_bag_is_repeatable_and_matches_the_recording(sim_ba
     # allows it); the motion itself must agree closely.
     assert max(v for k, v in error["mae"].items() if k != "gripper") < 0.02
     assert first["latency_ms"]["tick_to_action"]["count"] == len(actions)
+    # Every observation took the privileged state of its own frame (StateByStamp), never a fallback.
+    statuses = [
+        s for _, _, _, m in iter_messages(tmp_path / "one" / "bag", ["/diagnostics"]) for s in m.status
+    ]
+    assert statuses and not [s.message for s in statuses if "no privileged state" in s.message]
 
 
 def _header(store, stamp: int, frame: str):
