@@ -15,7 +15,16 @@ from vla_bringup.ros_env import loopback_environment
 
 pytestmark = pytest.mark.ros
 
-STAGES = {"image_decode", "sync", "preprocess", "inference", "action_decode", "ik", "publish"}
+STAGES = {
+    "image_decode",
+    "sync",
+    "preprocess",
+    "inference",
+    "action_decode",
+    "ik",
+    "publish",
+    "frame_to_action",
+}
 
 
 @pytest.mark.parametrize("action_kind", ["continuous", "discrete"])
@@ -49,6 +58,8 @@ def test_demo_succeeds_and_writes_results_video_and_bag(tmp_path, action_kind):
     assert all(isinstance(e["steps"], int) and 0 < e["steps"] <= 80 for e in result["episodes"])
     assert STAGES <= set(result["latency_ms"]), result["latency_ms"]
     assert all(v["p50"] <= v["p99"] for v in result["latency_ms"].values())
+    # Sim time from the frame to its action: after the frame, within the observation age limit.
+    assert 0 < result["latency_ms"]["frame_to_action"]["p50"] < 500, result["latency_ms"]
     assert "success: 2/2" in run.stdout
 
     frames = imageio.get_reader(tmp_path / "out" / "third_person.mp4").count_frames()

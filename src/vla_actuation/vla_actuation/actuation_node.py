@@ -197,6 +197,9 @@ class ActuationNode(Node):
             self.diag.count("rejected_chunks")
             return
         self.diag.count("actions")
+        # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
+        # sim): what the graph replica's Timing models (policy phase + processing).
+        self.timer.record("frame_to_action", (now_ns - chunk.stamp_ns) * 1e-6)
         self._on_control_tick()
         self.control_timer.reset()
 

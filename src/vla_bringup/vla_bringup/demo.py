@@ -24,6 +24,7 @@ STAGES = (
     ("action_decode", "actuation"),
     ("ik", "actuation"),
     ("publish", "actuation"),
+    ("frame_to_action", "actuation"),  # node clock (sim time): frame stamp -> its action accepted
 )
 
 
