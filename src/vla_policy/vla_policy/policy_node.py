@@ -187,13 +187,16 @@ class PolicyNode(Node):
             while state is None and (remaining := deadline - time.monotonic()) > 0:
                 self._state_arrived.wait(remaining)
                 state = self.states.at(stamp_ns)
-            if state is None and (state := self.states.newest()) is not None:
-                self.diag.report(
-                    WARN,
-                    f"no privileged state for the frame at {stamp_ns} ns within {self.state_wait_s} s; "
-                    f"using the newest (stamp_ns {state.get('stamp_ns')})",
-                )
-                self.diag.count("unpaired_privileged_state")
+            paired = state is not None
+            if not paired:
+                state = self.states.newest()
+        if not paired and state is not None:  # reported outside the lock: the subscriber keeps adding
+            self.diag.report(
+                WARN,
+                f"no privileged state for the frame at {stamp_ns} ns within {self.state_wait_s} s; "
+                f"using the newest (stamp_ns {state.get('stamp_ns')})",
+            )
+            self.diag.count("unpaired_privileged_state")
         return state
 
     def _on_episode(self, msg: String) -> None:

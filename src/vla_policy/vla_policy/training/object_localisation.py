@@ -211,8 +211,12 @@ def pretrain_stems(
     train_episodes: np.ndarray,
     val_episodes: np.ndarray,
     rng: np.random.Generator,
+    scenes: SceneLabels | None = None,
 ) -> dict:
-    """Train ``model``'s stems (not their FiLM layers) on object localisation; returns held-out metrics."""
+    """Train ``model``'s stems (not their FiLM layers) on object localisation; returns held-out metrics.
+
+    ``scenes``: the demonstrations' scene labels when the caller already has them (object slots).
+    """
     from tqdm import tqdm
 
     from vla_policy.training.demo_dataset import random_shift
@@ -223,7 +227,8 @@ def pretrain_stems(
             f"train.stem_pretraining.cameras: {unknown} not among the model's cameras "
             f"{list(model.image_tokenizers)}"
         )
-    scenes = SceneLabels.of(demos, catalogue)
+    if scenes is None:
+        scenes = SceneLabels.of(demos, catalogue)
     labels, scaled, xy_mean, xy_std = scenes.labels, scenes.scaled, scenes.xy_mean, scenes.xy_std
     train_ticks = first_ticks(demos, train_episodes, options.ticks_per_episode)
     val_ticks = first_ticks(

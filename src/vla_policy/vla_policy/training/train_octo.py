@@ -247,7 +247,16 @@ def train(
     pretraining = None
     if config.stem_pretraining is not None:
         options = StemPretraining.from_dict(config.stem_pretraining)
-        pretraining = pretrain_stems(model, demos, catalogue, options, order[n_val:], order[:n_val], rng)
+        pretraining = pretrain_stems(
+            model,
+            demos,
+            catalogue,
+            options,
+            order[n_val:],
+            order[:n_val],
+            rng,
+            scenes=slots.scenes if slots is not None else None,
+        )
         print(f"[train] stem pretraining: {pretraining}")
 
     tokenizer = load_text_tokenizer(model_config)

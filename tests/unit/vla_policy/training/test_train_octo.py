@@ -311,7 +311,7 @@ def test_pair_outcomes_tell_reading_the_word_from_ignoring_it():
         summarise_pairs([])
 
 
-def test_stem_pretraining_trains_the_stems_but_not_their_film(demos_dir, tmp_path):
+def test_stem_pretraining_trains_the_stems_but_not_their_film(demos_dir, tmp_path, monkeypatch):
     from vla_bringup.train_cli import object_catalogue
     from vla_policy.backends.octo.config import octo_preset
     from vla_policy.backends.octo.model import OctoModel
@@ -350,6 +350,16 @@ def test_stem_pretraining_trains_the_stems_but_not_their_film(demos_dir, tmp_pat
         train(config)
     summary = train(config, catalogue=object_catalogue())
     assert summary["stem_pretraining"]["steps"] == 5 and summary["steps_done"] == 3
+
+    # With object slots too (the run 10-12 recipe) the scenes are labelled once and shared.
+    from vla_policy.training.object_localisation import SceneLabels
+
+    calls, of = [], SceneLabels.of.__func__
+    monkeypatch.setattr(SceneLabels, "of", classmethod(lambda cls, *a: calls.append(1) or of(cls, *a)))
+    both = {**overrides, "film": False, "object_slots": 8}
+    config = tiny_config(demos_dir, tmp_path / "both", 2, stem_pretraining={"steps": 2}, model_overrides=both)
+    summary = train(config, catalogue=object_catalogue())
+    assert summary["stem_pretraining"]["steps"] == 2 and summary["steps_done"] == 2 and len(calls) == 1
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(data_dir="d", out_dir="o", init_from="m", stem_pretraining={})
 
