@@ -24,6 +24,7 @@ import numpy as np
 from vla_sim import tasks
 
 LANGUAGE_MODES = ("template", "empty", "wrong")
+EXECUTION_MODES = ("single_step", "receding_horizon", "temporal_ensembling")  # vla_actuation.chunk_executor
 SHAPE_SYNONYMS = {"cube": "block", "cylinder": "can"}  # words no demonstration uses
 
 
@@ -39,6 +40,7 @@ class EvalOptions:
     checkpoint: str = ""
     backend_options: str = "{}"
     real_time_factor: float | None = None
+    execution_mode: str | None = None  # actuation override; None = the policy's or config/actuation.yaml
     replica: bool = False  # the graph replica in-process (fast, no DDS) instead of the ROS graph
 
 
@@ -156,7 +158,7 @@ def run_replica_episodes(options: EvalOptions, plan: list[dict]) -> list[dict]:
             sim,
             backend,
             entry["seed"],
-            spec.execution_mode or "receding_horizon",
+            options.execution_mode or spec.execution_mode or "receding_horizon",
             reset_kwargs=reset,
             render=True,
             max_steps=entry["max_steps"],
@@ -204,6 +206,7 @@ def run_eval(options: EvalOptions) -> int:
                 checkpoint=options.checkpoint,
                 backend_options=options.backend_options,
                 real_time_factor=options.real_time_factor,
+                execution_mode=options.execution_mode,
                 max_steps=max(e["max_steps"] for e in plan),
                 record=False,
                 video=False,
@@ -260,6 +263,7 @@ def add_eval_parser(sub) -> None:
     parser.add_argument("--checkpoint", default="")
     parser.add_argument("--backend-options", default="{}")
     parser.add_argument("--real-time-factor", type=float, default=None)
+    parser.add_argument("--execution-mode", default=None, choices=EXECUTION_MODES, help="chunk execution")
     parser.add_argument(
         "--replica", action="store_true", help="quick estimate in-process through the graph replica (no DDS)"
     )
@@ -278,5 +282,6 @@ def _options(args) -> EvalOptions:
         checkpoint=args.checkpoint,
         backend_options=args.backend_options,
         real_time_factor=args.real_time_factor,
+        execution_mode=args.execution_mode,
         replica=args.replica,
     )

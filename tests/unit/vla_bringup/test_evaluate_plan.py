@@ -152,3 +152,28 @@ def test_every_training_config_collects_with_valid_options(config_file):
             assert options.seed_start >= tasks.TRAIN_SEED_START
             if "processing_s" in sections[name]:  # the graph timing ranges reach the collection
                 assert options.processing_s == tuple(sections[name]["processing_s"])
+
+
+def test_eval_passes_the_execution_mode_to_the_graph_and_refuses_unknown_modes(monkeypatch, tmp_path, capsys):
+    from vla_bringup import demo
+    from vla_bringup.evaluate import add_eval_parser
+
+    seen = {}
+
+    def fake_run_demo(options):
+        seen["options"] = options
+        return 3  # writes no results: eval must hand the code on
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers())
+    argv = ["eval", "--policy", "scripted", "--episodes", "4", "--out", str(tmp_path)]
+    args = parser.parse_args([*argv, "--execution-mode", "temporal_ensembling"])
+    assert args.func(args) == 3
+    assert seen["options"].execution_mode == "temporal_ensembling"
+    args = parser.parse_args(argv)
+    args.func(args)
+    assert seen["options"].execution_mode is None  # the policy's or config/actuation.yaml's
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--execution-mode", "sometimes"])
+    assert "'sometimes'" in capsys.readouterr().err
