@@ -73,6 +73,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
     from vla_bringup.policies import DEFAULT_POLICY
 
     parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
@@ -103,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NODE.PARAM=VALUE",
         help="any node parameter, e.g. sim.camera_width=160",
     )
-    demo.add_argument(
-        "--execution-mode", default=None, choices=["single_step", "receding_horizon", "temporal_ensembling"]
-    )
+    demo.add_argument("--execution-mode", default=None, choices=EXECUTION_MODES)
     demo.add_argument(
         "--real-time-factor", type=float, default=None, help="sim speed (default from sim.yaml)"
     )

@@ -24,7 +24,6 @@ import numpy as np
 from vla_sim import tasks
 
 LANGUAGE_MODES = ("template", "empty", "wrong")
-EXECUTION_MODES = ("single_step", "receding_horizon", "temporal_ensembling")  # vla_actuation.chunk_executor
 SHAPE_SYNONYMS = {"cube": "block", "cylinder": "can"}  # words no demonstration uses
 
 
@@ -250,6 +249,7 @@ def print_eval(summary: dict) -> None:
 
 
 def add_eval_parser(sub) -> None:
+    from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
     from vla_bringup.policies import DEFAULT_POLICY
 
     parser = sub.add_parser("eval", help="success per task family through the node graph (held-out seeds)")
