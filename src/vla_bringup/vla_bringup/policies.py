@@ -1,10 +1,9 @@
 """Named policies for ``vla-stack demo`` and ``vla-stack eval``: a backend, its checkpoint and options.
 
-``octo-sim`` is the Octo-style model trained on the embedded sim's demonstrations
-(``vla-stack train config/train/octo_sim.yaml`` writes its weights to models/octo-sim).
-``scripted`` (the default until octo-sim meets its success bar, see docs/training.md) is the expert
-on privileged sim state. Any backend name (openvla, rt2, octo, or "pkg.module:factory")
-is accepted too, with its checkpoint given by ``--checkpoint``.
+``octo-sim`` (the default) is the Octo-style model trained on the embedded sim's demonstrations; its
+weights ship in models/octo-sim and ``vla-stack train config/train/octo_sim.yaml`` reproduces them
+(docs/training.md). ``scripted`` is the expert on privileged sim state. Any backend name (openvla,
+rt2, octo, or "pkg.module:factory") is accepted too, with its checkpoint given by ``--checkpoint``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from vla_bringup.paths import repo_root
 
-DEFAULT_POLICY = "scripted"
+DEFAULT_POLICY = "octo-sim"
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def test_train_yaml_sections_are_checked(tmp_path):
     sections = load_train_yaml("config/train/octo_sim.yaml")
     assert sections["train"]["out_dir"] == "models/octo-sim"
     assert sections["collect"]["seed_start"] >= tasks.TRAIN_SEED_START
+    assert sections["train"]["time_limit_min"] <= 90  # the issue's training budget
     # run 9's recipe: each counterfactual frame pairs with the decision frame of its seed
     run9 = load_train_yaml("config/train/octo_sim_counterfactual.yaml")
     assert run9["counterfactuals"]["seed_start"] == run9["decisions"]["seed_start"]
