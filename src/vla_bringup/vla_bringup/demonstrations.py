@@ -16,6 +16,14 @@ With ``first_ticks`` set it records *decision frames* instead: only the first ti
 episode, kept whatever the outcome (the expert's opening chunks head for the named object either
 way). A reset and a few renders per scene: many more scenes where only the instruction tells
 which object to go for, the samples behaviour cloning otherwise has least of.
+
+With ``carry_retarget`` it records *carry frames*: stack scenes in which the base has a look-alike
+(same colour, other shape), run until the fingers close on the object to move; there half of them
+(seeded) switch the base to its look-alike (``WidowXSim.retarget``) and the rest keep it, and from
+the next tick to the end the frames are kept. From the same grasp, the base's shape word alone then
+says where the object goes: the decision a stacking policy makes after the grasp, which decision
+frames (the first ticks) never show. ``first_tick`` in each file is the episode tick its frames
+start at (0 everywhere else), so that nothing reads them as the scene's untouched layout.
 """
 
 from __future__ import annotations
@@ -56,8 +64,13 @@ class CollectOptions:
     processing_s: tuple[float, float] | None = None
     first_ticks: int | None = None  # decision frames: record only each episode's first ticks
     counterfactual: bool = False  # re-target each scene to another object of it (see the module doc)
+    carry_retarget: bool = False  # carry frames: stack scenes from the grasp on (see the module doc)
 
     def __post_init__(self) -> None:
+        if self.carry_retarget and (self.first_ticks is not None or self.counterfactual):
+            raise ValueError(
+                "collect.carry_retarget: records from the grasp on; drop first_ticks and counterfactual"
+            )
         if self.first_ticks is not None and not 1 <= self.first_ticks <= 20:
             raise ValueError(f"collect.first_ticks: expected 1..20 policy ticks, got {self.first_ticks!r}")
         for name in ("random_start_fraction", "noisy_fraction"):
@@ -102,18 +115,61 @@ def episode_timing(options: CollectOptions, seed: int):
 
 
 def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
-    """(seed, family, template index) per episode: families in turn, phrasings seeded."""
+    """(seed, family, template index) per episode: families in turn, phrasings seeded; for carry
+    frames, the stack scenes from ``seed_start`` on whose base has a look-alike."""
     from vla_sim import tasks
 
+    heldout = set(tasks.HELDOUT_SEEDS)
     plan = []
-    for i in range(options.episodes):
-        seed = options.seed_start + i
-        if seed in set(tasks.HELDOUT_SEEDS):
+    seed = options.seed_start
+    while len(plan) < options.episodes:
+        if seed in heldout:
             raise ValueError(f"seed_start: seed {seed} is a held-out evaluation seed; start above them")
-        family = tasks.FAMILY_ORDER[i % len(tasks.FAMILY_ORDER)]
+        family = (
+            "stack" if options.carry_retarget else tasks.FAMILY_ORDER[len(plan) % len(tasks.FAMILY_ORDER)]
+        )
         template = int(np.random.default_rng(seed).integers(len(tasks.FAMILIES[family].templates)))
-        plan.append((seed, family, template))
+        if not options.carry_retarget or base_twins(tasks.sample_episode(seed, family=family)):
+            plan.append((seed, family, template))
+        seed += 1
     return plan
+
+
+def base_twins(spec) -> list[str]:
+    """The objects of a stack scene that only the base's shape word tells from the base."""
+    from vla_sim import tasks
+
+    if spec.base_object is None:
+        return []
+    colour = tasks.OBJECTS_BY_NAME[spec.base_object].colour
+    return [
+        name
+        for name in spec.active_objects
+        if name not in (spec.base_object, spec.target_object) and tasks.OBJECTS_BY_NAME[name].colour == colour
+    ]
+
+
+def carry_switch(sim, seed: int, template: int):
+    """``on_inference`` companion for carry frames: once the expert closes the fingers, re-target
+    the base to its look-alike in half of the scenes (seeded). Returns (hook, state) where
+    ``state["from"]`` is the index of the first tick to keep (None until the grasp)."""
+    from vla_sim import tasks
+
+    state: dict = {"from": None, "ticks": 0, "switched": False}
+
+    def after_inference(output) -> None:
+        state["ticks"] += 1
+        if state["from"] is not None or output.info.get("phase") != "close":
+            return
+        state["from"] = state["ticks"]  # the next tick on
+        spec = sim.spec
+        if np.random.default_rng([seed, 17]).random() < 0.5:
+            twins = base_twins(spec)
+            twin = twins[int(np.random.default_rng([seed, 19]).integers(len(twins)))]
+            sim.retarget(tasks.retarget(spec, spec.target_object, twin, template))
+            state["switched"] = True
+
+    return after_inference, state
 
 
 def counterfactual_episode(seed: int, family: str, template: int):
@@ -155,12 +211,16 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
         records: list[tuple] = []
         backend = ScriptedBackend(chunk_horizon=options.chunk_horizon)
 
-        def record(observation, output, records=records) -> None:
+        switch = carry_switch(sim, seed, template) if options.carry_retarget else None
+
+        def record(observation, output, records=records, switch=switch) -> None:
             images = {
                 c: prepare_image(observation.images[c], tuple(size), c, options.image_crops.get(c))
                 for c, size in options.image_sizes.items()
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))
+            if switch is not None:
+                switch[0](output)
 
         start_joints, noise_m = episode_variation(options, seed)
         noise_rng = np.random.default_rng([seed, 3])
@@ -187,8 +247,12 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
         )
         if options.first_ticks is not None:
             del records[options.first_ticks :]
+        first_tick = 0
+        if switch is not None:  # carry frames: only from the grasp on, and only if there was one
+            first_tick = switch[1]["from"] if switch[1]["from"] is not None else len(records)
+            del records[:first_tick]
         spec = sim.spec
-        kept = bool(outcome.success or (options.first_ticks is not None and records))
+        kept = bool((outcome.success and records) or (options.first_ticks is not None and records))
         result = {
             "seed": seed,
             "family": family,
@@ -199,7 +263,10 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             "kept": kept,
             "random_start": start_joints is not None,
             "action_noise_m": noise_m,
+            "first_tick": first_tick,
         }
+        if switch is not None:
+            result["switched"] = switch[1]["switched"]
         if kept:
             np.savez_compressed(
                 out / f"episode_{seed}.npz",
@@ -209,6 +276,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
                 instruction=np.array(spec.instruction),
                 family=np.array(family),
                 seed=np.array(seed),
+                first_tick=np.array(first_tick),
             )
         results.append(result)
     sim.close()

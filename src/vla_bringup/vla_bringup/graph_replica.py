@@ -120,7 +120,8 @@ def run_graph_episode(
         if now + 1e-9 >= next_policy and frame is not None:
             stamp, state, images = frame
             proprio = sim.joint_state()[1][:7].astype(np.float64)
-            observation = Observation(int(stamp * 1e9), images, spec.instruction, proprio, state)
+            # the sim's current task: a collector may re-target it mid-episode (WidowXSim.retarget)
+            observation = Observation(int(stamp * 1e9), images, sim.spec.instruction, proprio, state)
             out = backend.infer(observation)
             if on_inference is not None:
                 on_inference(observation, out)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vla_bringup.paths import repo_root
 
-COLLECTIONS = ("collect", "decisions", "counterfactuals")  # the config sections that collect data
+COLLECTIONS = ("collect", "decisions", "counterfactuals", "carry_frames")  # the sections that collect data
 
 
 def _resolve(path: str) -> str:
@@ -19,8 +19,9 @@ def _resolve(path: str) -> str:
 
 def load_train_yaml(path: str) -> dict[str, dict]:
     """The sections of a training config: ``collect`` (demonstrations), ``train`` and optionally
-    ``decisions`` (decision frames) and ``counterfactuals`` (re-targeted decision frames), each of
-    them a collection, with errors naming the file."""
+    ``decisions`` (decision frames), ``counterfactuals`` (re-targeted decision frames) and
+    ``carry_frames`` (stack from the grasp on, the base re-targeted in half), each of them a
+    collection, with errors naming the file."""
     import yaml
 
     file = Path(path)
@@ -31,7 +32,7 @@ def load_train_yaml(path: str) -> dict[str, dict]:
     if unknown or "train" not in data:
         raise SystemExit(
             f"{path}: expected sections 'collect', 'train' (and optionally 'decisions', "
-            f"'counterfactuals'), got {sorted(data)}"
+            f"'counterfactuals', 'carry_frames'), got {sorted(data)}"
         )
     return {name: dict(data.get(name) or {}) for name in (*COLLECTIONS, "train")}
 
@@ -42,6 +43,7 @@ def collect_options(
     source: str,
     image_crops: dict | None = None,
     counterfactual: bool = False,
+    carry_retarget: bool = False,
 ):
     from vla_bringup.demonstrations import CollectOptions
 
@@ -62,6 +64,7 @@ def collect_options(
         image_crops={k: list(v) for k, v in (image_crops or {}).items() if v is not None},
         first_ticks=None if section.get("first_ticks") is None else int(section["first_ticks"]),
         counterfactual=counterfactual,
+        carry_retarget=carry_retarget,
     )
 
 
@@ -161,14 +164,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{args.config} ({name})",
             model.image_crop,
             counterfactual=name == "counterfactuals",
+            carry_retarget=name == "carry_frames",
         )
         for name in COLLECTIONS
         if name == "collect" or sections[name]
     ]
-    if float(train_section.get("grounding_weight", 0.0)) > 0 and sections["counterfactuals"]:
+    retargeted = [name for name in ("counterfactuals", "carry_frames") if sections[name]]
+    if float(train_section.get("grounding_weight", 0.0)) > 0 and retargeted:
         raise SystemExit(
             f"{args.config}: train.grounding_weight > 0 rebuilds each scene's targets from seed and "
-            "family, which the counterfactuals section re-targets; set it to 0 or drop that section"
+            f"family, which the {retargeted} section(s) re-target; set it to 0 or drop them"
         )
     if args.steps is not None:
         train_section["steps"] = args.steps

@@ -219,6 +219,20 @@ class WidowXSim:
         assert self._spec is not None  # set by the constructor's reset
         return self._spec
 
+    def retarget(self, episode: tasks.EpisodeSpec) -> None:
+        """Give the running episode another task in the same scene (``tasks.retarget`` of it), the
+        physics untouched: from now on the instruction, the privileged destination and the success
+        detector follow ``episode`` (mid-episode counterfactual demonstrations)."""
+        current = self.spec
+        if episode.seed != current.seed or set(episode.placements) != set(current.placements):
+            raise ValueError(
+                f"episode: expected a re-targeting of the running scene (seed {current.seed}), "
+                f"got seed {episode.seed} with objects {list(episode.active_objects)}"
+            )
+        if episode.family != current.family:
+            raise ValueError(f"episode: expected family {current.family!r}, got {episode.family!r}")
+        self._spec = episode
+
     # --- Commands and stepping -------------------------------------------------------------------
 
     def set_arm_command(self, joints_rad: np.ndarray) -> np.ndarray:

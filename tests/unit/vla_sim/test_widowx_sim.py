@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -205,3 +206,23 @@ def test_reset_to_a_given_episode_keeps_its_scene(sim: WidowXSim) -> None:
         sim.reset(12, episode=swapped)
     with pytest.raises(ValueError, match=r"and \['family'\]"):
         sim.reset(11, family="stack", episode=swapped)
+
+
+def test_retarget_switches_the_running_task_not_the_scene(sim: WidowXSim) -> None:
+    spec = sim.reset(11, family="stack")
+    sim.step(50)
+    before = sim.object_positions()
+    swapped = tasks.retarget(spec, spec.base_object, spec.target_object)
+    sim.retarget(swapped)
+    assert sim.spec == swapped
+    state = sim.privileged_state()
+    assert state["target_object"] == spec.base_object
+    assert state["destination_position"] == pytest.approx(before[spec.target_object].tolist())
+    assert sim.object_positions().keys() == before.keys()
+    for name, position in before.items():  # physics untouched
+        assert sim.object_positions()[name] == pytest.approx(position, abs=1e-12)
+    other = sim.reset(12, family="stack")
+    with pytest.raises(ValueError, match=r"re-targeting of the running scene \(seed 12\), got seed 11"):
+        sim.retarget(swapped)
+    with pytest.raises(ValueError, match="expected family 'stack', got 'pick_up'"):
+        sim.retarget(dataclasses.replace(other, family="pick_up"))

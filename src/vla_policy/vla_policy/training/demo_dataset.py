@@ -8,7 +8,7 @@ ticks t-window+1 .. t (before the first tick: the first frame repeated and maske
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,15 @@ class Demonstrations:
     instructions: list[str]
     episode_seeds: list[int]
     families: list[str]  # per episode
+    # per episode: the tick of its scene its frames start at (carry frames start at the grasp; 0
+    # for everything recorded from the reset, where the scene's layout is still untouched)
+    first_ticks: list[int] = field(default_factory=list)
+
+    def starts_at_reset(self) -> np.ndarray:
+        """(episodes,) whether each episode's frames start at its scene's reset."""
+        if not self.first_ticks:
+            return np.ones(len(self.episode_seeds), dtype=bool)
+        return np.asarray(self.first_ticks) == 0
 
     def __len__(self) -> int:
         return len(self.proprio)
@@ -78,7 +87,7 @@ def load_demonstrations(
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     proprio, actions, starts, instruction_ids = [], [], [], []
     instructions: list[str] = []
-    seeds, families = [], []
+    seeds, families, first_ticks = [], [], []
     total = 0
     for path in tqdm(files, desc="loading demonstrations", unit="ep"):
         with np.load(path) as data:
@@ -97,6 +106,7 @@ def load_demonstrations(
             starts.append(np.full(n, total))
             seeds.append(int(data["seed"]))
             families.append(str(data["family"]))
+            first_ticks.append(int(data["first_tick"]) if "first_tick" in data else 0)
             total += n
     return Demonstrations(
         cameras=tuple(cameras),
@@ -108,6 +118,7 @@ def load_demonstrations(
         instructions=instructions,
         episode_seeds=seeds,
         families=families,
+        first_ticks=first_ticks,
     )
 
 

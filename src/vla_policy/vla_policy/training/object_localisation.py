@@ -134,7 +134,8 @@ def object_slot_labels(demos, catalogue: ObjectCatalogue | None, slots: int, lab
         )
     scenes = SceneLabels.of(demos, catalogue)
     ticks = np.arange(len(demos))
-    mask = ticks - demos.episode_start < label_ticks
+    at_reset = demos.starts_at_reset()[demos.episode_of_tick()]  # carry frames: objects have moved
+    mask = (ticks - demos.episode_start < label_ticks) & at_reset
     return SlotLabels(scenes.scaled[demos.episode_of_tick()], mask, scenes)
 
 
@@ -164,13 +165,15 @@ def unseen_scenes(demos, val_episodes, train_episodes) -> np.ndarray:
 
 def first_ticks(demos, episodes: np.ndarray, ticks_per_episode: int) -> np.ndarray:
     """Tick indices of the first ``ticks_per_episode`` ticks of each of ``episodes``, one episode per
-    seed (a counterfactual clip repeats its decision clip's frames under the same seed)."""
+    seed (a counterfactual clip repeats its decision clip's frames under the same seed), of the
+    episodes recorded from the reset (a carry clip starts with the object in the gripper)."""
     episode = demos.episode_of_tick()
+    at_reset = demos.starts_at_reset()
     seen: set[int] = set()
     keep = []
     for e in episodes:
         seed = demos.episode_seeds[e]
-        if seed in seen:
+        if seed in seen or not at_reset[e]:
             continue
         seen.add(seed)
         ticks = np.flatnonzero(episode == e)[:ticks_per_episode]

@@ -9,12 +9,30 @@ import torch
 from vla_policy.training.demo_dataset import Demonstrations
 from vla_policy.training.object_localisation import (
     LocalisationHead,
+    ObjectCatalogue,
     StemPretraining,
     first_ticks,
     localisation_loss,
+    object_slot_labels,
     unseen_scenes,
     which_is_which,
 )
+
+
+def blank_demos(episode_start: list[int], **per_episode) -> Demonstrations:
+    """Demonstrations with blank frames: only the episode layout matters to these tests."""
+    n = len(episode_start)
+    return Demonstrations(
+        cameras=("primary",),
+        images={"primary": np.zeros((n, 4, 4, 3), np.uint8)},
+        proprio=np.zeros((n, 7), np.float32),
+        actions=np.zeros((n, 4, 7), np.float32),
+        episode_start=np.array(episode_start),
+        instruction_id=np.zeros(n, int),
+        instructions=["x"],
+        episode_seeds=per_episode.pop("seeds"),
+        **per_episode,
+    )
 
 
 def test_localisation_loss_ignores_where_absent_objects_would_be():
@@ -43,19 +61,22 @@ def test_which_is_which_counts_each_twin_in_scenes_holding_both():
 
 
 def test_first_ticks_take_each_scene_once():
-    demos = Demonstrations(
-        cameras=("primary",),
-        images={"primary": np.zeros((7, 4, 4, 3), np.uint8)},
-        proprio=np.zeros((7, 7), np.float32),
-        actions=np.zeros((7, 4, 7), np.float32),
-        episode_start=np.array([0, 0, 0, 3, 3, 5, 5]),
-        instruction_id=np.zeros(7, int),
-        instructions=["x"],
-        episode_seeds=[10, 11, 11],  # episode 2 re-targets episode 1's scene
-        families=["pick_up"] * 3,
-    )
+    # episode 2 re-targets episode 1's scene
+    demos = blank_demos([0, 0, 0, 3, 3, 5, 5], seeds=[10, 11, 11], families=["pick_up"] * 3)
     np.testing.assert_array_equal(first_ticks(demos, np.array([0, 1, 2]), 2), [0, 1, 3, 4])
     np.testing.assert_array_equal(first_ticks(demos, np.array([2, 0]), 1), [5, 0])
+
+
+def test_clips_that_start_after_the_reset_give_no_object_labels():
+    # episode 1: carry frames, the object already in the gripper
+    demos = blank_demos([0, 0, 0, 3, 3, 3], seeds=[10, 11], families=["stack"] * 2, first_ticks=[0, 14])
+    catalogue = ObjectCatalogue(
+        ("a", "b"), lambda seed, family: np.array([[1.0, 0.1, seed], [0.0, 0.0, 0.0]])
+    )
+    labels = object_slot_labels(demos, catalogue, 2, 2)
+    np.testing.assert_array_equal(labels.mask, [True, True, False, False, False, False])
+    np.testing.assert_array_equal(first_ticks(demos, np.array([0, 1]), 2), [0, 1])
+    assert demos.starts_at_reset().tolist() == [True, False]
 
 
 def test_settings_name_the_bad_field():
