@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -178,3 +179,23 @@ def test_eval_passes_the_execution_mode_to_the_graph_and_refuses_unknown_modes(m
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--execution-mode", "sometimes"])
     assert "'sometimes'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", sorted(Path("config/train").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_collections_of_a_train_config_hold_distinct_scenes(config):
+    """Each collection draws its own seeds (counterfactuals re-use their decision frames' on purpose)."""
+    from vla_bringup.demonstrations import episode_plan
+    from vla_bringup.train_cli import collect_options
+
+    sections = load_train_yaml(str(config))
+    spans = {}
+    for name in ("collect", "decisions", "carry_frames"):
+        if name == "collect" or sections[name]:
+            options = collect_options(
+                sections[name], {"primary": [8, 8]}, name, carry_retarget=name == "carry_frames"
+            )
+            seeds = [seed for seed, _, _ in episode_plan(options)]
+            spans[name] = (min(seeds), max(seeds))
+    ordered = sorted(spans.values())
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(ordered)), spans
+    assert ordered[0][0] >= tasks.TRAIN_SEED_START
