@@ -136,16 +136,14 @@ def episode_plan(options: CollectOptions) -> list[tuple[int, str, int]]:
 
 
 def base_twins(spec) -> list[str]:
-    """The objects of a stack scene that only the base's shape word tells from the base."""
+    """The objects of a stack scene that only the base's shape word tells from the base (the
+    base re-targetings among ``tasks.counterfactual_targets``)."""
     from vla_sim import tasks
 
-    if spec.base_object is None:
-        return []
-    colour = tasks.OBJECTS_BY_NAME[spec.base_object].colour
     return [
-        name
-        for name in spec.active_objects
-        if name not in (spec.base_object, spec.target_object) and tasks.OBJECTS_BY_NAME[name].colour == colour
+        base
+        for target, base in tasks.counterfactual_targets(spec)
+        if target == spec.target_object and base not in (None, spec.base_object)
     ]
 
 
@@ -252,7 +250,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             first_tick = switch[1]["from"] if switch[1]["from"] is not None else len(records)
             del records[:first_tick]
         spec = sim.spec
-        kept = bool((outcome.success and records) or (options.first_ticks is not None and records))
+        kept = bool(records) and (outcome.success or options.first_ticks is not None)
         result = {
             "seed": seed,
             "family": family,
