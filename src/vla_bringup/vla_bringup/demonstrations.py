@@ -150,16 +150,16 @@ def base_twins(spec) -> list[str]:
 def carry_switch(sim, seed: int, template: int):
     """``on_inference`` companion for carry frames: once the expert closes the fingers, re-target
     the base to its look-alike in half of the scenes (seeded). Returns (hook, state) where
-    ``state["from"]`` is the index of the first tick to keep (None until the grasp)."""
+    ``state["from"]`` is the index of the first tick to keep (None until the grasp); the hook takes
+    the expert's output and how many ticks are recorded so far."""
     from vla_sim import tasks
 
-    state: dict = {"from": None, "ticks": 0, "switched": False}
+    state: dict = {"from": None, "switched": False}
 
-    def after_inference(output) -> None:
-        state["ticks"] += 1
+    def after_inference(output, recorded: int) -> None:
         if state["from"] is not None or output.info.get("phase") != "close":
             return
-        state["from"] = state["ticks"]  # the next tick on
+        state["from"] = recorded  # the next tick on
         spec = sim.spec
         if np.random.default_rng([seed, 17]).random() < 0.5:
             twins = base_twins(spec)
@@ -218,7 +218,7 @@ def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int])
             }
             records.append((images, observation.proprio.astype(np.float32), output.chunk.astype(np.float32)))
             if switch is not None:
-                switch[0](output)
+                switch[0](output, len(records))
 
         start_joints, noise_m = episode_variation(options, seed)
         noise_rng = np.random.default_rng([seed, 3])

@@ -134,9 +134,10 @@ def object_slot_labels(demos, catalogue: ObjectCatalogue | None, slots: int, lab
         )
     scenes = SceneLabels.of(demos, catalogue)
     ticks = np.arange(len(demos))
-    at_reset = demos.starts_at_reset()[demos.episode_of_tick()]  # carry frames: objects have moved
+    episode = demos.episode_of_tick()
+    at_reset = demos.starts_at_reset()[episode]  # carry frames: objects have moved
     mask = (ticks - demos.episode_start < label_ticks) & at_reset
-    return SlotLabels(scenes.scaled[demos.episode_of_tick()], mask, scenes)
+    return SlotLabels(scenes.scaled[episode], mask, scenes)
 
 
 class LocalisationHead(nn.Module):
