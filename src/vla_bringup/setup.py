@@ -1,4 +1,4 @@
-"""colcon (ament_python) build of vla_bringup: the launch files, the deployment config and the CLI.
+"""colcon (ament_python) build of vla_bringup: the launch files, the deployment config and the launcher.
 
 Where launch/ and config/ come from: they live at the repository root (the pip path and
 vla_bringup.paths read them there), but colcon builds every package from its own folder and only
@@ -43,11 +43,6 @@ setup(
     zip_safe=True,
     maintainer="vla-stack maintainers",
     maintainer_email="maintainers@vla-stack.example.com",
-    description="Launch files, deployment configuration and the vla-stack command line.",
+    description="Launch files, deployment configuration, the pip-path launcher and its graph profiles.",
     license="Apache-2.0",
-    entry_points={
-        "console_scripts": [
-            "vla-stack = vla_bringup.cli:main",
-        ],
-    },
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_policy.action_space import ActionSpace
+from vla_common.action_space import ActionSpace
 from vla_policy.contract import Observation, PolicyBackend, PolicyOutput, validate_output
 
 INSTRUCTION = "put the red cube in the bowl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from backend_contract import BackendContract, make_observation
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.octo.backend import build_random_octo
 from vla_policy.backends.octo.checkpoint import save_octo_checkpoint
 from vla_policy.contract import make_backend as make_registered

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from backend_contract import BackendContract, make_observation
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.openvla.configuration import preset
 from vla_policy.backends.openvla.loading import build_model, save_openvla_checkpoint
 from vla_policy.backends.openvla.processing import synthetic_tokenizer

@@ -18,8 +18,8 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_actuation.kinematics import forward_kinematics
+from vla_common.ros.qos import CAMERA_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_perception.image_codec import array_to_compressed, array_to_image_fields
-from vla_policy.ros.qos import CAMERA_QOS, LATCHED_QOS, RELIABLE_QOS
 
 NEUTRAL = [-0.132, -0.762, 0.445, -0.020, 1.756, -0.160]
 ARM = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate"]

@@ -21,9 +21,9 @@ from trajectory_msgs.msg import JointTrajectory
 from vla_actuation.kinematics import JOINT_VELOCITY_LIMIT_RAD_S, forward_kinematics
 from vla_bringup.profiles import NodeSpec
 from vla_bringup.ros_env import loopback_environment
-from vla_policy.action_message import encode_action_chunk
-from vla_policy.action_space import ActionSpace
-from vla_policy.ros.qos import RELIABLE_QOS
+from vla_common.action_message import encode_action_chunk
+from vla_common.action_space import ActionSpace
+from vla_common.ros.qos import RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
 

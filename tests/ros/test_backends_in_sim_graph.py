@@ -21,8 +21,8 @@ from vla_actuation.kinematics import (
     JOINT_UPPER_RAD,
     JOINT_VELOCITY_LIMIT_RAD_S,
 )
-from vla_bringup.bag_io import iter_messages
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import iter_messages
 
 pytestmark = pytest.mark.ros
 
@@ -40,7 +40,7 @@ def _openvla_checkpoint(directory):
 
     import torch
 
-    from vla_policy.action_space import BRIDGE_ORIG_STATS
+    from vla_common.action_space import BRIDGE_ORIG_STATS
     from vla_policy.backends.openvla.configuration import preset
     from vla_policy.backends.openvla.loading import build_model, save_openvla_checkpoint
     from vla_policy.backends.openvla.processing import synthetic_tokenizer
@@ -53,7 +53,7 @@ def _openvla_checkpoint(directory):
 
 
 def _octo_checkpoint(directory):
-    from vla_policy.action_space import BRIDGE_ORIG_STATS
+    from vla_common.action_space import BRIDGE_ORIG_STATS
     from vla_policy.backends.octo.backend import build_random_octo
     from vla_policy.backends.octo.checkpoint import save_octo_checkpoint
 
@@ -75,7 +75,7 @@ def test_backend_drives_the_sim_within_limits(tmp_path, backend):
     checkpoint = CHECKPOINTS[backend](tmp_path / "checkpoint")
     env = loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros"))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vla_bringup.cli", "demo", "--policy", backend]
+    cmd = [sys.executable, "-m", "vla_stack.cli", "demo", "--policy", backend]
     cmd += ["--checkpoint", str(checkpoint), "--execution-mode", EXECUTION[backend]]
     cmd += [
         "--episodes",

@@ -21,9 +21,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from vla_bringup.bag_io import iter_messages, read_counts
-from vla_bringup.bag_recorder_node import BagRecorderNode, adapted_qos
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import iter_messages, read_counts
+from vla_data.bag_recorder_node import BagRecorderNode, adapted_qos
 
 pytestmark = pytest.mark.ros
 
@@ -177,7 +177,7 @@ def test_cli_closes_the_bag_on_sigint(tmp_path: Path, spinning) -> None:
 
     bag = tmp_path / "bag"
     env = loopback_environment()  # same domain as this process (set by conftest)
-    cli = [sys.executable, "-m", "vla_bringup.bag_recorder_node", "-o", str(bag), "/instruction"]
+    cli = [sys.executable, "-m", "vla_data.bag_recorder_node", "-o", str(bag), "/instruction"]
     proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: latched.get_subscription_count() == 1, 20, "the CLI recorder to subscribe")

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from vla_bringup.bag_io import iter_messages
 from vla_bringup.ros_env import loopback_environment
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
+from vla_data.bag_io import iter_messages
 from vla_policy.backends.octo.backend import build_random_octo
 from vla_policy.backends.octo.checkpoint import save_octo_checkpoint
 from vla_sim import tasks
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.ros
 
 def _run(tmp_path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros"))
-    cmd = [sys.executable, "-m", "vla_bringup.cli", *args]
+    cmd = [sys.executable, "-m", "vla_stack.cli", *args]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run

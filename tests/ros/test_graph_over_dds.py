@@ -28,8 +28,8 @@ from vla_actuation.kinematics import (
 )
 from vla_bringup.profiles import NodeSpec
 from vla_bringup.ros_env import loopback_environment
-from vla_policy.action_message import decode_action_chunk
-from vla_policy.ros.qos import RELIABLE_QOS
+from vla_common.action_message import decode_action_chunk
+from vla_common.ros.qos import RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
 

@@ -78,7 +78,7 @@ def test_sigint_stops_every_node_of_vla_stack_launch(tmp_path):
 
     env = loopback_environment(log_dir=str(tmp_path / "ros"))
     cli = subprocess.Popen(
-        [sys.executable, "-m", "vla_bringup.cli", "launch", "replay"],
+        [sys.executable, "-m", "vla_stack.cli", "launch", "replay"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

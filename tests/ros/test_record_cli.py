@@ -22,9 +22,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from vla_bringup.bag_io import iter_messages, read_counts
-from vla_bringup.record_cli import add_record_parser
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import iter_messages, read_counts
+from vla_data.record_cli import add_record_parser
 
 pytestmark = pytest.mark.ros
 
@@ -35,7 +35,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
-RECORD = [sys.executable, "-m", "vla_bringup.cli", "record"]
+RECORD = [sys.executable, "-m", "vla_stack.cli", "record"]
 
 
 @pytest.fixture

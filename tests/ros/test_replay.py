@@ -14,8 +14,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from vla_bringup.bag_io import iter_messages
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import iter_messages
 
 pytestmark = pytest.mark.ros
 S = 1_000_000_000
@@ -26,7 +26,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _replay(bag: Path, out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "vla_bringup.cli", "replay", str(bag), "-o", str(out), *extra]
+    cmd = [sys.executable, "-m", "vla_stack.cli", "replay", str(bag), "-o", str(out), *extra]
     run = subprocess.run(cmd, env=_env(out.parent), capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
@@ -41,7 +41,7 @@ def _actions(bag: Path) -> list[tuple[int, list]]:
 @pytest.fixture(scope="module")
 def sim_bag(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    cmd = [sys.executable, "-m", "vla_bringup.cli", "demo", "--policy", "scripted"]
+    cmd = [sys.executable, "-m", "vla_stack.cli", "demo", "--policy", "scripted"]
     cmd += ["--episodes", "1", "--max-steps", "15"]
     cmd += ["--out", str(out / "run"), "--no-video"]
     run = subprocess.run(cmd, env=_env(out), capture_output=True, text=True, timeout=120)
@@ -165,7 +165,7 @@ def test_bag_without_cameras_fails_cleanly(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "vla_bringup.cli",
+        "vla_stack.cli",
         "replay",
         str(tmp_path / "bag"),
         "-o",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_bringup.bag_io import iter_messages
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import iter_messages
 
 pytestmark = pytest.mark.ros
 
@@ -34,7 +34,7 @@ def _replayed_actions(tmp_path: Path) -> list[dict]:
     cmd = [
         sys.executable,
         "-m",
-        "vla_bringup.cli",
+        "vla_stack.cli",
         "replay",
         str(BAG),
         "--fast",

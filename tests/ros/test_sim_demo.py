@@ -10,8 +10,8 @@ import sys
 import imageio
 import pytest
 
-from vla_bringup.bag_io import read_counts
 from vla_bringup.ros_env import loopback_environment
+from vla_data.bag_io import read_counts
 
 pytestmark = pytest.mark.ros
 
@@ -34,7 +34,7 @@ def test_demo_succeeds_and_writes_results_video_and_bag(tmp_path, action_kind):
     cmd = [
         sys.executable,
         "-m",
-        "vla_bringup.cli",
+        "vla_stack.cli",
         "demo",
         "--policy",
         "scripted",

@@ -1,4 +1,4 @@
-"""Only *_node.py modules and the vla_policy.ros package may import rclpy or ROS message types."""
+"""Only *_node.py modules and the vla_common.ros package may import rclpy or ROS message types."""
 
 from __future__ import annotations
 

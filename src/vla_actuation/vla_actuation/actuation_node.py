@@ -26,10 +26,10 @@ from vla_actuation.chunk_executor import ChunkExecutor
 from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
 from vla_actuation.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAME
 from vla_actuation.safety import SafetyLimits, command_is_stale, validate_action, validate_joint_state
-from vla_policy.action_message import decode_action_chunk
-from vla_policy.latency import StageTimer
-from vla_policy.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
-from vla_policy.ros.qos import EVENTS_QOS, RELIABLE_QOS
+from vla_common.action_message import decode_action_chunk
+from vla_common.latency import StageTimer
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
+from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
 
 EXPECTED_SPACE = "bridge_ee_delta"
 

@@ -41,7 +41,7 @@ from vla_actuation.safety import (
     clip_ee_delta,
     limit_joint_step,
 )
-from vla_policy.ee_delta import apply_ee_delta
+from vla_common.ee_delta import apply_ee_delta
 
 IK_FAILED = "ik_failed"
 TRACKING_ERROR = "tracking_error"

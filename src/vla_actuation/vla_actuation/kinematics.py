@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_policy.rotations import rotation_vector
+from vla_common.rotations import rotation_vector
 
 ARM_JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 FINGER_JOINT_NAME = "left_finger"

@@ -17,16 +17,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from vla_perception.image_codec import (
-    array_to_image_fields,
-    compressed_to_array,
-    decoded_encoding,
-    image_to_array,
-)
-from vla_perception.preprocess import CameraPreprocess, to_policy_input
-from vla_perception.sync import ApproximateSync, FrameHealth
-from vla_policy.latency import StageTimer
-from vla_policy.ros.node_runtime import (
+from vla_common.latency import StageTimer
+from vla_common.ros.node_runtime import (
     ERROR,
     OK,
     WARN,
@@ -36,7 +28,15 @@ from vla_policy.ros.node_runtime import (
     run_node,
     stamp_to_ns,
 )
-from vla_policy.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_perception.image_codec import (
+    array_to_image_fields,
+    compressed_to_array,
+    decoded_encoding,
+    image_to_array,
+)
+from vla_perception.preprocess import CameraPreprocess, to_policy_input
+from vla_perception.sync import ApproximateSync, FrameHealth
 
 
 @dataclass(frozen=True)

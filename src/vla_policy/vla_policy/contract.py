@@ -1,7 +1,7 @@
 """The policy backend contract: numpy in, numpy out, so the robot side never imports torch.
 
 A backend turns one synchronised :class:`Observation` into a :class:`PolicyOutput` (an action chunk
-in its :class:`~vla_policy.action_space.ActionSpace`). Backends register a factory under a name; the
+in its :class:`~vla_common.action_space.ActionSpace`). Backends register a factory under a name; the
 policy node picks one by the ``backend`` parameter. Heavy imports (torch, transformers) happen
 inside the factories, never at import time of this module.
 """
@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from vla_policy.action_space import ActionSpace
+from vla_common.action_space import ActionSpace
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Inference runs in a thread of its own, woken as soon as a complete observation a
 ``control_hz`` times a second, so subscriptions keep flowing while a model thinks. (A callback group
 on rclpy's MultiThreadedExecutor does the same on paper, but that executor busy-waits: it held a
 full core of this 2-core machine at 93 % with a 1 ms model.) Each action carries the stamp of the
-observation it came from; see vla_policy.action_message for the wire format.
+observation it came from; see vla_common.action_message for the wire format.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from vla_policy.action_message import encode_action_chunk
+from vla_common.action_message import encode_action_chunk
+from vla_common.latency import StageTimer
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
+from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_policy.contract import Observation, make_backend, validate_output
-from vla_policy.latency import StageTimer
 from vla_policy.observation_assembly import ObservationAssembler, StateByStamp
-from vla_policy.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
-from vla_policy.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 
 
 def resolve_device(requested: str) -> str:

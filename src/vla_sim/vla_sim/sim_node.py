@@ -18,8 +18,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_policy.ros.node_runtime import declare, ns_to_stamp, run_node, stamp_to_ns
-from vla_policy.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_common.ros.node_runtime import declare, ns_to_stamp, run_node, stamp_to_ns
+from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_sim.episode_plan import load_episode_plan
 from vla_sim.episode_tracker import EpisodeTracker
 from vla_sim.sensor_noise import add_read_noise

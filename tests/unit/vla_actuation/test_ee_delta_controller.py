@@ -17,7 +17,7 @@ from vla_actuation.ee_delta_controller import (
 )
 from vla_actuation.kinematics import BRIDGE_NEUTRAL_JOINTS_RAD, FINGER_UPPER_M, forward_kinematics
 from vla_actuation.safety import SafetyLimits
-from vla_policy.rotations import euler_to_matrix, rotation_angle
+from vla_common.rotations import euler_to_matrix, rotation_angle
 
 NEUTRAL = BRIDGE_NEUTRAL_JOINTS_RAD.copy()
 

@@ -26,7 +26,7 @@ from vla_actuation.kinematics import (
     space_jacobian,
     tool_point_jacobian,
 )
-from vla_policy.rotations import rotation_angle, rotation_vector
+from vla_common.rotations import rotation_angle, rotation_vector
 
 WORKSPACE_LOW = np.array([0.10, -0.20, -0.01])
 WORKSPACE_HIGH = np.array([0.45, 0.25, 0.30])
@@ -198,7 +198,7 @@ def test_pure_modules_import_without_ros() -> None:
     code = (
         "import sys\n"
         "sys.modules['rclpy'] = None\n"
-        "import vla_actuation.kinematics, vla_policy.rotations, vla_policy.ee_delta\n"
+        "import vla_actuation.kinematics, vla_common.rotations, vla_common.ee_delta\n"
         "import vla_actuation.safety, vla_actuation.chunk_executor, vla_actuation.ee_delta_controller\n"
         "loaded = [name for name, module in sys.modules.items() if module is not None]\n"
         "assert not any(name.startswith(('rclpy', 'sensor_msgs')) for name in loaded)\n"

@@ -2,11 +2,11 @@ import sys
 
 import pytest
 
-from vla_bringup.bench import write_section
-from vla_bringup.cli import _parse_set
 from vla_bringup.launcher import GraphLauncher, format_param, node_command
 from vla_bringup.profiles import PROFILES, profile
 from vla_bringup.ros_env import loopback_environment, profile_path
+from vla_eval.bench import write_section
+from vla_stack.cli import _parse_set
 
 
 def test_format_param_matches_ros_yaml_parsing():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vla_policy.action_space import ActionSpace
+from vla_common.action_space import ActionSpace
 from vla_policy.contract import PolicyOutput, available_backends, make_backend, validate_output
 
 

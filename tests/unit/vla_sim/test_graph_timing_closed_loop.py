@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from vla_bringup.graph_replica import Timing, run_graph_episode
+from vla_eval.graph_replica import Timing, run_graph_episode
 from vla_policy.backends.scripted.backend import ScriptedBackend
 from vla_sim.widowx_sim import WidowXSim
 

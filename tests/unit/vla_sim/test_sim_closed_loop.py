@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vla_actuation import ee_delta_controller as controller
-from vla_bringup.graph_replica import run_graph_episode
+from vla_eval.graph_replica import run_graph_episode
 from vla_policy.backends.scripted.backend import ScriptedBackend
 from vla_policy.backends.scripted.expert import ScriptedExpert
 from vla_sim import tasks

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
+from vla_common.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
 from vla_policy.backends.octo.action_head import DiffusionSampler
 from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
 from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig, octo_preset

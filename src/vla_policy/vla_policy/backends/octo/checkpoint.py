@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vla_policy.action_space import NormStats
+from vla_common.action_space import NormStats
 from vla_policy.backends.octo.config import OctoConfig
 from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.tokenizers import load_text_tokenizer

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_policy.action_space import NormStats
+from vla_common.action_space import NormStats
 from vla_policy.backends.octo.config import OctoConfig
 
 OT = "octo_transformer"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vla_policy.action_space import NormStats
+from vla_common.action_space import NormStats
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], camera: str) -> np.ndarray:

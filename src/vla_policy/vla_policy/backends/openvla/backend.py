@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
+from vla_common.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, preset
 from vla_policy.backends.openvla.processing import (
     bins_to_actions,

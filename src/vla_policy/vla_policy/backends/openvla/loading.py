@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from vla_policy.action_space import NormStats
+from vla_common.action_space import NormStats
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, config_from_json, config_to_json
 from vla_policy.checkpoint import (
     SAFETENSORS_FILE,

@@ -7,7 +7,7 @@
   normalisation (x - mean) / std with mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225), stacked
   on channels with SigLIP's (x - 0.5) / 0.5: [6, S, S].
 - Actions: token t -> bin clip(V - t - 1, 0, n_bins - 2) -> bin centre in [-1, 1] -> unnormalised
-  0.5 (a + 1)(q99 - q01) + q01 where mask (``vla_policy.action_space``).
+  0.5 (a + 1)(q99 - q01) + q01 where mask (``vla_common.action_space``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy.action_space import NormStats, decode_bins, openvla_bin_from_token, unnormalize
+from vla_common.action_space import NormStats, decode_bins, openvla_bin_from_token, unnormalize
 
 PROMPT_TEMPLATE = "In: What action should the robot take to {instruction}?\nOut:"
 DINO_MEAN = (0.485, 0.456, 0.406)

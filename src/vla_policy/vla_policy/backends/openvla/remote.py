@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy.action_space import ActionSpace, quantize_actions
+from vla_common.action_space import ActionSpace, quantize_actions
 from vla_policy.backends.openvla.processing import build_prompt
 from vla_policy.checkpoint import read_json
 from vla_policy.contract import Observation, PolicyOutput

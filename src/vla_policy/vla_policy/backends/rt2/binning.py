@@ -8,7 +8,7 @@ decodings of bin ``k`` are in use, and the checkpoint says which one it was trai
 - ``"bin_centers"``: the centre of the k-th of 256 equal bins, ``a = low + (k + 1/2)(high - low) / 256``.
 
 Both are affine in k: ``a = offset + k * step``. This project's discrete codec
-(:func:`~vla_policy.action_space.dequantize_actions`) decodes an index as the OpenVLA-style centre
+(:func:`~vla_common.action_space.dequantize_actions`) decodes an index as the OpenVLA-style centre
 ``-1 + (k + 1/2) * 2 / (n_bins - 1)`` and unnormalises it with q01/q99, and it clips indices to
 0..n_bins-2, i.e. ``n_bins`` counts bin *edges*. OpenVLA's 256 edges give only 255 bins, so with
 ``n_bins=256`` RT-2's top bin would decode one bin low. The space declared here therefore uses
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_policy.action_space import BRIDGE_DIM_NAMES, ActionSpace, NormStats
+from vla_common.action_space import BRIDGE_DIM_NAMES, ActionSpace, NormStats
 from vla_policy.backends.rt2.action_text import N_ACTION_BINS, N_ACTION_DIMS
 
 BIN_DECODINGS = ("rt1_levels", "bin_centers")

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from vla_policy.action_space import ActionSpace, quantize_actions
+from vla_common.action_space import ActionSpace, quantize_actions
+from vla_common.ee_delta import apply_ee_delta
 from vla_policy.backends.scripted.expert import ExpertConfig, ScriptedExpert
 from vla_policy.contract import Observation, PolicyOutput
-from vla_policy.ee_delta import apply_ee_delta
 
 # Through the node graph an action runs 0.05-0.3 s after its observation, and in chunked execution
 # the expert cannot know which of its predicted steps ran (a late chunk starts at step 1, temporal

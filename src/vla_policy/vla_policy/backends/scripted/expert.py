@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_policy.ee_delta import apply_ee_delta
-from vla_policy.rotations import BRIDGE_DOWN, euler_to_matrix, matrix_to_euler
+from vla_common.ee_delta import apply_ee_delta
+from vla_common.rotations import BRIDGE_DOWN, euler_to_matrix, matrix_to_euler
 
 PHASES = ("approach", "descend", "close", "lift", "carry", "lower", "release", "retreat", "push", "done")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.octo.backend import build_random_octo
 from vla_policy.backends.octo.checkpoint import save_octo_checkpoint
 

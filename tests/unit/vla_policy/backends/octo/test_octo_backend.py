@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.octo.backend import build_random_octo, make_octo_backend
 from vla_policy.backends.octo.checkpoint import load_octo_checkpoint, save_octo_checkpoint
 from vla_policy.backends.octo.config import OctoConfig, octo_preset

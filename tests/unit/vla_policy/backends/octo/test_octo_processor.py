@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_policy.action_space import BRIDGE_DIM_NAMES, BRIDGE_ORIG_STATS, NormStats
+from vla_common.action_space import BRIDGE_DIM_NAMES, BRIDGE_ORIG_STATS, NormStats
 from vla_policy.backends.octo.processor import (
     ObservationHistory,
     crop_image,

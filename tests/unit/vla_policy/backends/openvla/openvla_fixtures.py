@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS
+from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, preset
 from vla_policy.backends.openvla.loading import build_model, save_openvla_checkpoint
 from vla_policy.backends.openvla.processing import synthetic_tokenizer

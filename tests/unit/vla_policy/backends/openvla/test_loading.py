@@ -61,7 +61,7 @@ def test_infer_returns_bins_and_the_unnormalised_action(checkpoint_dir):
     assert output.chunk.shape == (1, 7) and output.chunk.dtype == np.int64
     tokens = output.info["tokens"]
     np.testing.assert_array_equal(output.chunk[0], np.clip(512 - tokens - 1, 0, 254))
-    from vla_policy.action_space import dequantize_actions
+    from vla_common.action_space import dequantize_actions
 
     np.testing.assert_allclose(
         output.info["action"], dequantize_actions(output.chunk[0], backend.action_space)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_policy.action_space import BRIDGE_ORIG_STATS, bin_centers, bin_edges, encode_bins, normalize
+from vla_common.action_space import BRIDGE_ORIG_STATS, bin_centers, bin_edges, encode_bins, normalize
 from vla_policy.backends.openvla.processing import (
     bins_to_actions,
     build_prompt,
@@ -99,6 +99,6 @@ def test_pixel_values_resize_any_input_and_reject_bad_arrays():
 
 
 def _identity_stats(dim: int):
-    from vla_policy.action_space import NormStats
+    from vla_common.action_space import NormStats
 
     return NormStats(q01=(-1.0,) * dim, q99=(1.0,) * dim, mask=(True,) * dim)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla_policy.action_space import dequantize_actions
+from vla_common.action_space import dequantize_actions
 from vla_policy.backends.rt2.action_text import parse_action_text
 from vla_policy.backends.rt2.backend import RT2Backend, build_random_rt2, make_rt2_backend
 from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, RT2Config

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_policy.action_message import decode_action_chunk, encode_action_chunk
-from vla_policy.action_space import dequantize_actions, quantize_actions
+from vla_common.action_message import decode_action_chunk, encode_action_chunk
+from vla_common.action_space import dequantize_actions, quantize_actions
 from vla_policy.backends.rt2.backend import output_from_action_text
 from vla_policy.backends.rt2.binning import RT1_ACTION_HIGH, RT1_ACTION_LOW, ActionBinning
 from vla_policy.contract import validate_output

@@ -1,0 +1,273 @@
+"""The bag player: republishes a bag's cameras, instruction and joint states and drives /clock.
+
+Two ways to play (the plan comes from the pure :mod:`vla_data.bag_playback`):
+
+* ``play_realtime(rate)``: the bag's own timing scaled by ``rate``; /clock advances with the wall
+  clock (every ``clock_period_s``) and each message goes out when the clock passes its play time.
+* ``play_stepped()`` (``--fast``): lockstep with the graph. The clock advances one control period at a
+  time on an absolute grid, so perception's sim-time timer fires exactly once per step. Before a
+  step, every message up to the new clock value is published, followed by a settling pause
+  (``settle_s``, 30 ms: perception's frame callbacks must run before its sim-time timer fires, and
+  3 ms was too short on a loaded 2-core machine, where the tick then took the previous camera
+  frame); then the clock is published and the player waits for the tick's outcome: perception's
+  observation and then the policy's /vla/action carrying that observation's stamp. Only then does
+  the clock move on, so no camera set is skipped however slow inference is, and two replays feed
+  the policy identical inputs. Whether a
+  tick can yield an observation is predicted with perception's own synchroniser
+  (vla_perception.sync) over the frames played so far: a tick that cannot waits only
+  ``idle_tick_s``; one that should but yields nothing ends after ``observation_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import String
+
+from vla_common.ros.node_runtime import ns_to_stamp
+from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_data.bag_playback import PlayMessage, PlayTopic, stamp_ns
+from vla_perception.sync import ApproximateSync
+
+ROS_TYPES: dict[str, type] = {
+    "sensor_msgs/msg/Image": Image,
+    "sensor_msgs/msg/CompressedImage": CompressedImage,
+    "sensor_msgs/msg/JointState": JointState,
+    "std_msgs/msg/String": String,
+}
+
+
+def to_ros_message(value: Any, ros_type: type) -> Any:
+    """A rosbags message as an rclpy message of ``ros_type``, field by field.
+
+    Fields the other distro lacks keep their defaults, so a Humble or Jazzy message fills a Kilted
+    one of the same name.
+    """
+    msg = ros_type()
+    for name, type_name in msg.get_fields_and_field_types().items():
+        if not hasattr(value, name):
+            continue
+        item = getattr(value, name)
+        current = getattr(msg, name)
+        if hasattr(current, "get_fields_and_field_types"):
+            setattr(msg, name, to_ros_message(item, type(current)))
+        elif isinstance(item, np.ndarray):
+            setattr(
+                msg, name, item.tobytes() if "uint8" in type_name or "octet" in type_name else item.tolist()
+            )
+        else:
+            setattr(msg, name, item)
+    return msg
+
+
+@dataclass
+class PlayerStats:
+    """Counters the replay report is built from."""
+
+    frames_published: dict[str, int] = field(default_factory=dict)
+    frame_stamps: set[int] = field(default_factory=set)
+    ticks: int = 0
+    observation_stamps: list[int] = field(default_factory=list)
+    action_latency_ms: list[float] = field(default_factory=list)
+    timeouts: int = 0
+
+
+class BagPlayerNode(Node):
+    """Publishes ``topics`` and /clock; listens to the graph's observations and actions."""
+
+    def __init__(
+        self,
+        topics: Sequence[PlayTopic],
+        observation_topic: str = "/vla/observation/primary",
+        *,
+        episode_seed: int | None = None,
+        node_name: str = "bag_player",
+        **node_kwargs: Any,
+    ) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.stats = PlayerStats()
+        self._episode_seed = episode_seed
+        self._play_pubs: dict[str, Publisher] = {}
+        self._ros_types: dict[str, type] = {}
+        for topic in topics:
+            ros_type = ROS_TYPES[topic.msgtype]
+            qos = {"/vla/instruction": LATCHED_QOS, "/vla/episode": EVENTS_QOS}.get(
+                topic.target, RELIABLE_QOS
+            )
+            self._play_pubs[topic.target] = self.create_publisher(ros_type, topic.target, qos)
+            self._ros_types[topic.target] = ros_type
+        if "/vla/episode" not in self._play_pubs:
+            self._play_pubs["/vla/episode"] = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
+        self.clock_pub = self.create_publisher(Clock, "/clock", RELIABLE_QOS)
+        self._condition = threading.Condition()
+        self._observations: list[int] = []
+        self._actions: dict[int, float] = {}  # observation stamp -> wall time the action arrived
+        self.action_texts: list[str] = []
+        self._clock_ns = 0
+        self.create_subscription(Image, observation_topic, self._on_observation, RELIABLE_QOS)
+        self.create_subscription(String, "/vla/action", self._on_action, RELIABLE_QOS)
+
+    # --- the graph's answers -------------------------------------------------------------------
+    def _on_observation(self, msg: Image) -> None:
+        with self._condition:
+            self._observations.append(stamp_ns(msg.header.stamp))
+            self._condition.notify_all()
+
+    def _on_action(self, msg: String) -> None:
+        try:
+            stamp = int(json.loads(msg.data)["stamp_ns"])
+        except (ValueError, KeyError, TypeError):
+            self.get_logger().warning(f"ignoring a malformed /vla/action: {msg.data[:80]!r}")
+            return
+        with self._condition:
+            self.action_texts.append(msg.data)
+            self._actions[stamp] = time.monotonic()
+            self._condition.notify_all()
+
+    def _wait(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        with self._condition:
+            return self._condition.wait_for(predicate, timeout=timeout_s)
+
+    # --- publishing ----------------------------------------------------------------------------
+    def publish_clock(self, clock_ns: int) -> None:
+        self._clock_ns = clock_ns
+        self.clock_pub.publish(Clock(clock=ns_to_stamp(clock_ns)))
+
+    def publish_message(self, item: PlayMessage) -> None:
+        target = item.topic.target
+        msg = to_ros_message(item.message, self._ros_types[target])
+        if target == "/vla/episode" and self._episode_seed is not None:
+            msg.data = self._reseed(msg.data)
+        self._play_pubs[target].publish(msg)
+        if item.topic.is_image:
+            self.stats.frames_published[target] = self.stats.frames_published.get(target, 0) + 1
+            self.stats.frame_stamps.add(stamp_ns(item.message.header.stamp))
+
+    def _reseed(self, text: str) -> str:
+        event = json.loads(text)
+        if event.get("event") == "start":
+            event["seed"] = int(self._episode_seed or 0) + int(event.get("episode", 0))
+        return json.dumps(event)
+
+    def publish_episode_start(self, stamp: int) -> None:
+        """A synthetic episode start (for bags without /vla/episode): resets the policy with the seed."""
+        event = {"event": "start", "episode": 0, "seed": int(self._episode_seed or 0), "stamp_ns": int(stamp)}
+        self._play_pubs["/vla/episode"].publish(String(data=json.dumps(event)))
+
+    def subscriber_counts(self) -> dict[str, int]:
+        counts = {topic: pub.get_subscription_count() for topic, pub in self._play_pubs.items()}
+        counts["/clock"] = self.clock_pub.get_subscription_count()
+        return counts
+
+    def action_publishers(self) -> int:
+        return self.count_publishers("/vla/action")
+
+    # --- playing -------------------------------------------------------------------------------
+    def play_stepped(
+        self,
+        messages: Sequence[PlayMessage],
+        ticks: Sequence[int],
+        *,
+        observation_timeout_s: float = 0.5,
+        action_timeout_s: float = 30.0,
+        sync_slop_ns: int = 50_000_000,
+        idle_tick_s: float = 0.01,
+        settle_s: float = 0.03,
+        poll_failure: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """Lockstep playback (see the module docstring); returns after the last tick."""
+        index = 0
+        cameras = sorted({m.topic.target for m in messages if m.topic.is_image})
+        predictor = ApproximateSync(cameras, sync_slop_ns, queue_size=5) if cameras else None
+        for tick_ns in ticks:
+            published = 0
+            while index < len(messages) and messages[index].play_ns <= tick_ns:
+                item = messages[index]
+                self.publish_message(item)
+                published += 1
+                if item.topic.is_image:
+                    predictor.add(item.topic.target, stamp_ns(item.message.header.stamp), None)
+                    time.sleep(0.001)  # let perception take it before the next overwrites its queue
+                index += 1
+            if published:
+                time.sleep(settle_s)
+            with self._condition:
+                seen = len(self._observations)
+            started = time.monotonic()
+            self.publish_clock(tick_ns)
+            self.stats.ticks += 1
+            if predictor is None or predictor.pop_newest_set() is None:
+                time.sleep(idle_tick_s)  # no new synchronised set exists: perception will publish nothing
+                continue
+            if not self._wait(lambda s=seen: len(self._observations) > s, observation_timeout_s):
+                continue
+            with self._condition:
+                stamp = self._observations[seen]
+            self.stats.observation_stamps.append(stamp)
+            if self._wait(lambda s=stamp: s in self._actions, action_timeout_s):
+                self.stats.action_latency_ms.append((self._actions[stamp] - started) * 1e3)
+            else:
+                self.stats.timeouts += 1
+                self.get_logger().warning(
+                    f"no /vla/action for the observation at {stamp} ns within {action_timeout_s} s; going on"
+                )
+            failure = poll_failure()
+            if failure:
+                raise RuntimeError(failure)
+
+    def is_image_target(self, target: str) -> bool:
+        return self._ros_types.get(target) in (Image, CompressedImage)
+
+    def play_realtime(
+        self,
+        messages: Sequence[PlayMessage],
+        start_ns: int,
+        end_ns: int,
+        *,
+        rate: float = 1.0,
+        control_hz: float = 5.0,
+        clock_period_s: float = 0.005,
+        poll_failure: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        """The bag's timing scaled by ``rate``; the clock follows the wall clock."""
+        if rate <= 0:
+            raise ValueError(f"rate {rate} must be positive")
+        wall_start = time.monotonic()
+        index = 0
+        next_poll = wall_start
+        while True:
+            now = time.monotonic()
+            clock_ns = start_ns + int((now - wall_start) * rate * 1e9)
+            while index < len(messages) and messages[index].play_ns <= clock_ns:
+                self.publish_message(messages[index])
+                index += 1
+            self.publish_clock(clock_ns)
+            if clock_ns >= end_ns:
+                break
+            if now >= next_poll:
+                next_poll = now + 0.2
+                failure = poll_failure()
+                if failure:
+                    raise RuntimeError(failure)
+            time.sleep(clock_period_s)
+        with self._condition:
+            observations = list(self._observations)
+            self.stats.observation_stamps = observations
+            arrivals = dict(self._actions)
+        # Graph time from the observation's stamp to the action, in wall milliseconds.
+        self.stats.ticks = int((end_ns - start_ns) * 1e-9 * control_hz)
+        self.stats.action_latency_ms = [
+            ((arrivals[s] - wall_start) * rate * 1e9 + start_ns - s) * 1e-6 / rate
+            for s in observations
+            if s in arrivals
+        ]

@@ -1,0 +1,177 @@
+"""``vla-stack bench policy``: a backend's architecture at a size, random weights, timed end to end.
+
+Timing needs no trained weights: each backend builds its real architecture at the requested size
+with random weights (``build_random_<backend>``) and runs its real ``infer`` (preprocessing,
+tokenisation, decoding or diffusion sampling, unnormalisation) on synthetic camera frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import resource
+import time
+
+import numpy as np
+
+from vla_policy.contract import Observation
+
+PERCEPTION_SIZES = {"primary": (256, 256), "wrist": (128, 128)}  # config/perception.yaml
+
+BUILDERS = {
+    "openvla": "vla_policy.backends.openvla.backend:build_random_openvla",
+    "rt2": "vla_policy.backends.rt2.backend:build_random_rt2",
+    "octo": "vla_policy.backends.octo.backend:build_random_octo",
+}
+
+
+def _builder(backend: str):
+    module, _, name = BUILDERS[backend].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
+    import torch
+
+    from vla_eval.bench import machine_description, percentiles
+    from vla_policy.policy_node import resolve_device
+
+    device = resolve_device(args.device)
+    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    torch.manual_seed(0)
+    rss_before = _peak_rss_mb()
+    start = time.perf_counter()
+    trained = bool(getattr(args, "policy", None))
+    if trained:
+        backend = _trained(args.policy, device, dtype)
+        args.backend, args.size = backend.name, f"{args.policy} (trained)"
+    else:
+        backend = _builder(args.backend)(args.size, device=device, dtype=dtype, seed=0, compile=args.compile)
+    build_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    # A trained policy gets the perception node's output sizes (and resizes them itself, as in the
+    # graph); random-weight architectures get their own input sizes.
+    sizes = PERCEPTION_SIZES if trained else backend.image_size
+    images = {c: rng.integers(0, 256, (*sizes[c], 3), dtype=np.uint8) for c in backend.camera_names}
+    proprio = np.array([0.0, -0.2, 0.22, 0.0, 1.55, 0.0, 0.037])  # the sim's start pose, fingers open
+    observation = Observation(1, images, "put the red cube in the bowl", proprio)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    backend.reset(seed=0)
+    for _ in range(args.warmup):
+        backend.infer(observation)
+    samples, horizon = [], 1
+    for _ in range(args.steps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        output = backend.infer(observation)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        horizon = int(np.atleast_2d(np.asarray(output.chunk)).shape[0])
+    p50, p99 = percentiles(samples)
+    if device == "cuda":
+        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB GPU (peak allocated)"
+    else:
+        memory = f"{_peak_rss_mb() / 1024:.2f} GiB RSS (peak; {rss_before / 1024:.2f} before building)"
+    params = sum(p.numel() for p in backend_parameters(backend))
+    result = {
+        "backend": args.backend,
+        "size": args.size,
+        "device": device,
+        "dtype": dtype,
+        "compile": args.compile,
+        "params_m": params / 1e6,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "horizon": horizon,
+        "actions_per_s": horizon * 1e3 / p50,
+        "memory": memory,
+        "build_s": build_s,
+    }
+    machine = machine_description() if device == "cpu" else torch.cuda.get_device_name()
+    row = (
+        f"| {args.backend} | {args.size} | {params / 1e6:,.1f} M | {device} ({machine}) | {dtype}"
+        f"{' + compile' if args.compile else ''} | {p50:.1f} | {p99:.1f} | {horizon} | "
+        f"{result['actions_per_s']:.1f} | {memory} | {time.strftime('%Y-%m-%d')} |"
+    )
+    return row, result
+
+
+def _trained(policy: str, device: str, dtype: str):
+    """A named policy with its trained checkpoint (vla_bringup.policies), as the policy node loads it."""
+    from vla_bringup.policies import resolve_policy
+    from vla_policy.contract import make_backend
+
+    spec = resolve_policy(policy)
+    if not spec.checkpoint:
+        raise SystemExit(f"--policy {policy}: no checkpoint to time; use --backend with --size instead")
+    return make_backend(spec.backend, checkpoint=spec.checkpoint, device=device, dtype=dtype, **spec.options)
+
+
+def backend_parameters(backend: object):
+    """Parameters of every torch module the backend holds (for the parameter count)."""
+    import torch
+
+    seen = set()
+    for value in vars(backend).values():
+        if isinstance(value, torch.nn.Module):
+            for parameter in value.parameters():
+                if id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    yield parameter
+
+
+TABLE_HEADER = (
+    "| backend | size | parameters | device | dtype | p50 ms | p99 ms | actions/chunk | actions/s | "
+    "peak memory | date |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def record_row(row: str) -> None:
+    """Keep one row per (backend, size, device, dtype) in the policy section of docs/benchmarks.md."""
+    from vla_bringup.paths import repo_root
+    from vla_eval.bench import write_section
+
+    path = repo_root() / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- bench:policy -->", "<!-- /bench:policy -->"
+    rows: dict[str, str] = {}
+    if begin in text and end in text:
+        for line in text[text.index(begin) : text.index(end)].splitlines():
+            if line.startswith("| ") and not line.startswith(("| backend", "|---")):
+                rows[_row_key(line)] = line
+    rows[_row_key(row)] = row
+    body = "\n".join(
+        [
+            "## Policy backends (`vla-stack bench policy`)",
+            "",
+            "Random weights at the real architecture sizes; the full `infer` (preprocessing, prompt, "
+            "decoding or diffusion sampling, unnormalisation) on one observation, after warm-up. "
+            "Medians and p99 over the timed runs.",
+            "",
+            TABLE_HEADER,
+        ]
+        + [rows[k] for k in sorted(rows)]
+    )
+    write_section("policy", body, path)
+
+
+def _row_key(line: str) -> str:
+    """backend / size / device / dtype of a table row."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return " / ".join([cells[0], cells[1], cells[3].split(" ")[0], cells[4]])
+
+
+def run(args: argparse.Namespace) -> int:
+    row, result = run_policy_bench(args)
+    print(TABLE_HEADER + "\n" + row)
+    if not args.no_write:
+        record_row(row)
+        print("recorded in docs/benchmarks.md")
+    return 0

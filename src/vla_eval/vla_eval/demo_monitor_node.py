@@ -1,0 +1,98 @@
+"""The demo's in-process observer: episode events, stage latencies, third-person video, the bag."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.logging import LoggingSeverity
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS
+
+
+class DemoMonitorNode(Node):
+    def __init__(self, video_topic: str | None, on_frame: Callable[[np.ndarray], None] | None) -> None:
+        super().__init__("demo_monitor")
+        self.events: list[dict] = []
+        self.latency: dict[str, dict] = {}  # node -> {stage: {p50, p99, count}}
+        self.done = False
+        self._on_frame = on_frame
+        self.create_subscription(String, "/vla/episode", self._on_event, EVENTS_QOS)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        if video_topic and on_frame:
+            self.create_subscription(Image, video_topic, self._on_image, CAMERA_QOS)
+
+    def _on_event(self, msg: String) -> None:
+        event = json.loads(msg.data)
+        self.events.append(event)
+        if event.get("event") == "done":
+            self.done = True
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if not status.name.startswith("vla_stack/"):
+                continue
+            for kv in status.values:
+                if kv.key == "latency_ms":
+                    self.latency[status.name.split("/", 1)[1]] = json.loads(kv.value)
+
+    def _on_image(self, msg: Image) -> None:
+        if msg.encoding == "rgb8":
+            self._on_frame(np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3))
+
+
+def monitor_run(
+    *,
+    timeout_s: float,
+    poll_failure: Callable[[], str | None],
+    on_episode_end: Callable[[dict], None],
+    video_topic: str | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+    bag_path: Path | None = None,
+) -> tuple[list[dict], dict[str, dict], str | None]:
+    """Spin until the sim reports 'done', a node fails, or the timeout; returns (events, latency, failure)."""
+    rclpy.init()
+    recorder = None
+    failure: str | None = None
+    try:
+        monitor = DemoMonitorNode(video_topic, on_frame)
+        executor = SingleThreadedExecutor()
+        executor.add_node(monitor)
+        if bag_path is not None:
+            from vla_data.bag_recorder_node import BagRecorderNode
+
+            recorder = BagRecorderNode(output=bag_path)
+            recorder.get_logger().set_level(LoggingSeverity.WARN)  # one line per topic is noise here
+            executor.add_node(recorder)
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while not monitor.done:
+            executor.spin_once(timeout_sec=0.1)
+            for event in monitor.events[seen:]:
+                if event.get("event") == "end":
+                    on_episode_end(event)
+            seen = len(monitor.events)
+            failure = poll_failure()
+            if failure:
+                break
+            if time.monotonic() > deadline:
+                failure = f"timed out after {timeout_s:.0f} s waiting for the episodes to finish"
+                break
+        # One more second of diagnostics so every node's final latencies arrive.
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+        return monitor.events, monitor.latency, failure
+    finally:
+        if recorder is not None:
+            recorder.close()
+        rclpy.try_shutdown()

@@ -1,1 +1,0 @@
-"""Training the Octo-style policy on recorded demonstrations (torch, no ROS)."""

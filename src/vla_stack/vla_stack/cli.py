@@ -1,0 +1,168 @@
+"""The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, backends."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    """--set node.param=value (value parsed as YAML) -> {node: {param: value}}."""
+    import yaml
+
+    overrides: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or not node or not param:
+            raise SystemExit(f"--set '{item}': expected NODE.PARAM=VALUE, e.g. policy.backend=scripted")
+        overrides.setdefault(node, {})[param] = yaml.safe_load(raw)
+    return overrides
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from vla_bringup.launcher import GraphLauncher
+    from vla_bringup.profiles import profile
+    from vla_bringup.ros_env import loopback_environment
+
+    env = loopback_environment()
+    launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
+    print(
+        f"[vla-stack] launching '{args.profile}' on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
+        f"(Fast DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops"
+    )
+    launcher.start()
+    return launcher.wait()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vla_eval.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        policy=args.policy,
+        instruction=args.instruction,
+        episodes=args.episodes,
+        seed=args.seed,
+        json_path=args.json,
+        out_dir=args.out,
+        action_kind=args.action_kind,
+        execution_mode=args.execution_mode,
+        real_time_factor=args.real_time_factor,
+        record=not args.no_record,
+        video=not args.no_video,
+        checkpoint=args.checkpoint,
+        backend_options=args.backend_options,
+        max_steps=args.max_steps,
+        overrides=_parse_set(args.set),
+    )
+    return run_demo(options)
+
+
+def cmd_backends(_: argparse.Namespace) -> int:
+    from vla_policy.contract import available_backends
+
+    print("\n".join(available_backends()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vla_eval.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
+    from vla_bringup.policies import DEFAULT_POLICY
+
+    parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    launch = sub.add_parser("launch", help="start a node graph (sim | widowx | replay) and supervise it")
+    launch.add_argument("profile")
+    launch.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    launch.set_defaults(func=cmd_launch)
+
+    demo = sub.add_parser("demo", help="closed-loop episodes in the embedded sim through the node graph")
+    demo.add_argument(
+        "--policy", default=DEFAULT_POLICY, help="octo-sim (trained on the sim) | scripted | a backend name"
+    )
+    demo.add_argument("--instruction", default=None, help="override every episode's instruction")
+    demo.add_argument("--episodes", type=int, default=3)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", default=None, help="write the results here")
+    demo.add_argument("--out", default=None, help="folder for video, bag and logs (default out/demo-<time>)")
+    demo.add_argument("--action-kind", default="continuous", choices=["continuous", "discrete"])
+    demo.add_argument("--checkpoint", default="", help="checkpoint directory for a model backend")
+    demo.add_argument("--backend-options", default="{}", help='JSON, e.g. \'{"unnorm_key": "bridge_orig"}\'')
+    demo.add_argument("--max-steps", type=int, default=80, help="control steps per episode")
+    demo.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NODE.PARAM=VALUE",
+        help="any node parameter, e.g. sim.camera_width=160",
+    )
+    demo.add_argument("--execution-mode", default=None, choices=EXECUTION_MODES)
+    demo.add_argument(
+        "--real-time-factor", type=float, default=None, help="sim speed (default from sim.yaml)"
+    )
+    demo.add_argument("--no-record", action="store_true", help="skip the MCAP bag")
+    demo.add_argument("--no-video", action="store_true", help="skip the MP4")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks; results go to docs/benchmarks.md")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
+    overhead.add_argument("--steps", type=int, default=2000)
+    overhead.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
+    policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
+    which = policy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backend", choices=["openvla", "rt2", "octo"], help="random weights at --size")
+    which.add_argument("--policy", help="a named trained policy, e.g. octo-sim (its checkpoint)")
+    policy.add_argument("--size", default="tiny", choices=["tiny", "sim", "small", "base", "3b", "7b"])
+    policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    policy.add_argument(
+        "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
+    )
+    policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
+    policy.add_argument("--warmup", type=int, default=3)
+    policy.add_argument("--compile", action="store_true", help="torch.compile where the backend supports it")
+    policy.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
+    replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
+    replay.add_argument("bag")
+    replay.add_argument("--runs", type=int, default=3)
+    replay.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
+    )
+    bench.set_defaults(func=cmd_bench)
+
+    from vla_data.dataset_export import add_export_parser
+    from vla_data.record_cli import add_record_parser
+    from vla_data.replay import add_replay_parser
+    from vla_eval.evaluate import add_eval_parser
+    from vla_training.train_cli import add_train_parsers
+
+    add_record_parser(sub)
+    add_replay_parser(sub)
+    add_export_parser(sub)
+    add_train_parsers(sub)
+    add_eval_parser(sub)
+
+    backends = sub.add_parser("backends", help="list the policy backends")
+    backends.set_defaults(func=cmd_backends)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
