@@ -24,21 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vla_common.robot import (  # noqa: F401 - re-exported: the kinematics' joint order and limits
+    ARM_JOINT_NAMES,
+    CONTINUOUS_LIMIT_RAD,
+    FINGER_JOINT_NAME,
+    FINGER_LOWER_M,
+    FINGER_UPPER_M,
+    JOINT_LOWER_RAD,
+    JOINT_UPPER_RAD,
+    JOINT_VELOCITY_LIMIT_RAD_S,
+)
 from vla_common.rotations import rotation_vector
-
-ARM_JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-FINGER_JOINT_NAME = "left_finger"
-
-_CONTINUOUS = math.pi - 1e-5
-JOINT_LOWER_RAD = np.array(
-    [-_CONTINUOUS, *np.radians([-108.0, -123.0]), -_CONTINUOUS, np.radians(-100.0), -_CONTINUOUS]
-)
-JOINT_UPPER_RAD = np.array(
-    [_CONTINUOUS, *np.radians([114.0, 92.0]), _CONTINUOUS, np.radians(123.0), _CONTINUOUS]
-)
-JOINT_VELOCITY_LIMIT_RAD_S = np.full(6, math.pi)
-FINGER_LOWER_M = 0.015
-FINGER_UPPER_M = 0.037
 
 HOME_TOOL_POSE = np.array(
     [[1.0, 0.0, 0.0, 0.458325], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.36065], [0.0, 0.0, 0.0, 1.0]]
@@ -68,9 +64,6 @@ BASE_KEEP_OUT_RADIUS_M = 0.06
 BASE_KEEP_OUT_TOP_M = 0.11065
 
 for _array in (
-    JOINT_LOWER_RAD,
-    JOINT_UPPER_RAD,
-    JOINT_VELOCITY_LIMIT_RAD_S,
     HOME_TOOL_POSE,
     SCREW_AXES,
     HOME_JOINTS_RAD,
@@ -219,7 +212,7 @@ def _wrap_and_clip(q: np.ndarray, enforce_limits: bool) -> np.ndarray:
     q[_CONTINUOUS_MASK] = (q[_CONTINUOUS_MASK] + math.pi) % (2.0 * math.pi) - math.pi
     if enforce_limits:
         return np.clip(q, JOINT_LOWER_RAD, JOINT_UPPER_RAD)
-    q[_CONTINUOUS_MASK] = np.clip(q[_CONTINUOUS_MASK], -_CONTINUOUS, _CONTINUOUS)
+    q[_CONTINUOUS_MASK] = np.clip(q[_CONTINUOUS_MASK], -CONTINUOUS_LIMIT_RAD, CONTINUOUS_LIMIT_RAD)
     return q
 
 

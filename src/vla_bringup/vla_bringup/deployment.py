@@ -1,0 +1,64 @@
+"""The deployment numbers the nodes run with, read from the same params files they load.
+
+The graph replica, the benchmarks and the training collection take the control rate, the chunk
+length and the camera input sizes from here, so that they agree with the node graph by
+construction: change config/ (or point VLA_STACK_CONFIG_DIR at a copy) and all of them follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from vla_bringup.paths import config_dir
+
+
+@dataclass(frozen=True)
+class Deployment:
+    control_hz: float  # control ticks per second (config/control.yaml)
+    chunk_horizon: int  # actions per policy chunk (config/policy.yaml)
+    camera_sizes: dict[str, tuple[int, int]]  # perception camera -> policy input (height, width)
+
+    @property
+    def step_dt_s(self) -> float:
+        """Seconds per control tick: the step_dt_s every action chunk carries."""
+        return 1.0 / self.control_hz
+
+
+def node_parameters(file_name: str, node: str, directory: Path | None = None) -> dict:
+    """The ros__parameters of ``node`` in config/<file_name>.yaml (wildcard '/**' entries first)."""
+    path = (directory or config_dir()) / f"{file_name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"params file '{file_name}': {path} does not exist")
+    document = yaml.safe_load(path.read_text()) or {}
+    merged: dict = {}
+    for key in ("/**", node, f"/{node}"):
+        merged.update((document.get(key) or {}).get("ros__parameters", {}))
+    return merged
+
+
+def load_deployment(directory: Path | None = None) -> Deployment:
+    """Read config/control.yaml, policy.yaml and perception.yaml; errors name the file and key."""
+    control = node_parameters("control", "/**", directory)
+    policy = node_parameters("policy", "policy", directory)
+    perception = node_parameters("perception", "perception", directory)
+    control_hz = float(_required(control, "control_hz", "control.yaml"))
+    if not control_hz > 0:
+        raise ValueError(f"control.yaml: control_hz must be > 0, got {control_hz}")
+    chunk_horizon = int(_required(policy, "chunk_horizon", "policy.yaml"))
+    sizes = {}
+    for camera in _required(perception, "cameras", "perception.yaml"):
+        entry = _required(perception, camera, "perception.yaml")
+        sizes[camera] = (
+            int(_required(entry, "height", f"perception.yaml {camera}")),
+            int(_required(entry, "width", f"perception.yaml {camera}")),
+        )
+    return Deployment(control_hz, chunk_horizon, sizes)
+
+
+def _required(section: dict, key: str, where: str):
+    if key not in section:
+        raise KeyError(f"{where}: '{key}' is missing")
+    return section[key]
