@@ -2,8 +2,8 @@
 
     ros2 launch vla_bringup gazebo.launch.py use_gazebo_gui:=false
 
-Params: perception.yaml, policy.yaml, actuation.yaml, then gazebo.yaml on top, then the launch
-arguments given here.
+Params: control.yaml, then perception.yaml, policy.yaml, actuation.yaml, then gazebo.yaml on top,
+then the launch arguments given here: the "gazebo" profile of vla_bringup.profiles.
 
 The simulator is interbotix_xsarm_sim/launch/xsarm_gz_classic.launch.py (Interbotix
 interbotix_ros_manipulators), arguments robot_model, use_rviz, use_gazebo_gui checked against its
@@ -34,6 +34,8 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJ
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from vla_bringup.profiles import profile
+
 ROBOT_MODEL = "wx250s"
 
 
@@ -45,35 +47,14 @@ def _nodes(context):
     primary_topic = LaunchConfiguration("primary_image_topic").perform(context)
     backend = LaunchConfiguration("policy").perform(context)
 
-    perception_overrides = {"use_sim_time": True}
+    overrides: dict[str, dict] = {"perception": {}, "policy": {}}
     if primary_topic:
-        perception_overrides["primary.topic"] = primary_topic
-    policy_overrides = {"use_sim_time": True}
+        overrides["perception"]["primary.topic"] = primary_topic
     if backend:
-        policy_overrides["backend"] = backend
-
+        overrides["policy"]["backend"] = backend
     return [
-        Node(
-            package="vla_perception",
-            executable="perception_node",
-            name="perception",
-            output="screen",
-            parameters=[_config("perception.yaml"), _config("gazebo.yaml"), perception_overrides],
-        ),
-        Node(
-            package="vla_policy",
-            executable="policy_node",
-            name="policy",
-            output="screen",
-            parameters=[_config("policy.yaml"), _config("gazebo.yaml"), policy_overrides],
-        ),
-        Node(
-            package="vla_actuation",
-            executable="actuation_node",
-            name="actuation",
-            output="screen",
-            parameters=[_config("actuation.yaml"), _config("gazebo.yaml"), {"use_sim_time": True}],
-        ),
+        Node(output="screen", **spec.node_action_kwargs(_config, overrides.get(spec.name)))
+        for spec in profile("gazebo")
     ]
 
 

@@ -3,9 +3,11 @@
     ros2 launch vla_bringup replay.launch.py bag:=/data/episode_0 overrides:=widowx.yaml
     ros2 launch vla_bringup replay.launch.py             # play the bag yourself: ros2 bag play B --clock
 
-Params: perception.yaml, policy.yaml (and actuation.yaml), then the optional `overrides` file from
-the same config folder (widowx.yaml for a bag recorded on the real arm, so the camera topics match),
-then the launch arguments. The instruction comes from the bag (/vla/instruction).
+Params: control.yaml, then perception.yaml, policy.yaml (and actuation.yaml), then the optional
+`overrides` file from the same config folder (widowx.yaml for a bag recorded on the real arm, so
+the camera topics match), then the launch arguments; the nodes are the "replay" profile of
+vla_bringup.profiles, as `vla-stack replay` starts them. The instruction comes from the bag
+(/vla/instruction).
 use_sim_time is true: the bag player publishes /clock (`--clock`).
 If the bag itself recorded /clock (a sim run), set play_clock:=false so that only one clock runs.
 
@@ -21,6 +23,8 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+from vla_bringup.profiles import profile
+
 
 def _config(file_name: str) -> str:
     return os.path.join(get_package_share_directory("vla_bringup"), "config", file_name)
@@ -32,36 +36,14 @@ def _actions(context):
     if overrides and not os.path.isfile(extra_params[0]):
         raise FileNotFoundError(f"launch argument overrides:='{overrides}': {extra_params[0]} does not exist")
     backend = LaunchConfiguration("policy").perform(context)
-    policy_overrides = {"use_sim_time": True}
-    if backend:
-        policy_overrides["backend"] = backend
+    with_actuation = LaunchConfiguration("with_actuation").perform(context) == "true"
+    node_overrides = {"policy": {"backend": backend}} if backend else {}
 
     actions = [
-        Node(
-            package="vla_perception",
-            executable="perception_node",
-            name="perception",
-            output="screen",
-            parameters=[_config("perception.yaml"), *extra_params, {"use_sim_time": True}],
-        ),
-        Node(
-            package="vla_policy",
-            executable="policy_node",
-            name="policy",
-            output="screen",
-            parameters=[_config("policy.yaml"), *extra_params, policy_overrides],
-        ),
+        Node(output="screen", **spec.node_action_kwargs(_config, node_overrides.get(spec.name), extra_params))
+        for spec in profile("replay")
+        if with_actuation or spec.name != "actuation"
     ]
-    if LaunchConfiguration("with_actuation").perform(context) == "true":
-        actions.append(
-            Node(
-                package="vla_actuation",
-                executable="actuation_node",
-                name="actuation",
-                output="screen",
-                parameters=[_config("actuation.yaml"), *extra_params, {"use_sim_time": True}],
-            )
-        )
     bag = LaunchConfiguration("bag").perform(context)
     if bag:
         play = ["ros2", "bag", "play", bag]

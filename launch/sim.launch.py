@@ -3,8 +3,10 @@
     ros2 launch vla_bringup sim.launch.py
     ros2 launch vla_bringup sim.launch.py policy:=scripted instruction:="put the spoon on the towel" seed:=3
 
-Every node reads its params file from share/vla_bringup/config (config/ in the repository).
-Launch arguments left empty keep the value in those files; given ones override it.
+The nodes, their params files (control.yaml first) and fixed parameters are the "sim" profile of
+vla_bringup.profiles, the same description the pip launcher (`vla-stack demo`) starts. Every node
+reads its params files from share/vla_bringup/config (config/ in the repository). Launch arguments
+left empty keep the value in those files; given ones override it.
 """
 
 import os
@@ -14,6 +16,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.launch_description import LaunchDescription
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
+
+from vla_bringup.profiles import profile
 
 
 def _config(file_name: str) -> str:
@@ -32,45 +36,16 @@ def _nodes(context):
     instruction = LaunchConfiguration("instruction").perform(context)
     seed = LaunchConfiguration("seed").perform(context)
 
-    # sim_node is the clock: it steps physics on wall time and publishes /clock, so it does not
-    # run on sim time itself. Everything else runs on /clock. The sim also owns the episode: it
-    # publishes each episode's instruction (latched /vla/instruction) and seeds it.
-    sim_overrides = {"use_sim_time": False}
+    # The sim owns the episode: it publishes each episode's instruction (latched
+    # /vla/instruction) and seeds it. Which node runs on which clock is the profile's.
+    overrides: dict[str, dict] = {"sim": {}, "policy": {"backend": backend}}
     if instruction:
-        sim_overrides["instruction"] = instruction
+        overrides["sim"]["instruction"] = instruction
     if seed:
-        sim_overrides["seed"] = _seed(seed)
-    policy_overrides = {"use_sim_time": True, "backend": backend}
-
+        overrides["sim"]["seed"] = _seed(seed)
     return [
-        Node(
-            package="vla_sim",
-            executable="sim_node",
-            name="sim",
-            output="screen",
-            parameters=[_config("sim.yaml"), sim_overrides],
-        ),
-        Node(
-            package="vla_perception",
-            executable="perception_node",
-            name="perception",
-            output="screen",
-            parameters=[_config("perception.yaml"), {"use_sim_time": True}],
-        ),
-        Node(
-            package="vla_policy",
-            executable="policy_node",
-            name="policy",
-            output="screen",
-            parameters=[_config("policy.yaml"), policy_overrides],
-        ),
-        Node(
-            package="vla_actuation",
-            executable="actuation_node",
-            name="actuation",
-            output="screen",
-            parameters=[_config("actuation.yaml"), {"use_sim_time": True}],
-        ),
+        Node(output="screen", **spec.node_action_kwargs(_config, overrides.get(spec.name)))
+        for spec in profile("sim")
     ]
 
 

@@ -4,10 +4,11 @@
     ros2 launch vla_bringup widowx.launch.py start_driver:=false      # driver already running
     ros2 launch vla_bringup widowx.launch.py hardware_type:=fake       # Interbotix mock hardware, no arm
 
-Params: perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top (real-arm topics and
-limits), then the launch arguments given here. Wall clock (use_sim_time false). The instruction is
-not a parameter: publish it on /vla/instruction (std_msgs/String, transient local), e.g. with the
-vla-stack command line.
+Params: control.yaml, then perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top
+(real-arm topics and limits), then the launch arguments given here: the "widowx" profile of
+vla_bringup.profiles, as `vla-stack launch widowx` starts it. Wall clock (use_sim_time false). The
+instruction is not a parameter: publish it on /vla/instruction (std_msgs/String, transient local),
+e.g. with the vla-stack command line.
 
 The driver is interbotix_xsarm_ros_control/launch/xsarm_ros_control.launch.py (Interbotix
 interbotix_ros_manipulators, humble/jazzy branches), whose arguments robot_model, hardware_type
@@ -39,6 +40,8 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJ
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from vla_bringup.profiles import profile
+
 ROBOT_MODEL = "wx250s"
 
 
@@ -51,40 +54,19 @@ def _nodes(context):
     wrist_topic = LaunchConfiguration("wrist_image_topic").perform(context)
     backend = LaunchConfiguration("policy").perform(context)
 
-    perception_overrides = {"use_sim_time": False}
-    policy_overrides = {"use_sim_time": False}
+    overrides: dict[str, dict] = {"perception": {}, "policy": {}}
     if primary_topic:
-        perception_overrides["primary.topic"] = primary_topic
+        overrides["perception"]["primary.topic"] = primary_topic
     if wrist_topic:
         # widowx.yaml runs the primary camera only; a wrist topic adds the wrist camera to both nodes.
-        perception_overrides["wrist.topic"] = wrist_topic
-        perception_overrides["cameras"] = ["primary", "wrist"]
-        policy_overrides["cameras"] = ["primary", "wrist"]
+        overrides["perception"]["wrist.topic"] = wrist_topic
+        overrides["perception"]["cameras"] = ["primary", "wrist"]
+        overrides["policy"]["cameras"] = ["primary", "wrist"]
     if backend:
-        policy_overrides["backend"] = backend
-
+        overrides["policy"]["backend"] = backend
     return [
-        Node(
-            package="vla_perception",
-            executable="perception_node",
-            name="perception",
-            output="screen",
-            parameters=[_config("perception.yaml"), _config("widowx.yaml"), perception_overrides],
-        ),
-        Node(
-            package="vla_policy",
-            executable="policy_node",
-            name="policy",
-            output="screen",
-            parameters=[_config("policy.yaml"), _config("widowx.yaml"), policy_overrides],
-        ),
-        Node(
-            package="vla_actuation",
-            executable="actuation_node",
-            name="actuation",
-            output="screen",
-            parameters=[_config("actuation.yaml"), _config("widowx.yaml"), {"use_sim_time": False}],
-        ),
+        Node(output="screen", **spec.node_action_kwargs(_config, overrides.get(spec.name)))
+        for spec in profile("widowx")
     ]
 
 

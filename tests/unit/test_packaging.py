@@ -1,7 +1,8 @@
 """Static checks of the ROS 2 packaging: package.xml, setup.py/setup.cfg, launch files and params YAML.
 
 No colcon, `launch` or ROS install is needed, and no node module is imported (they may not import
-without rclpy): node modules and launch files are read with `ast`; each setup.py is executed with
+without rclpy): node modules and launch files are read with `ast`, the graph profiles the launch
+files build their nodes from (vla_bringup.profiles, pure) are imported; each setup.py is executed with
 `setuptools.setup` replaced by a recorder, so what is checked is what colcon would install.
 The checkers return lists of problems; the last tests feed them broken input to show they can fail.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 import setuptools
 import yaml
+
+from vla_bringup.profiles import PROFILES, NodeSpec
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
@@ -45,13 +48,24 @@ EXPECTED_LAUNCH_FILES = {"sim.launch.py", "widowx.launch.py", "gazebo.launch.py"
 NODE_NAMES = {"sim", "perception", "policy", "actuation"}
 # Packages a launch file may look up that are not built from this repository.
 EXTERNAL_SHARE_PACKAGES = {"interbotix_xsarm_ros_control", "interbotix_xsarm_sim"}
-# use_sim_time values each launch file hands its nodes (sim_node is the clock, so it keeps wall time).
-USE_SIM_TIME = {
-    "sim.launch.py": {True, False},
-    "widowx.launch.py": {False},
-    "gazebo.launch.py": {True},
-    "replay.launch.py": {True},
+# The profile each launch file starts (vla_bringup.profiles: one description of the graph).
+LAUNCH_PROFILES = {
+    "sim.launch.py": "sim",
+    "widowx.launch.py": "widowx",
+    "gazebo.launch.py": "gazebo",
+    "replay.launch.py": "replay",
 }
+# use_sim_time of each profile's nodes: sim_node is the clock (it steps on wall time and publishes
+# /clock), so it keeps wall time; the real arm runs on wall time; the rest on /clock.
+USE_SIM_TIME = {
+    "sim": {"sim": False, "perception": True, "policy": True, "actuation": True},
+    "widowx": {"perception": False, "policy": False, "actuation": False},
+    "gazebo": {"perception": True, "policy": True, "actuation": True},
+    "replay": {"perception": True, "policy": True, "actuation": True},
+}
+# The params file every node loads first, and the parameters only it may define (defined once).
+CONTROL_FILE = "control.yaml"
+CONTROL_ONLY_KEYS = {"control_hz", "step_dt_s"}
 # Imported top-level module -> the package.xml key that must declare it.
 ROS_IMPORT_KEYS = {
     "rclpy": "rclpy",
@@ -185,8 +199,48 @@ def yaml_node_keys(path: Path) -> set[str]:
     return {str(k).lstrip("/") if k != "/**" else "/**" for k in data}
 
 
-def launch_problems(source: str, file_name: str, scripts: dict[str, set[str]], config_dir: Path) -> list[str]:
-    """Cross-check one launch file against the packages' console scripts and config/."""
+def node_problems(
+    where: str, package: str, executable: str, name: str, params_files: list[str], scripts, config_dir
+) -> list[str]:
+    """One node a launch file starts: a console script of this repository and existing params files."""
+    problems = []
+    if package not in scripts:
+        problems.append(f"{where}: package '{package}' is not built from this repository")
+    elif executable not in scripts[package]:
+        problems.append(
+            f"{where}: '{executable}' is not a console_script of {package} ({sorted(scripts[package])})"
+        )
+    for params_file in params_files:
+        path = config_dir / params_file
+        if not path.is_file():
+            problems.append(f"{where}: params file {params_file} does not exist in {config_dir}")
+        elif not yaml_node_keys(path) & {name, "/**"}:
+            problems.append(f"{where}: node '{name}' has no section in {params_file}")
+    return problems
+
+
+def profile_problems(
+    profile_name: str, specs: tuple[NodeSpec, ...], scripts: dict[str, set[str]], config_dir: Path
+) -> list[str]:
+    """A graph profile: executables that exist, params files that exist, control.yaml loaded first."""
+    problems = []
+    for spec in specs:
+        where = f"profile '{profile_name}' node '{spec.name}'"
+        files = list(spec.params_files)
+        problems += node_problems(where, spec.package, spec.executable, spec.name, files, scripts, config_dir)
+        if not files or files[0] != CONTROL_FILE:
+            problems.append(f"{where}: loads {files}; {CONTROL_FILE} must come first")
+    return problems
+
+
+def launch_problems(
+    source: str,
+    file_name: str,
+    scripts: dict[str, set[str]],
+    config_dir: Path,
+    profiles: dict[str, tuple[NodeSpec, ...]] = PROFILES,
+) -> list[str]:
+    """Cross-check one launch file against the packages' console scripts, the profiles and config/."""
     tree = ast.parse(source, filename=file_name)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
     problems = []
@@ -197,29 +251,37 @@ def launch_problems(source: str, file_name: str, scripts: dict[str, set[str]], c
     nodes = [c for c in calls if call_name(c) == "Node"]
     if not nodes:
         problems.append(f"{file_name}: starts no Node")
+    for profile_call in (c for c in calls if call_name(c) == "profile"):
+        name = constant_str(profile_call.args[0]) if profile_call.args else None
+        if name not in profiles:
+            problems.append(
+                f"{file_name}:{profile_call.lineno}: profile({name!r}) is not one of {sorted(profiles)}"
+            )
+        else:
+            problems += [
+                f"{file_name}: {p}" for p in profile_problems(name, profiles[name], scripts, config_dir)
+            ]
     for node in nodes:
+        where = f"{file_name}:{node.lineno}"
+        if any(k.arg is None for k in node.keywords):  # Node(**spec.node_action_kwargs(...))
+            if not any(call_name(c) == "profile" for c in calls):
+                problems.append(
+                    f"{where}: Node(**...) must build from vla_bringup.profiles.profile('<name>')"
+                )
+            continue
         package = constant_str(keyword(node, "package"))
         executable = constant_str(keyword(node, "executable"))
         name = constant_str(keyword(node, "name"))
-        where = f"{file_name}:{node.lineno}"
         if package is None or executable is None or name is None:
             problems.append(f"{where}: Node needs literal package=, executable= and name= strings")
             continue
-        if package not in scripts:
-            problems.append(f"{where}: package '{package}' is not built from this repository")
-        elif executable not in scripts[package]:
-            problems.append(
-                f"{where}: '{executable}' is not a console_script of {package} ({sorted(scripts[package])})"
-            )
         parameters = keyword(node, "parameters")
-        for params_file in string_constants(parameters) if parameters is not None else []:
-            if not PARAMS_FILE_RE.match(params_file):
-                continue
-            path = config_dir / params_file
-            if not path.is_file():
-                problems.append(f"{where}: params file {params_file} does not exist in {config_dir}")
-            elif not yaml_node_keys(path) & {name, "/**"}:
-                problems.append(f"{where}: node '{name}' has no section in {params_file}")
+        files = [
+            f
+            for f in (string_constants(parameters) if parameters is not None else [])
+            if PARAMS_FILE_RE.match(f)
+        ]
+        problems += node_problems(where, package, executable, name, files, scripts, config_dir)
 
     for text in string_constants(tree):
         if PARAMS_FILE_RE.match(text) and not (config_dir / text).is_file():
@@ -251,14 +313,31 @@ def launch_problems(source: str, file_name: str, scripts: dict[str, set[str]], c
     return problems
 
 
-def use_sim_time_values(source: str) -> set[bool]:
-    values = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values, strict=True):
-                if constant_str(key) == "use_sim_time" and isinstance(value, ast.Constant):
-                    values.add(value.value)
-    return values
+def control_problems(config_dir: Path) -> list[str]:
+    """control.yaml sets '/**' control_hz, and no other params file copies the control period."""
+    control = yaml.safe_load((config_dir / CONTROL_FILE).read_text()) or {}
+    problems = []
+    if set(control) != {"/**"} or "control_hz" not in control["/**"].get("ros__parameters", {}):
+        problems.append(f"{CONTROL_FILE}: expected only '/**' with control_hz, got {control}")
+    for path in sorted(config_dir.glob("*.yaml")):
+        if path.name == CONTROL_FILE:
+            continue
+        for node_name, body in (yaml.safe_load(path.read_text()) or {}).items():
+            copies = CONTROL_ONLY_KEYS & set((body or {}).get("ros__parameters", {}))
+            if copies:
+                problems.append(
+                    f"{path.name}: '{node_name}' sets {sorted(copies)}; {CONTROL_FILE} defines it"
+                )
+    return problems
+
+
+def profile_names(source: str) -> set[str | None]:
+    """The literal names a launch file passes to profile(...)."""
+    return {
+        constant_str(c.args[0]) if c.args else None
+        for c in ast.walk(ast.parse(source))
+        if isinstance(c, ast.Call) and call_name(c) == "profile"
+    }
 
 
 def all_scripts() -> dict[str, set[str]]:
@@ -424,8 +503,20 @@ def test_launch_file(launch_file):
     source = (LAUNCH_DIR / launch_file).read_text()
     problems = launch_problems(source, launch_file, all_scripts(), CONFIG_DIR)
     assert not problems, "\n".join(problems)
-    if launch_file in USE_SIM_TIME:
-        assert use_sim_time_values(source) == USE_SIM_TIME[launch_file]
+    if launch_file in LAUNCH_PROFILES:
+        assert profile_names(source) == {LAUNCH_PROFILES[launch_file]}
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_profile(profile_name):
+    problems = profile_problems(profile_name, PROFILES[profile_name], all_scripts(), CONFIG_DIR)
+    assert not problems, "\n".join(problems)
+    clocks = {spec.name: spec.parameters.get("use_sim_time") for spec in PROFILES[profile_name]}
+    assert clocks == USE_SIM_TIME[profile_name]
+
+
+def test_control_rate_is_defined_once():
+    assert control_problems(CONFIG_DIR) == []
 
 
 def test_launch_arguments():
@@ -486,6 +577,44 @@ def test_launch_checker_catches_wrong_names(tmp_path):
         assert original in good
         problems = launch_problems(good.replace(original, broken), "bad.launch.py", scripts, tmp_path)
         assert any(expected in p for p in problems), (broken, problems)
+
+
+def test_launch_checker_catches_wrong_profiles(tmp_path):
+    (tmp_path / "control.yaml").write_text("/**:\n  ros__parameters: {control_hz: 5.0}\n")
+    (tmp_path / "policy.yaml").write_text("policy:\n  ros__parameters: {}\n")
+    (tmp_path / "fastdds_localhost.xml").write_text("<dds/>")
+    scripts = {"vla_policy": {"policy_node"}}
+    good_spec = NodeSpec("policy", "vla_policy.policy_node", ("control", "policy"))
+    source = (
+        "def generate_launch_description():\n"
+        "    SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', _config('fastdds_localhost.xml'))\n"
+        "    return [Node(output='screen', **s.node_action_kwargs(_config)) for s in profile('graph')]\n"
+    )
+    assert launch_problems(source, "good.launch.py", scripts, tmp_path, {"graph": (good_spec,)}) == []
+    broken_specs = {
+        "not a console_script": NodeSpec("policy", "vla_policy.policy_nod", ("control", "policy")),
+        "polcy.yaml does not exist": NodeSpec("policy", "vla_policy.policy_node", ("control", "polcy")),
+        "has no section in policy.yaml": NodeSpec("polcy", "vla_policy.policy_node", ("control", "policy")),
+        "control.yaml must come first": NodeSpec("policy", "vla_policy.policy_node", ("policy",)),
+    }
+    for expected, spec in broken_specs.items():
+        problems = launch_problems(source, "bad.launch.py", scripts, tmp_path, {"graph": (spec,)})
+        assert any(expected in p for p in problems), (expected, problems)
+    unknown = launch_problems(source.replace("'graph'", "'grph'"), "bad.launch.py", scripts, tmp_path, {})
+    assert any("is not one of" in p for p in unknown), unknown
+    unbuilt = source.replace("for s in profile('graph')", "for s in SPECS")
+    problems = launch_problems(unbuilt, "bad.launch.py", scripts, tmp_path, {"graph": (good_spec,)})
+    assert any("must build from vla_bringup.profiles" in p for p in problems), problems
+
+
+def test_control_checker_catches_a_copied_period(tmp_path):
+    (tmp_path / "control.yaml").write_text("/**:\n  ros__parameters: {control_hz: 5.0}\n")
+    (tmp_path / "sim.yaml").write_text("sim:\n  ros__parameters: {seed: 0}\n")
+    assert control_problems(tmp_path) == []
+    (tmp_path / "sim.yaml").write_text("sim:\n  ros__parameters: {seed: 0, step_dt_s: 0.2}\n")
+    assert any("'sim' sets ['step_dt_s']" in p for p in control_problems(tmp_path))
+    (tmp_path / "control.yaml").write_text("sim:\n  ros__parameters: {control_hz: 5.0}\n")
+    assert any("expected only '/**'" in p for p in control_problems(tmp_path))
 
 
 def test_entry_point_checker_catches_missing_main(tmp_path):

@@ -1,43 +1,97 @@
-"""Node graphs the launcher starts, from the same params YAML the ROS 2 launch files use."""
+"""The node graphs, described once: the pip launcher and the ``ros2 launch`` files both build from here.
+
+A profile is the list of nodes one graph starts: which executable, which params files (in order,
+later ones override earlier ones) and which parameters are fixed for that graph. Every node loads
+config/control.yaml first (the control rate, defined once). The launch files in launch/ add their
+launch arguments on top; tests/unit/vla_bringup/test_launch_matches_profiles.py checks they start
+exactly these nodes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+# Loaded first by every node: /** control_hz.
+CONTROL_PARAMS = "control"
 
 
 @dataclass(frozen=True)
 class NodeSpec:
     name: str  # node name, also the top-level key in its params YAML
-    module: str  # python -m target (the console_script's module)
+    module: str  # python -m target: <package>.<executable>, the console_script's module
     params: tuple[str, ...]  # config/<name>.yaml files, later ones override earlier ones
     parameters: dict[str, object] = field(default_factory=dict)  # fixed -p overrides
 
+    def __post_init__(self) -> None:
+        if self.module.count(".") != 1:
+            raise ValueError(f"node '{self.name}': module '{self.module}' must be '<package>.<executable>'")
 
-_CORE = (
-    NodeSpec("perception", "vla_perception.perception_node", ("perception",)),
-    NodeSpec("policy", "vla_policy.policy_node", ("policy",)),
-    NodeSpec("actuation", "vla_actuation.actuation_node", ("actuation",)),
-)
+    @property
+    def package(self) -> str:
+        """The ROS package (``ros2 run <package> <executable>``)."""
+        return self.module.split(".")[0]
+
+    @property
+    def executable(self) -> str:
+        """The console_script the package installs for this node."""
+        return self.module.split(".")[1]
+
+    @property
+    def params_files(self) -> tuple[str, ...]:
+        """The params file names, in load order (control.yaml first)."""
+        return tuple(f"{name}.yaml" for name in self.params)
+
+    def node_action_kwargs(
+        self,
+        config_path: Callable[[str], str],
+        overrides: Mapping[str, object] | None = None,
+        extra_params_files: Sequence[str] = (),
+    ) -> dict[str, object]:
+        """Keyword arguments of the launch_ros ``Node`` action that starts this node.
+
+        ``parameters`` lists the params file paths (``config_path`` maps a file name to its
+        installed path; ``extra_params_files``, already paths, load after this node's own), then
+        one dict: the fixed parameters with ``overrides`` on top.
+        """
+        files = [config_path(name) for name in self.params_files]
+        return {
+            "package": self.package,
+            "executable": self.executable,
+            "name": self.name,
+            "parameters": [*files, *extra_params_files, {**self.parameters, **(overrides or {})}],
+        }
 
 
-def _with(spec: NodeSpec, extra_params: tuple[str, ...] = (), **parameters: object) -> NodeSpec:
-    return NodeSpec(spec.name, spec.module, spec.params + extra_params, {**spec.parameters, **parameters})
+def _node(name: str, module: str, *params: str, **parameters: object) -> NodeSpec:
+    return NodeSpec(name, module, (CONTROL_PARAMS, *params), parameters)
+
+
+def _core(*overrides_file: str, use_sim_time: bool) -> tuple[NodeSpec, ...]:
+    """Perception, policy and actuation, each on its own params file (+ an overrides file)."""
+    modules = {
+        "perception": "vla_perception.perception_node",
+        "policy": "vla_policy.policy_node",
+        "actuation": "vla_actuation.actuation_node",
+    }
+    return tuple(
+        _node(name, module, name, *overrides_file, use_sim_time=use_sim_time)
+        for name, module in modules.items()
+    )
 
 
 PROFILES: dict[str, tuple[NodeSpec, ...]] = {
-    # The embedded MuJoCo WidowX: everything on sim time.
-    "sim": (NodeSpec("sim", "vla_sim.sim_node", ("sim",), {"use_sim_time": True}),)
-    + tuple(_with(s, (), use_sim_time=True) for s in _CORE),
-    # A real WidowX: the Interbotix ros2_control driver runs separately (see README).
-    "widowx": tuple(
-        _with(s, ("widowx",), use_sim_time=False, use_privileged_state=False)
-        if s.name == "policy"
-        else _with(s, ("widowx",), use_sim_time=False)
-        for s in _CORE
-    ),
-    # Bag replay: the player publishes /clock; actuation is optional (--set actuation.enabled is not a thing:
-    # use the replay command, which drops it when asked).
-    "replay": tuple(_with(s, (), use_sim_time=True) for s in _CORE),
+    # The embedded MuJoCo WidowX. The sim node is the clock: it steps physics on wall time and
+    # publishes /clock, so it keeps wall time itself; everything else runs on /clock.
+    "sim": (_node("sim", "vla_sim.sim_node", "sim", use_sim_time=False), *_core(use_sim_time=True)),
+    # A real WidowX: the Interbotix ros2_control driver runs separately (launch/widowx.launch.py
+    # starts it); widowx.yaml holds the real arm's topics.
+    "widowx": _core("widowx", use_sim_time=False),
+    # The WidowX in Gazebo (Interbotix xsarm_gz_classic, launch/gazebo.launch.py), on Gazebo's clock.
+    "gazebo": _core("gazebo", use_sim_time=True),
+    # Bag replay: the player publishes /clock. The replay command and replay.launch.py drop
+    # actuation unless asked for it.
+    "replay": _core(use_sim_time=True),
 }
 
 

@@ -1,4 +1,6 @@
+import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,18 +22,18 @@ def test_node_command_uses_params_files_and_overrides():
     spec = profile("sim")[0]
     cmd = node_command(spec, {"seed": 7})
     assert cmd[:3] == [sys.executable, "-m", "vla_sim.sim_node"]
-    files = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--params-file"]
-    assert files and all(f.endswith("sim.yaml") for f in files)
-    assert "seed:=7" in cmd and "use_sim_time:=true" in cmd and "__node:=sim" in cmd
+    files = [Path(cmd[i + 1]).name for i, a in enumerate(cmd) if a == "--params-file"]
+    assert files == ["control.yaml", "sim.yaml"]
+    # the sim node is the clock (it steps on wall time and publishes /clock): wall time itself
+    assert "seed:=7" in cmd and "use_sim_time:=false" in cmd and "__node:=sim" in cmd
 
 
 def test_every_profile_names_existing_modules_and_params():
-    import importlib.util
-
     for name, nodes in PROFILES.items():
         for spec in nodes:
             assert importlib.util.find_spec(spec.module) is not None, (name, spec.module)
             node_command(spec)  # raises if a params file is missing
+            assert spec.params[0] == "control", (name, spec.name, spec.params)
 
 
 def test_unknown_profile_and_override_are_errors():
