@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from vla_common.action_space import NormStats
 
@@ -68,11 +69,9 @@ class Demonstrations:
         return per_tick / per_tick.sum()
 
 
-def load_demonstrations(
-    directory: str | Path | list, cameras: tuple[str, ...], max_episodes: int | None = None
-):
-    """Every ``episode_*.npz`` under ``directory`` (or each of a list of them; by seed within
-    each), concatenated."""
+def episode_files(directory: str | Path | list, max_episodes: int | None = None) -> list[Path]:
+    """Every ``episode_*.npz`` under ``directory`` (or each of a list of them, in turn), by seed
+    within each folder; the first ``max_episodes`` of them."""
     directories = directory if isinstance(directory, list | tuple) else [directory]
     files = []
     for folder in directories:
@@ -80,45 +79,46 @@ def load_demonstrations(
         if not found:
             raise FileNotFoundError(f"no episode_*.npz demonstrations under {folder}; run vla-stack collect")
         files += found
-    if max_episodes is not None:
-        files = files[:max_episodes]
-    from tqdm import tqdm
+    return files if max_episodes is None else files[:max_episodes]
 
-    images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
-    proprio, actions, starts, instruction_ids = [], [], [], []
-    instructions: list[str] = []
-    seeds, families, first_ticks = [], [], []
-    total = 0
-    for path in tqdm(files, desc="loading demonstrations", unit="ep"):
-        with np.load(path) as data:
-            missing = [c for c in cameras if c not in data]
-            if missing:
-                raise KeyError(f"{path}: camera(s) {missing} not recorded; recorded: {sorted(data.keys())}")
-            n = len(data["proprio"])
-            for c in cameras:
-                images[c].append(data[c])
-            proprio.append(data["proprio"])
-            actions.append(data["actions"])
-            text = str(data["instruction"])
-            if text not in instructions:
-                instructions.append(text)
-            instruction_ids.append(np.full(n, instructions.index(text)))
-            starts.append(np.full(n, total))
-            seeds.append(int(data["seed"]))
-            families.append(str(data["family"]))
-            first_ticks.append(int(data["first_tick"]) if "first_tick" in data else 0)
-            total += n
+
+def read_episode(path: Path, cameras: tuple[str, ...]) -> dict:
+    """One episode file's frames of ``cameras``, proprio, actions and scalars."""
+    with np.load(path) as data:
+        missing = [c for c in cameras if c not in data]
+        if missing:
+            raise KeyError(f"{path}: camera(s) {missing} not recorded; recorded: {sorted(data.keys())}")
+        return {
+            "images": {c: data[c] for c in cameras},
+            "proprio": data["proprio"],
+            "actions": data["actions"],
+            "instruction": str(data["instruction"]),
+            "seed": int(data["seed"]),
+            "family": str(data["family"]),
+            "first_tick": int(data["first_tick"]) if "first_tick" in data else 0,
+        }
+
+
+def load_demonstrations(
+    directory: str | Path | list, cameras: tuple[str, ...], max_episodes: int | None = None
+) -> Demonstrations:
+    """Every ``episode_*.npz`` under ``directory`` (or each of a list of them; by seed within
+    each), concatenated."""
+    files = episode_files(directory, max_episodes)
+    episodes = [read_episode(path, cameras) for path in tqdm(files, desc="loading demonstrations", unit="ep")]
+    lengths = [len(e["proprio"]) for e in episodes]
+    instructions = list(dict.fromkeys(e["instruction"] for e in episodes))  # first-seen order
     return Demonstrations(
         cameras=tuple(cameras),
-        images={c: np.concatenate(v) for c, v in images.items()},
-        proprio=np.concatenate(proprio).astype(np.float32),
-        actions=np.concatenate(actions).astype(np.float32),
-        episode_start=np.concatenate(starts),
-        instruction_id=np.concatenate(instruction_ids),
+        images={c: np.concatenate([e["images"][c] for e in episodes]) for c in cameras},
+        proprio=np.concatenate([e["proprio"] for e in episodes]).astype(np.float32),
+        actions=np.concatenate([e["actions"] for e in episodes]).astype(np.float32),
+        episode_start=np.repeat(np.cumsum([0, *lengths[:-1]]), lengths),
+        instruction_id=np.repeat([instructions.index(e["instruction"]) for e in episodes], lengths),
         instructions=instructions,
-        episode_seeds=seeds,
-        families=families,
-        first_ticks=first_ticks,
+        episode_seeds=[e["seed"] for e in episodes],
+        families=[e["family"] for e in episodes],
+        first_ticks=[e["first_tick"] for e in episodes],
     )
 
 

@@ -23,16 +23,18 @@ simulator.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
+
+from vla_training.demo_dataset import random_shift
+from vla_training.train_config import StemPretraining
 
 
 @dataclass(frozen=True)
@@ -44,48 +46,6 @@ class ObjectCatalogue:
     locate: Callable[[int, str], np.ndarray]
     # index pairs that only the shape tells apart (same colour): the which-is-which metric
     lookalike_pairs: tuple[tuple[int, int], ...] = ()
-
-
-@dataclass
-class StemPretraining:
-    """The ``stem_pretraining`` settings of a train config."""
-
-    cameras: list[str] = field(default_factory=lambda: ["primary"])
-    minutes: float = 8.0
-    steps: int | None = None  # stop after this many steps if the minutes have not run out first
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    ticks_per_episode: int = 2  # the first ticks of each scene: nothing has moved yet
-    shift_px: int = 4
-
-    def __post_init__(self) -> None:
-        if not self.cameras:
-            raise ValueError("train.stem_pretraining.cameras: expected at least one camera, got []")
-        if not (math.isfinite(self.minutes) and self.minutes > 0):
-            raise ValueError(f"train.stem_pretraining.minutes: expected a number > 0, got {self.minutes!r}")
-        if self.steps is not None and int(self.steps) < 1:
-            raise ValueError(
-                f"train.stem_pretraining.steps: expected an integer >= 1 or null, got {self.steps!r}"
-            )
-        for name in ("batch_size", "ticks_per_episode"):
-            if int(getattr(self, name)) < 1:
-                value = getattr(self, name)
-                raise ValueError(f"train.stem_pretraining.{name}: expected an integer >= 1, got {value!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(
-                "train.stem_pretraining.learning_rate: expected a value in (0, 1), "
-                f"got {self.learning_rate!r}"
-            )
-        if int(self.shift_px) < 0:
-            raise ValueError(f"train.stem_pretraining.shift_px: expected >= 0, got {self.shift_px!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StemPretraining:
-        known = sorted(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ValueError(f"train.stem_pretraining: unknown setting(s) {unknown}; known: {known}")
-        return cls(**data)
 
 
 @dataclass
@@ -221,10 +181,6 @@ def pretrain_stems(
 
     ``scenes``: the demonstrations' scene labels when the caller already has them (object slots).
     """
-    from tqdm import tqdm
-
-    from vla_training.demo_dataset import random_shift
-
     unknown = [c for c in options.cameras if c not in model.image_tokenizers]
     if unknown:
         raise ValueError(
@@ -233,40 +189,66 @@ def pretrain_stems(
         )
     if scenes is None:
         scenes = SceneLabels.of(demos, catalogue)
-    labels, scaled, xy_mean, xy_std = scenes.labels, scenes.scaled, scenes.xy_mean, scenes.xy_std
     train_ticks = first_ticks(demos, train_episodes, options.ticks_per_episode)
     val_ticks = first_ticks(
         demos, unseen_scenes(demos, val_episodes, train_episodes), options.ticks_per_episode
     )
-    episode = demos.episode_of_tick()
-    proprio_dim = demos.proprio.shape[1]
-    p_mean = demos.proprio[train_ticks].mean(axis=0)
-    p_std = np.maximum(demos.proprio[train_ticks].std(axis=0), 1e-3)
-    film_dim = model.language.dim if model.config.film else 0
+    heads, params = _localisation_heads(model, demos, options.cameras, len(catalogue.names))
+    predict = _stem_predictor(model, demos, heads, options.shift_px, train_ticks, rng)
+    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=1e-4)
+    targets = scenes.scaled[demos.episode_of_tick()]
+    metrics = _fit_stems(predict, optimizer, model, train_ticks, targets, options, rng)
+    if len(val_ticks):
+        episode = demos.episode_of_tick()
+        labels = scenes.labels[episode[val_ticks]]
+        metrics.update(evaluate(predict, val_ticks, labels, scenes.xy_mean, scenes.xy_std, catalogue))
+    return metrics
 
+
+def _film_dim(model) -> int:
+    return model.language.dim if model.config.film else 0
+
+
+def _localisation_heads(model, demos, cameras: list[str], objects: int) -> tuple[dict, list]:
+    """One ``LocalisationHead`` per camera, sized by a probe through its stem, and the parameters to
+    train: the heads and the stems without their FiLM layers."""
+    film_dim = _film_dim(model)
     heads, params = {}, []
-    for camera in options.cameras:
+    for camera in cameras:
         tokenizer = model.image_tokenizers[camera]
         with torch.no_grad():
             probe = torch.from_numpy(demos.images[camera][:1])[None]
             n, dim = tokenizer(probe, torch.zeros(1, film_dim) if film_dim else None).shape[2:]
-        heads[camera] = LocalisationHead(n, dim, proprio_dim, len(catalogue.names))
+        heads[camera] = LocalisationHead(n, dim, demos.proprio.shape[1], objects)
         params += [p for name, p in tokenizer.named_parameters() if ".films." not in name]
         params += list(heads[camera].parameters())
-    optimizer = torch.optim.AdamW(params, lr=options.learning_rate, weight_decay=1e-4)
+    return heads, params
+
+
+def _stem_predictor(model, demos, heads: dict, shift_px: int, train_ticks: np.ndarray, rng) -> Callable:
+    """``predict(ticks, shift) -> {camera: (B, objects, 3)}`` from each camera's stem tokens and the
+    proprio, z-scored with the training ticks' statistics."""
+    p_mean = demos.proprio[train_ticks].mean(axis=0)
+    p_std = np.maximum(demos.proprio[train_ticks].std(axis=0), 1e-3)
+    film_dim = _film_dim(model)
 
     def predict(ticks: np.ndarray, shift: bool) -> dict[str, torch.Tensor]:
         proprio = torch.from_numpy((demos.proprio[ticks] - p_mean) / p_std)
         cond = torch.zeros(len(ticks), film_dim) if film_dim else None  # FiLM at its zero start: identity
         out = {}
-        for camera in options.cameras:
+        for camera, head in heads.items():
             frames = demos.images[camera][ticks][:, None]
-            if shift and options.shift_px:
-                frames = random_shift(frames, options.shift_px, rng)
+            if shift and shift_px:
+                frames = random_shift(frames, shift_px, rng)
             tokens = model.image_tokenizers[camera](torch.from_numpy(frames), cond)[:, 0]
-            out[camera] = heads[camera](tokens, proprio)
+            out[camera] = head(tokens, proprio)
         return out
 
+    return predict
+
+
+def _fit_stems(predict, optimizer, model, train_ticks, targets, options: StemPretraining, rng) -> dict:
+    """The pretraining loop: until ``options.minutes`` run out or ``options.steps`` are done."""
     start = time.monotonic()
     steps = 0
     running = first = None
@@ -274,7 +256,7 @@ def pretrain_stems(
     model.train()
     while time.monotonic() - start < options.minutes * 60 and steps != options.steps:
         ticks = train_ticks[rng.integers(len(train_ticks), size=options.batch_size)]
-        target = torch.from_numpy(scaled[episode[ticks]])
+        target = torch.from_numpy(targets[ticks])
         loss = sum(localisation_loss(p, target) for p in predict(ticks, shift=True).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -286,15 +268,12 @@ def pretrain_stems(
         if steps % 25 == 0:
             bar.set_postfix(loss=f"{running:.4f}")
     bar.close()
-    metrics = {
+    return {
         "steps": steps,
         "minutes": round((time.monotonic() - start) / 60, 1),
         "first_loss": first,
         "train_loss": running,
     }
-    if len(val_ticks):
-        metrics.update(evaluate(predict, val_ticks, labels[episode[val_ticks]], xy_mean, xy_std, catalogue))
-    return metrics
 
 
 @torch.no_grad()

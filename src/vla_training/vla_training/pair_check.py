@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 PAIR_FAMILIES = ("pick_up", "place_in_bowl")
 
@@ -62,8 +63,6 @@ def pair_check(
     backend, decisions_dir: str | Path, counterfactuals_dir: str | Path, max_pairs: int = 100
 ) -> dict:
     """Run the check over the first ``max_pairs`` pick/place pairs (by seed) of the two folders."""
-    from tqdm import tqdm
-
     decisions, counterfactuals = Path(decisions_dir), Path(counterfactuals_dir)
     files = sorted(counterfactuals.glob("episode_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
     if not files:
