@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -44,21 +45,22 @@ def load_deployment(directory: Path | None = None) -> Deployment:
     control = node_parameters("control", "/**", directory)
     policy = node_parameters("policy", "policy", directory)
     perception = node_parameters("perception", "perception", directory)
-    control_hz = float(_required(control, "control_hz", "control.yaml"))
+    control_hz = float(require(control, "control_hz", "control.yaml"))
     if not control_hz > 0:
         raise ValueError(f"control.yaml: control_hz must be > 0, got {control_hz}")
-    chunk_horizon = int(_required(policy, "chunk_horizon", "policy.yaml"))
+    chunk_horizon = int(require(policy, "chunk_horizon", "policy.yaml"))
     sizes = {}
-    for camera in _required(perception, "cameras", "perception.yaml"):
-        entry = _required(perception, camera, "perception.yaml")
+    for camera in require(perception, "cameras", "perception.yaml"):
+        entry = require(perception, camera, "perception.yaml")
         sizes[camera] = (
-            int(_required(entry, "height", f"perception.yaml {camera}")),
-            int(_required(entry, "width", f"perception.yaml {camera}")),
+            int(require(entry, "height", f"perception.yaml {camera}")),
+            int(require(entry, "width", f"perception.yaml {camera}")),
         )
     return Deployment(control_hz, chunk_horizon, sizes)
 
 
-def _required(section: dict, key: str, where: str):
+def require(section: dict, key: str, where: str) -> Any:
+    """``section[key]``; KeyError naming ``where`` (the file, and the node or camera) and the key."""
     if key not in section:
         raise KeyError(f"{where}: '{key}' is missing")
     return section[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vla_bringup.deployment import load_deployment
 from vla_bringup.paths import repo_root
 
 DEFAULT_POLICY = "octo-sim"
@@ -30,8 +31,9 @@ def _named() -> dict[str, PolicySpec]:
         "octo-sim": PolicySpec(
             "octo",
             str(repo_root() / "models" / "octo-sim"),
-            # 4-step chunks, deterministic DDIM; a fixed sampler seed makes runs repeatable
-            {"chunk_horizon": 4, "seed": 0},
+            # the graph's chunk length (config/policy.yaml), deterministic DDIM; a fixed sampler seed
+            # makes runs repeatable
+            {"chunk_horizon": load_deployment().chunk_horizon, "seed": 0},
         ),
         "scripted": PolicySpec("scripted", privileged=True),
     }

@@ -24,6 +24,7 @@ from vla_sim import tasks
 
 ARM_MODEL_FILE = "wx250s.xml"
 CAMERA_NAMES: tuple[str, ...] = ("third_person", "wrist")
+
 BOWL_BODY = "bowl"
 TABLE_GEOM = "table"
 
@@ -40,6 +41,11 @@ WRIST_CAMERA_FOVY_DEG = 75.0
 _WORLD_CONTYPE = 1
 _WORLD_CONAFFINITY = 3
 _OBJECT_FRICTION = (1.0, 0.01, 0.0001)
+
+
+def camera_topic(camera: str) -> str:
+    """The image topic the sim node publishes ``camera`` on (perception.yaml subscribes to it)."""
+    return f"/camera/{camera}/image_raw"
 
 
 def arm_model_path() -> str:
