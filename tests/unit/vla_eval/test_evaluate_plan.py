@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +12,6 @@ from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
 from vla_eval.evaluate import EvalOptions, build_plan, load_paraphrases, summarise_eval
 from vla_sim import tasks
 from vla_sim.episode_plan import load_episode_plan
-from vla_training.train_cli import cmd_train, load_train_yaml
 
 PARAPHRASES = "config/eval/paraphrases.yaml"
 
@@ -101,30 +98,6 @@ def test_a_named_policy_without_its_checkpoint_says_how_to_make_it(monkeypatch, 
         resolve_policy("octo-sim")
 
 
-def test_train_yaml_sections_are_checked(tmp_path):
-    sections = load_train_yaml("config/train/octo_sim.yaml")
-    assert sections["train"]["out_dir"] == "models/octo-sim"
-    assert sections["collect"]["seed_start"] >= tasks.TRAIN_SEED_START
-    assert sections["train"]["time_limit_min"] <= 90  # the issue's training budget
-    # run 9's recipe: each counterfactual frame pairs with the decision frame of its seed
-    run9 = load_train_yaml("config/train/octo_sim_counterfactual.yaml")
-    assert run9["counterfactuals"]["seed_start"] == run9["decisions"]["seed_start"]
-    assert run9["counterfactuals"]["episodes"] == run9["decisions"]["episodes"]
-    assert run9["train"]["out_dir"] != sections["train"]["out_dir"]  # never overwrites the default model
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(json.dumps({"training": {}}))
-    with pytest.raises(SystemExit, match="collect"):
-        load_train_yaml(str(bad))
-
-    # the grounding targets are rebuilt from seed and family: wrong for re-targeted scenes
-    grounded = tmp_path / "grounded.yaml"
-    run9["train"]["grounding_weight"] = 0.1
-    grounded.write_text(json.dumps(run9))
-    args = argparse.Namespace(config=str(grounded), out=str(tmp_path / "m"), steps=None, recollect=False)
-    with pytest.raises(SystemExit, match="grounding_weight > 0 rebuilds"):
-        cmd_train(args)
-
-
 def test_episode_plan_file_errors_name_the_entry_and_key(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(build_plan(EvalOptions("x", 4))))
@@ -138,22 +111,6 @@ def test_episode_plan_file_errors_name_the_entry_and_key(tmp_path):
     path.write_text("not json")
     with pytest.raises(ValueError, match="plan.json"):
         load_episode_plan(str(path))
-
-
-@pytest.mark.parametrize("config_file", sorted(p.name for p in Path("config/train").glob("*.yaml")))
-def test_every_training_config_collects_with_valid_options(config_file):
-    from vla_training.train_cli import COLLECTIONS, collect_options
-
-    sections = load_train_yaml(f"config/train/{config_file}")
-    sizes = {"primary": (64, 64), "wrist": (32, 32)}
-    for name in COLLECTIONS:
-        if sections.get(name):
-            options = collect_options(
-                sections[name], sizes, config_file, counterfactual=name == "counterfactuals"
-            )
-            assert options.seed_start >= tasks.TRAIN_SEED_START
-            if "processing_s" in sections[name]:  # the graph timing ranges reach the collection
-                assert options.processing_s == tuple(sections[name]["processing_s"])
 
 
 def test_eval_passes_the_execution_mode_to_the_graph_and_refuses_unknown_modes(monkeypatch, tmp_path, capsys):
@@ -179,23 +136,3 @@ def test_eval_passes_the_execution_mode_to_the_graph_and_refuses_unknown_modes(m
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--execution-mode", "sometimes"])
     assert "'sometimes'" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("config", sorted(Path("config/train").glob("*.yaml")), ids=lambda p: p.name)
-def test_the_collections_of_a_train_config_hold_distinct_scenes(config):
-    """Each collection draws its own seeds (counterfactuals re-use their decision frames' on purpose)."""
-    from vla_training.demonstrations import episode_plan
-    from vla_training.train_cli import collect_options
-
-    sections = load_train_yaml(str(config))
-    spans = {}
-    for name in ("collect", "decisions", "carry_frames"):
-        if name == "collect" or sections[name]:
-            options = collect_options(
-                sections[name], {"primary": [8, 8]}, name, carry_retarget=name == "carry_frames"
-            )
-            seeds = [seed for seed, _, _ in episode_plan(options)]
-            spans[name] = (min(seeds), max(seeds))
-    ordered = sorted(spans.values())
-    assert all(a[1] < b[0] for a, b in itertools.pairwise(ordered)), spans
-    assert ordered[0][0] >= tasks.TRAIN_SEED_START
