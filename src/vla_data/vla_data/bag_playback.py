@@ -301,3 +301,25 @@ def control_ticks(first_ns: int, last_ns: int, period_ns: int) -> list[int]:
     start = (first_ns // period_ns) * period_ns
     count = -(-(last_ns - start) // period_ns) + 1
     return [start + k * period_ns for k in range(max(count, 1) + 1)]
+
+
+@dataclass(frozen=True)
+class PlaySettings:
+    """How a replay plays its bag into the graph (the node that does it imports rclpy; this does not)."""
+
+    control_hz: float  # the graph's control rate: the tick grid of --fast and the expected tick count
+    fast: bool = False  # lockstep (one control period per graph answer) instead of the bag's own timing
+    rate: float = 1.0  # playback speed factor when not fast
+    seed: int | None = None  # base seed of the policy's episode resets; None keeps the bag's
+    startup_timeout_s: float = 120.0  # for the graph to subscribe to every played topic
+    action_timeout_s: float = 30.0  # --fast: for the policy's action after each observation
+
+    def __post_init__(self) -> None:
+        if not self.control_hz > 0:
+            raise ValueError(f"control_hz {self.control_hz} must be positive")
+        if not self.rate > 0:
+            raise ValueError(f"rate {self.rate} must be positive")
+
+    @property
+    def period_ns(self) -> int:
+        return int(round(1e9 / self.control_hz))

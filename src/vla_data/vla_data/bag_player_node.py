@@ -235,11 +235,15 @@ class BagPlayerNode(Node):
         end_ns: int,
         *,
         rate: float = 1.0,
-        control_hz: float = 5.0,
+        control_hz: float,
         clock_period_s: float = 0.005,
         poll_failure: Callable[[], str | None] = lambda: None,
     ) -> None:
-        """The bag's timing scaled by ``rate``; the clock follows the wall clock."""
+        """The bag's timing scaled by ``rate``; the clock follows the wall clock.
+
+        ``control_hz`` is the graph's control rate (the one every launched node runs at): it turns the
+        played span into the expected tick count of the report.
+        """
         if rate <= 0:
             raise ValueError(f"rate {rate} must be positive")
         wall_start = time.monotonic()

@@ -43,7 +43,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             f"[record] error: bag path '{output}' exists already; rosbag2 never overwrites", file=sys.stderr
         )
         return 2
-    from vla_data.bag_recorder_node import record  # imports rclpy
+    from vla_data.bag_recorder_node import record  # lazy: imports rclpy; the parser stays ROS-free
 
     topics = args.topics or None
     what = ", ".join(topics) if topics else "every topic"

@@ -1,36 +1,36 @@
 """``vla-stack replay BAG``: perception + policy (+ actuation) on a recorded bag, with a report.
 
 The graph runs as supervised processes (the launcher's "replay" profile, on sim time); this process
-plays the bag (:mod:`vla_data.bag_player_node`), records the graph's outputs with the
-BagRecorderNode and writes ``report.json`` (action error against the bag's recorded /vla/action,
-gripper agreement, latency, frames) and, when matplotlib is installed, ``actions.png``.
+plays the bag and records the graph's outputs (:mod:`vla_data.replay_node`) and writes
+``report.json`` (action error against the bag's recorded /vla/action, gripper agreement, latency,
+frames) and, when matplotlib is installed, ``actions.png``.
+
+Every launched node runs at one control rate, the replay's tick grid included: config/control.yaml's
+``control_hz`` unless ``ReplayOptions.control_hz`` sets another for all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from vla_bringup.paths import params_file, repo_root
-from vla_data.bag_playback import BagSource, PlayTopic, control_ticks, parse_remaps
-
-RECORDED_OUTPUTS = (
-    "/vla/action",
-    "/wx250s/arm_controller/joint_trajectory",
-    "/wx250s/gripper_controller/joint_trajectory",
-    "/diagnostics",
-)
+from vla_bringup.deployment import load_deployment, node_parameters
+from vla_bringup.launcher import GraphLauncher
+from vla_bringup.paths import repo_root
+from vla_bringup.profiles import NodeSpec, profile
+from vla_bringup.ros_env import apply_loopback_profile
+from vla_data.bag_playback import BagSource, PlayMessage, PlaySettings, PlayTopic, control_ticks, parse_remaps
+from vla_data.replay_report import build_report, write_plot, write_report
 
 
 @dataclass(frozen=True)
 class ReplayOptions:
+    """What ``vla-stack replay`` was asked: the bag, how to play it, which policy, where to write."""
+
     bag: str
     rate: float = 1.0
     fast: bool = False
@@ -40,17 +40,22 @@ class ReplayOptions:
     with_actuation: bool = False
     out_dir: str | None = None
     seed: int | None = None
-    control_hz: float = 5.0
+    control_hz: float | None = None  # None: config/control.yaml's; else set on every launched node
     startup_timeout_s: float = 120.0
     action_timeout_s: float = 30.0
     extra_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
-def perception_overrides(topics: list[PlayTopic], control_hz: float) -> dict[str, object]:
+def replay_nodes(with_actuation: bool) -> tuple[NodeSpec, ...]:
+    """The launcher's replay profile, without actuation unless asked for."""
+    return tuple(n for n in profile("replay") if with_actuation or n.name != "actuation")
+
+
+def camera_transports(topics: Sequence[PlayTopic]) -> dict[str, str]:
     """Perception's camera transports set from the bag; a camera the bag does not feed is an error."""
-    params = yaml.safe_load(params_file("perception").read_text())["perception"]["ros__parameters"]
+    params = node_parameters("perception", "perception")
     images = {t.target: t for t in topics if t.is_image}
-    overrides: dict[str, object] = {"control_hz": control_hz}
+    transports = {}
     for camera in params["cameras"]:
         topic = params[camera]["topic"]
         played = images.get(topic)
@@ -61,18 +66,39 @@ def perception_overrides(topics: list[PlayTopic], control_hz: float) -> dict[str
                 f"use --remap BAG_TOPIC:={topic}"
             )
         compressed = played.msgtype.endswith("CompressedImage")
-        overrides[f"{camera}.transport"] = "compressed" if compressed else "raw"
+        transports[f"{camera}.transport"] = "compressed" if compressed else "raw"
+    return transports
+
+
+def graph_overrides(
+    options: ReplayOptions, topics: Sequence[PlayTopic], nodes: Sequence[NodeSpec], control_hz: float
+) -> dict[str, dict[str, object]]:
+    """The parameters the replay sets on the nodes it launches (``options.extra_overrides`` last).
+
+    ``control_hz`` goes to every node, so their timers and the replay's tick grid agree whatever
+    the params files say; perception's camera transports and the policy's inputs follow the bag.
+    """
+    overrides: dict[str, dict[str, object]] = {n.name: {"control_hz": control_hz} for n in nodes}
+    overrides["perception"].update(camera_transports(topics))
+    overrides["policy"].update(
+        backend=options.policy,
+        checkpoint=options.checkpoint,
+        use_privileged_state=any(t.target == "/sim/privileged_state" for t in topics),
+    )
+    for node, params in options.extra_overrides.items():
+        overrides.setdefault(node, {}).update(params)
     return overrides
 
 
-def _graph_ready(player, recorder, nodes: int) -> bool:
-    counts = player.subscriber_counts()
-    images_fed = all(n > 0 for t, n in counts.items() if player.is_image_target(t))
-    return (
-        images_fed
-        and counts["/clock"] >= nodes
-        and player.action_publishers() > 0
-        and "/vla/action" in recorder.subscribed_topics()
+def play_settings(options: ReplayOptions) -> PlaySettings:
+    """How to play: ``options``, with the control rate of config/control.yaml unless it sets one."""
+    return PlaySettings(
+        control_hz=options.control_hz if options.control_hz is not None else load_deployment().control_hz,
+        fast=options.fast,
+        rate=options.rate,
+        seed=options.seed,
+        startup_timeout_s=options.startup_timeout_s,
+        action_timeout_s=options.action_timeout_s,
     )
 
 
@@ -81,153 +107,89 @@ def run_replay(options: ReplayOptions, log: Callable[[str], None] = print) -> in
     if options.rate <= 0:
         log(f"[replay] error: --rate {options.rate} must be positive")
         return 2
+    nodes = replay_nodes(options.with_actuation)
     try:
+        settings = play_settings(options)
         source = BagSource(options.bag, parse_remaps(options.remaps))
         with source:
             messages = list(source.messages())
             reference = [text for _, text in source.reference_actions()]
-        overrides = {
-            "perception": perception_overrides(source.topics, options.control_hz),
-            "policy": {
-                "backend": options.policy,
-                "checkpoint": options.checkpoint,
-                "control_hz": options.control_hz,
-                "use_privileged_state": any(t.target == "/sim/privileged_state" for t in source.topics),
-            },
-        }
+        overrides = graph_overrides(options, source.topics, nodes, settings.control_hz)
     except ValueError as exc:
         log(f"[replay] error: {exc}")
         return 2
-    for node, params in options.extra_overrides.items():
-        overrides.setdefault(node, {}).update(params)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(options.out_dir) if options.out_dir else repo_root() / "out" / f"replay-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _run_graph(options, source, messages, reference, overrides, out_dir, log)
+    launcher = GraphLauncher(
+        nodes,
+        apply_loopback_profile(log_dir=str(out_dir / "ros_logs")),
+        overrides=overrides,
+        log_dir=out_dir / "logs",
+    )
+    return _run_graph(launcher, len(nodes), source, messages, reference, settings, out_dir, log)
 
 
-def _run_graph(options, source, messages, reference, overrides, out_dir: Path, log) -> int:
-    from vla_bringup.launcher import GraphLauncher
-    from vla_bringup.profiles import profile
-    from vla_bringup.ros_env import apply_loopback_profile
-    from vla_data.replay_report import PlaybackStats, build_report, write_plot, write_report
+def _run_graph(
+    launcher: GraphLauncher,
+    nodes: int,
+    source: BagSource,
+    messages: list[PlayMessage],
+    reference: list[str],
+    settings: PlaySettings,
+    out_dir: Path,
+    log: Callable[[str], None],
+) -> int:
+    # lazy: replay_node imports rclpy; this module stays ROS-free (the CLI builds its parser from it)
+    from vla_data.replay_node import play_through_graph
 
-    env = apply_loopback_profile(log_dir=str(out_dir / "ros_logs"))
-    nodes = [n for n in profile("replay") if options.with_actuation or n.name != "actuation"]
-    launcher = GraphLauncher(nodes, env, overrides=overrides, log_dir=out_dir / "logs")
-    period_ns = int(round(1e9 / options.control_hz))
-    ticks = control_ticks(messages[0].play_ns, messages[-1].play_ns, period_ns)
-    mode = "fast" if options.fast else f"rate {options.rate:g}"
+    ticks = control_ticks(messages[0].play_ns, messages[-1].play_ns, settings.period_ns)
+    mode = "fast" if settings.fast else f"rate {settings.rate:g}"
     log(
         f"[replay] {source.path}: {len(messages)} messages, {len(ticks)} control ticks, {mode}; out {out_dir}"
     )
     launcher.start()
     try:
-        player, failure = _play(options, source, messages, ticks, period_ns, launcher, out_dir, len(nodes))
+        outcome = play_through_graph(
+            source.topics,
+            messages,
+            ticks,
+            settings,
+            bag_dir=out_dir / "bag",
+            nodes=nodes,
+            poll_failure=launcher.poll,
+        )
     finally:
         launcher.stop()
-    stats = PlaybackStats(
-        frames_published=player.stats.frames_published,
-        frame_stamps=frozenset(player.stats.frame_stamps),
-        ticks=player.stats.ticks,
-        observation_stamps=tuple(player.stats.observation_stamps),
-        action_latency_ms=tuple(player.stats.action_latency_ms),
-        cameras=sum(t.is_image for t in source.topics),
-    )
     report = build_report(
-        player.action_texts, reference, stats, tolerance_ns=period_ns // 2, bag=str(source.path), mode=mode
+        outcome.action_texts,
+        reference,
+        outcome.stats,
+        tolerance_ns=settings.period_ns // 2,
+        bag=str(source.path),
+        mode=mode,
     )
     report["output_bag"] = str(out_dir / "bag")
-    bag_s = (ticks[-1] - ticks[0]) / 1e9 if len(ticks) > 1 else 0.0
-    wall_s = getattr(player, "play_wall_s", 0.0)
-    report["playback"] = {
-        "bag_s": round(bag_s, 3),
-        "wall_s": round(wall_s, 3),
-        "speed_x": round(bag_s / wall_s, 2) if wall_s > 0 else None,
-    }
-    if failure:
-        report["failure"] = failure
+    report["playback"] = playback_speed(ticks, outcome.wall_s)
+    if outcome.failure:
+        report["failure"] = outcome.failure
     write_report(out_dir / "report.json", report)
-    plotted = write_plot(out_dir / "actions.png", player.action_texts, reference)
+    plotted = write_plot(out_dir / "actions.png", outcome.action_texts, reference)
     _print_summary(report, out_dir, plotted, log)
-    if failure:
-        log(f"[replay] FAILED: {failure}")
+    if outcome.failure:
+        log(f"[replay] FAILED: {outcome.failure}")
         return 1
     return 0
 
 
-def _play(options, source, messages, ticks, period_ns, launcher, out_dir: Path, nodes: int):
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.logging import LoggingSeverity
-
-    from vla_data.bag_player_node import BagPlayerNode
-    from vla_data.bag_recorder_node import BagRecorderNode
-
-    context = Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    player = recorder = None
-    failure: str | None = None
-    spinning = threading.Event()
-    spinning.set()
-
-    def spin() -> None:
-        while spinning.is_set() and context.ok():
-            executor.spin_once(timeout_sec=0.05)
-
-    spinner = threading.Thread(target=spin, name="replay-executor", daemon=True)
-    try:
-        player = BagPlayerNode(source.topics, episode_seed=options.seed, context=context)
-        recorder = BagRecorderNode(out_dir / "bag", topics=RECORDED_OUTPUTS, context=context)
-        recorder.get_logger().set_level(LoggingSeverity.WARN)
-        executor.add_node(player)
-        executor.add_node(recorder)
-        spinner.start()
-        start_ns = ticks[0] - period_ns
-        deadline = time.monotonic() + options.startup_timeout_s
-        while not _graph_ready(player, recorder, nodes):
-            failure = launcher.poll() or (
-                f"the graph was not up within {options.startup_timeout_s:.0f} s: {player.subscriber_counts()}"
-                if time.monotonic() > deadline
-                else None
-            )
-            if failure:
-                return player, failure
-            player.publish_clock(start_ns)
-            time.sleep(0.1)
-        player.publish_clock(start_ns)
-        if not any(t.target == "/vla/episode" for t in source.topics):
-            player.publish_episode_start(start_ns)
-        play_start = time.monotonic()
-        try:
-            if options.fast:
-                player.play_stepped(
-                    messages, ticks, action_timeout_s=options.action_timeout_s, poll_failure=launcher.poll
-                )
-            else:
-                player.play_realtime(
-                    messages,
-                    start_ns,
-                    ticks[-1],
-                    rate=options.rate,
-                    control_hz=options.control_hz,
-                    poll_failure=launcher.poll,
-                )
-        except RuntimeError as exc:
-            failure = str(exc)
-        player.play_wall_s = time.monotonic() - play_start
-        time.sleep(0.5)  # the last action and diagnostics reach the recorder
-        return player, failure
-    finally:
-        spinning.clear()
-        if spinner.is_alive():
-            spinner.join(timeout=5)
-        if recorder is not None:
-            recorder.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
+def playback_speed(ticks: Sequence[int], wall_s: float) -> dict[str, float | None]:
+    """Seconds of bag played, wall seconds it took and their ratio (None when it never played)."""
+    bag_s = (ticks[-1] - ticks[0]) / 1e9 if len(ticks) > 1 else 0.0
+    return {
+        "bag_s": round(bag_s, 3),
+        "wall_s": round(wall_s, 3),
+        "speed_x": round(bag_s / wall_s, 2) if wall_s > 0 else None,
+    }
 
 
 def _print_summary(report: dict, out_dir: Path, plotted: bool, log: Callable[[str], None]) -> None:

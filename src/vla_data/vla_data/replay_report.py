@@ -173,10 +173,10 @@ def write_plot(
     Returns False (and writes nothing) when matplotlib is not installed.
     """
     try:
-        import matplotlib
+        import matplotlib  # lazy: matplotlib is optional (no plot without it)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        matplotlib.use("Agg")  # before pyplot: no display needed
+        import matplotlib.pyplot as plt  # lazy: matplotlib is optional
     except ImportError:
         return False
     predicted = parse_actions(predicted_texts)

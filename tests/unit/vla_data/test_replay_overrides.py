@@ -1,0 +1,82 @@
+"""What ``vla-stack replay`` sets on the nodes it launches, and the rate it plays at (pure: no ROS)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vla_data.bag_playback import PlaySettings, PlayTopic
+from vla_data.replay import ReplayOptions, camera_transports, graph_overrides, play_settings, replay_nodes
+
+CONFIG = Path(__file__).resolve().parents[3] / "config"
+PRIMARY = PlayTopic("/cam/a", "/camera/third_person/image_raw", "sensor_msgs/msg/Image")
+WRIST = PlayTopic("/cam/b", "/camera/wrist/image_raw", "sensor_msgs/msg/CompressedImage")
+STATE = PlayTopic("/sim/privileged_state", "/sim/privileged_state", "std_msgs/msg/String")
+
+
+@pytest.fixture
+def config_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of config/ the launcher and load_deployment read (VLA_STACK_CONFIG_DIR)."""
+    copy = tmp_path / "config"
+    shutil.copytree(CONFIG, copy)
+    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
+    return copy
+
+
+def _set_control_hz(config: Path, control_hz: float) -> None:
+    path = config / "control.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["/**"]["ros__parameters"]["control_hz"] = control_hz
+    path.write_text(yaml.safe_dump(document))
+
+
+@pytest.mark.parametrize("with_actuation", [False, True])
+def test_every_launched_node_gets_the_one_control_rate(with_actuation):
+    nodes = replay_nodes(with_actuation)
+    assert ("actuation" in [n.name for n in nodes]) == with_actuation
+    overrides = graph_overrides(ReplayOptions("bag"), [PRIMARY, WRIST], nodes, 7.5)
+    assert set(overrides) == {n.name for n in nodes}
+    assert {name: params["control_hz"] for name, params in overrides.items()} == dict.fromkeys(overrides, 7.5)
+
+
+def test_perception_and_policy_follow_the_bag_and_extra_overrides_come_last():
+    options = ReplayOptions(
+        "bag", policy="octo", checkpoint="/ckpt", extra_overrides={"policy": {"checkpoint": "/other"}}
+    )
+    overrides = graph_overrides(options, [PRIMARY, WRIST, STATE], replay_nodes(False), 5.0)
+    assert overrides["perception"]["primary.transport"] == "raw"
+    assert overrides["perception"]["wrist.transport"] == "compressed"
+    assert overrides["policy"]["backend"] == "octo"
+    assert overrides["policy"]["checkpoint"] == "/other"
+    assert overrides["policy"]["use_privileged_state"] is True
+    assert (
+        graph_overrides(options, [PRIMARY, WRIST], replay_nodes(False), 5.0)["policy"]["use_privileged_state"]
+        is False
+    )
+
+
+def test_a_camera_the_bag_does_not_feed_is_named():
+    with pytest.raises(ValueError, match="camera 'wrist' subscribes '/camera/wrist/image_raw'"):
+        camera_transports([PRIMARY])
+
+
+def test_the_rate_comes_from_control_yaml_unless_the_options_set_one(config_copy):
+    _set_control_hz(config_copy, 10.0)
+    settings = play_settings(ReplayOptions("bag", fast=True, seed=3))
+    assert (settings.control_hz, settings.period_ns, settings.fast, settings.seed) == (
+        10.0,
+        100_000_000,
+        True,
+        3,
+    )
+    assert play_settings(ReplayOptions("bag", control_hz=2.0)).period_ns == 500_000_000
+
+
+def test_play_settings_refuse_a_rate_that_is_not_positive():
+    with pytest.raises(ValueError, match="control_hz 0"):
+        PlaySettings(control_hz=0)
+    with pytest.raises(ValueError, match="rate -1"):
+        PlaySettings(control_hz=5.0, rate=-1)
