@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from graph_helpers import start_graph
+from graph_helpers import start_graph, wait_until
+from parameter_client import ParameterClient
 from rclpy.node import Node
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
@@ -33,6 +34,7 @@ class Probe(Node):
         super().__init__("fault_probe")
         self.arm: list[np.ndarray] = []
         self.counters: dict[str, int] = {}
+        self.message = ""  # the last problem actuation reported on /diagnostics
         self.lock = threading.Lock()
         self.actions = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
         self.create_subscription(
@@ -48,13 +50,19 @@ class Probe(Node):
         for status in msg.status:
             if status.name == "vla_stack/actuation":
                 with self.lock:
+                    self.message = status.message
                     self.counters = {
                         kv.key[6:]: int(kv.value) for kv in status.values if kv.key.startswith("count.")
                     }
 
-    def send(self, values, age_s: float = 0.0) -> None:
+    def send(self, values, age_s: float = 0.0, space: ActionSpace | None = None) -> None:
         stamp = self.get_clock().now().nanoseconds - int(age_s * 1e9)
-        self.actions.publish(String(data=encode_action_chunk(stamp, ActionSpace(), np.atleast_2d(values))))
+        chunk = encode_action_chunk(stamp, space or ActionSpace(), np.atleast_2d(values))
+        self.actions.publish(String(data=chunk))
+
+    def diagnostics(self) -> tuple[dict[str, int], str]:
+        with self.lock:
+            return dict(self.counters), self.message
 
     def commands(self) -> int:
         with self.lock:
@@ -131,3 +139,48 @@ def test_huge_delta_is_clipped_per_step(probe):
     assert np.linalg.norm(last - first) <= 0.05 + 0.005  # one clipped step
     # One 0.2 s step, spread over the servo stream: never more than the speed limit allows.
     assert np.abs(streamed[-1] - streamed[0]).max() <= JOINT_VELOCITY_LIMIT_RAD_S.max() * (0.2 + 0.04)
+
+
+def _tool_travel_m(node: Probe, send) -> float:
+    """How far the tool moves (streamed targets, by FK) after ``send``."""
+    start_count = node.commands()
+    send()
+    time.sleep(0.8)
+    with node.lock:
+        streamed = node.arm[max(0, start_count - 1) :]
+    assert len(streamed) >= 5
+    return float(
+        np.linalg.norm(forward_kinematics(streamed[-1])[:3, 3] - forward_kinematics(streamed[0])[:3, 3])
+    )
+
+
+def test_chunk_timed_for_another_rate_is_refused(probe):
+    node, launcher = probe
+    fast = ActionSpace(step_dt_s=0.1)  # a 10 Hz policy talking to a 5 Hz actuation
+    assert _quiet_after(node, lambda: node.send([0.02, 0, 0, 0, 0, 0, 1], space=fast))
+    assert _quiet_after(node, lambda: node.send(np.full((4, 7), 0.01), space=fast))
+    assert wait_until(lambda: node.diagnostics()[0].get("step_dt_mismatch", 0) >= 2, 5.0), node.diagnostics()
+    _, message = node.diagnostics()
+    assert "step_dt_s 0.1 s differs from this node's control period 0.2 s (control_hz 5)" in message, message
+    assert launcher.poll() is None, launcher.poll()
+    assert not _quiet_after(node, lambda: node.send([0.02, 0, 0, 0, 0, 0, 1]))  # 5 Hz chunks still run
+
+
+def test_parameters_at_run_time(probe):
+    node, launcher = probe
+    params = ParameterClient(node, "actuation")
+    refused = params.set("control_hz", 10.0)
+    assert not refused.successful and "read-only" in refused.reason and "control_hz" in refused.reason
+    assert params.get("control_hz") == 5.0
+
+    assert params.set("max_translation_step_m", 0.02).successful
+    huge = lambda: node.send([0.5, 0.0, 0.0, 0, 0, 0, 1])  # noqa: E731 - 25x the new bound
+    assert 0.01 < _tool_travel_m(node, huge) <= 0.02 + 0.003  # the next chunk obeys the new clip
+
+    # A box whose low x lies above its high x: the whole set is refused, naming it.
+    bad = params.set_atomically(max_translation_step_m=0.04, workspace_low_m=[0.5, -0.2, -0.01])
+    assert not bad.successful and "workspace_low_m" in bad.reason and "0.5" in bad.reason, bad.reason
+    assert params.get("max_translation_step_m") == 0.02
+    assert params.get("workspace_low_m") == [0.10, -0.20, -0.01]
+    assert _tool_travel_m(node, huge) <= 0.02 + 0.003  # the old clip is still in force
+    assert launcher.poll() is None, launcher.poll()

@@ -11,7 +11,6 @@ All decisions live in pure modules (ee_delta_controller, chunk_executor, safety)
 from __future__ import annotations
 
 import json
-import math
 from collections import deque
 
 import numpy as np
@@ -22,16 +21,20 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from vla_actuation.chunk_executor import ChunkExecutor
-from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
-from vla_actuation.kinematics import ARM_JOINT_NAMES, FINGER_JOINT_NAME
-from vla_actuation.safety import SafetyLimits, command_is_stale, validate_action, validate_joint_state
+from vla_actuation.actuation_settings import PARAMETERS, ActuationSettings, build_settings
+from vla_actuation.ee_delta_controller import EeDeltaController, servo_waypoints
+from vla_actuation.safety import command_is_stale, validate_action, validate_joint_state
 from vla_common.action_message import decode_action_chunk
+from vla_common.control_period import step_dt_mismatch
 from vla_common.latency import StageTimer
-from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
+from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
+from vla_common.ros.node_parameters import NodeParameters
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
 
 EXPECTED_SPACE = "bridge_ee_delta"
+# A policy that keeps sending chunks of the wrong step would log at 5 Hz: once every so often is enough.
+STEP_DT_LOG_PERIOD_S = 10.0
 
 
 def _duration(seconds: float) -> Duration:
@@ -39,67 +42,14 @@ def _duration(seconds: float) -> Duration:
 
 
 class ActuationNode(Node):
+    """Executes action chunks through the safety layer and streams joint targets to the arm."""
+
     def __init__(self) -> None:
         super().__init__("actuation")
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        robot = p("robot_name", "wx250s", "Robot namespace of the driver topics")
-        self.step_dt_s = p(
-            "step_dt_s", 0.2, "Control step of the policy's actions (s)", minimum=0.02, maximum=2.0
-        )
-        self.servo_hz = p(
-            "servo_hz", 50.0, "Rate of streamed joint targets (Hz)", minimum=1.0, maximum=1000.0
-        )
-        mode = p("execution_mode", "receding_horizon", "single_step | receding_horizon | temporal_ensembling")
-        max_open_loop_s = p(
-            "max_open_loop_s", 0.5, "Longest open-loop execution of one chunk (s)", minimum=0.0, maximum=10.0
-        )
-        decay = p(
-            "ensemble_decay",
-            0.0,
-            "Temporal ensembling weight decay (0 = uniform, Octo)",
-            minimum=0.0,
-            maximum=10.0,
-        )
-        self.joint_state_timeout_s = p(
-            "joint_state_timeout_s", 0.5, "Hold when joint states are older (s)", minimum=0.01, maximum=10.0
-        )
-        limits = SafetyLimits(
-            max_translation_step_m=p(
-                "max_translation_step_m", 0.05, "Per-step tool translation clip (m)", minimum=0.0, maximum=0.5
-            ),
-            max_rotation_step_rad=p(
-                "max_rotation_step_rad", 0.25, "Per-step tool rotation clip (rad)", minimum=0.0, maximum=3.2
-            ),
-            workspace_low_m=tuple(
-                p("workspace_low_m", [0.10, -0.20, -0.01], "Workspace box low corner x,y,z (m)")
-            ),
-            workspace_high_m=tuple(
-                p("workspace_high_m", [0.45, 0.25, 0.30], "Workspace box high corner x,y,z (m)")
-            ),
-            joint_margin_rad=p(
-                "joint_margin_rad",
-                0.1,
-                "Motion toward a joint limit halts inside this margin (rad)",
-                minimum=0.0,
-                maximum=1.0,
-            ),
-            max_joint_velocity_rad_s=p(
-                "max_joint_velocity_rad_s", math.pi, "Joint speed limit (rad/s)", minimum=0.01, maximum=10.0
-            ),
-            command_timeout_s=p(
-                "command_timeout_s", 0.4, "Actions older than this are stale (s)", minimum=0.01, maximum=10.0
-            ),
-        )
-        self.limits = limits
-        self.controller = EeDeltaController(ControllerConfig(step_dt_s=self.step_dt_s, limits=limits))
-        # Chunks run in the chosen mode; one-step actions (OpenVLA, RT-2) always run as single steps:
-        # a lone step is never "half in the past", it is the newest command.
-        self.chunk_executor = ChunkExecutor(
-            mode, self.step_dt_s, max_open_loop_s=max_open_loop_s, ensemble_decay=decay
-        )
-        self.step_executor = ChunkExecutor("single_step", self.step_dt_s, max_open_loop_s=max_open_loop_s)
-        self.executor_ = self.chunk_executor
-
+        self.params = NodeParameters(self)
+        self.settings = build_settings(self.params.declare(PARAMETERS))
+        self.controller = EeDeltaController(self.settings.controller_config)
+        self._new_executors()
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
         self.measured: np.ndarray | None = None
@@ -112,7 +62,7 @@ class ActuationNode(Node):
         self._episode_start_ns = 0
 
         group = MutuallyExclusiveCallbackGroup()  # one lock for all state: callbacks here are short
-        ns = f"/{robot}"
+        ns = f"/{self.settings.robot_name}"
         self.arm_pub = self.create_publisher(JointTrajectory, f"{ns}/arm_controller/joint_trajectory", 10)
         self.gripper_pub = self.create_publisher(
             JointTrajectory, f"{ns}/gripper_controller/joint_trajectory", 10
@@ -125,8 +75,29 @@ class ActuationNode(Node):
         self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS, callback_group=group)
         # A control step runs when an action arrives (no waiting for a tick) and every step_dt_s
         # after the last one, so chunks keep executing between arrivals.
-        self.control_timer = self.create_timer(self.step_dt_s, self._on_control_tick, callback_group=group)
-        self.create_timer(1.0 / self.servo_hz, self._on_servo_tick, callback_group=group)
+        self.control_timer = self.create_timer(
+            self.settings.step_dt_s, self._on_control_tick, callback_group=group
+        )
+        self.create_timer(1.0 / self.settings.servo_hz, self._on_servo_tick, callback_group=group)
+        self.params.on_change(build_settings, self._apply_settings)
+
+    def _new_executors(self) -> None:
+        # Chunks run in the chosen mode; one-step actions (OpenVLA, RT-2) always run as single steps:
+        # a lone step is never "half in the past", it is the newest command.
+        self.chunk_executor = self.settings.chunk_executor()
+        self.step_executor = self.settings.step_executor()
+        self.executor_ = self.chunk_executor
+
+    def _apply_settings(self, settings: ActuationSettings) -> None:
+        """Swap in settings changed at run time (``ros2 param set``), already validated whole.
+
+        The node spins a single-threaded executor (run_node), so this runs between two callbacks,
+        never during one: each callback sees the old settings or the new ones.
+        """
+        previous, self.settings = self.settings, settings
+        self.controller.config = settings.controller_config  # new limits; its targets stay: no jump
+        if not settings.same_execution(previous):
+            self._new_executors()  # held chunks are dropped: the next chunk starts afresh
 
     # --- inputs -------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
@@ -166,7 +137,11 @@ class ActuationNode(Node):
             self.diag.report(ERROR, f"action rejected: {exc}; holding")
             self.diag.count("rejected_actions")
             return
-        stale, reason = command_is_stale(chunk.stamp_ns, now_ns, self.limits)
+        mismatch = step_dt_mismatch(chunk.space.step_dt_s, self.settings.control_hz)
+        if mismatch is not None:
+            self._reject_step_dt(f"action rejected: {mismatch}; holding")
+            return
+        stale, reason = command_is_stale(chunk.stamp_ns, now_ns, self.settings.limits)
         if stale and (chunk.horizon == 1 or chunk.stamp_ns == 0 or chunk.stamp_ns > now_ns):
             self.diag.report(WARN, f"action rejected: {reason}; holding")
             self.diag.count("stale_actions")
@@ -203,6 +178,13 @@ class ActuationNode(Node):
         self._on_control_tick()
         self.control_timer.reset()
 
+    def _reject_step_dt(self, message: str) -> None:
+        """A chunk timed for another control rate: hold, count it, say why (log throttled)."""
+        self.diag.count("step_dt_mismatch")
+        self.diag.count("rejected_actions")
+        self.diag.report(ERROR, message, log=False)
+        self.get_logger().error(message, throttle_duration_sec=STEP_DT_LOG_PERIOD_S)
+
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.estopped:
             self.estopped = True
@@ -210,7 +192,7 @@ class ActuationNode(Node):
             self.waypoints.clear()
             if self.measured is not None:  # protective stop: hold where the arm is now
                 self.commanded = self.measured.copy()
-                self._publish_arm(self.commanded, 2.0 / self.servo_hz)
+                self._publish_arm(self.commanded, 2.0 / self.settings.servo_hz)
             self.diag.report(ERROR, "e-stop: protective stop, holding")
         elif not msg.data and self.estopped:
             self.estopped = False
@@ -232,7 +214,7 @@ class ActuationNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         if self.estopped or self._needs_reset or self.measured is None:
             return
-        if (now_ns - self.measured_stamp_ns) * 1e-9 > self.joint_state_timeout_s:
+        if (now_ns - self.measured_stamp_ns) * 1e-9 > self.settings.joint_state_timeout_s:
             self.diag.report(
                 ERROR, f"joint_states are {(now_ns - self.measured_stamp_ns) * 1e-9:.2f} s old; holding"
             )
@@ -251,7 +233,9 @@ class ActuationNode(Node):
             return
         start = self.commanded if self.commanded is not None else self.measured
         self.waypoints.clear()
-        for t_s, joints in servo_waypoints(start, step.joint_targets_rad, self.step_dt_s, self.servo_hz):
+        for t_s, joints in servo_waypoints(
+            start, step.joint_targets_rad, self.settings.step_dt_s, self.settings.servo_hz
+        ):
             self.waypoints.append((now_ns + int(t_s * 1e9), joints))
         self._publish_gripper(step.finger_target_m)
         self.diag.report(OK, "ok")
@@ -261,12 +245,12 @@ class ActuationNode(Node):
             return
         now_ns = self.get_clock().now().nanoseconds
         due = None
-        while self.waypoints and self.waypoints[0][0] <= now_ns + int(0.5e9 / self.servo_hz):
+        while self.waypoints and self.waypoints[0][0] <= now_ns + int(0.5e9 / self.settings.servo_hz):
             due = self.waypoints.popleft()[1]
         if due is None:
             return
         with self.timer.measure("publish"):
-            self._publish_arm(due, 2.0 / self.servo_hz)
+            self._publish_arm(due, 2.0 / self.settings.servo_hz)
         self.commanded = due
 
     def _publish_arm(self, joints: np.ndarray, time_from_start_s: float) -> None:

@@ -9,7 +9,6 @@ input size and published as rgb8 on /vla/observation/<camera>, every image under
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -17,17 +16,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from vla_common.control_period import step_period_s
 from vla_common.latency import StageTimer
-from vla_common.ros.node_runtime import (
-    ERROR,
-    OK,
-    WARN,
-    StageDiagnostics,
-    declare,
-    ns_to_stamp,
-    run_node,
-    stamp_to_ns,
-)
+from vla_common.ros.node_parameters import NodeParameters
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_perception.image_codec import (
     array_to_image_fields,
@@ -35,54 +27,32 @@ from vla_perception.image_codec import (
     decoded_encoding,
     image_to_array,
 )
+from vla_perception.perception_settings import (
+    PARAMETERS,
+    FrameChecks,
+    build_camera,
+    build_frame_checks,
+    camera_names,
+    camera_parameters,
+)
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
-from vla_perception.sync import ApproximateSync, FrameHealth
-
-
-@dataclass(frozen=True)
-class CameraConfig:
-    name: str
-    topic: str
-    transport: str  # raw | compressed
-    preprocess: CameraPreprocess
 
 
 class PerceptionNode(Node):
+    """Synchronises the cameras and publishes one policy-ready observation per control tick."""
+
     def __init__(self) -> None:
         super().__init__("perception")
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        names = list(
-            p(
-                "cameras",
-                ["primary", "wrist"],
-                "Camera names; each has <name>.topic, .transport, .height, .width",
-            )
-        )
-        self.control_hz = p("control_hz", 5.0, "Observations per second", minimum=0.1, maximum=100.0)
-        slop_s = p(
-            "sync_slop_s", 0.05, "Max stamp spread within one synchronised set (s)", minimum=0.0, maximum=1.0
-        )
-        max_age_s = p(
-            "max_image_age_s", 0.5, "Frames older than this are refused (s)", minimum=0.01, maximum=10.0
-        )
-        frozen = p(
-            "frozen_repeat_limit",
-            30,
-            "Identical frames in a row that count as frozen",
-            minimum=2,
-            maximum=10000,
-        )
-        self.instruction_topic = p(
-            "instruction_topic", "/vla/instruction", "Latched std_msgs/String instruction"
-        )
-        self.cameras = [self._camera_config(name) for name in names]
-        if not self.cameras:
-            raise ValueError("parameter 'cameras' is empty: at least one camera is needed")
-
+        self.params = NodeParameters(self)
+        values = self.params.declare(PARAMETERS)
+        names = camera_names(values)
+        self.cameras = [build_camera(name, self.params.declare(camera_parameters(name))) for name in names]
+        self.instruction_topic = values["instruction_topic"]
+        self.checks = build_frame_checks(values)
+        self.sync = self.checks.sync(names)
+        self.health = self.checks.health()
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
-        self.sync = ApproximateSync(names, int(slop_s * 1e9), queue_size=5)
-        self.health = FrameHealth(int(max_age_s * 1e9), frozen_repeat_limit=frozen)
         self.instruction: str | None = None
         self._episode_start_ns = 0
 
@@ -98,28 +68,27 @@ class PerceptionNode(Node):
         self.create_subscription(String, self.instruction_topic, self._on_instruction, LATCHED_QOS)
         self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS)
         self.create_timer(
-            1.0 / self.control_hz, self._on_tick, callback_group=MutuallyExclusiveCallbackGroup()
+            step_period_s(values["control_hz"]),
+            self._on_tick,
+            callback_group=MutuallyExclusiveCallbackGroup(),
         )
+        self.params.on_change(build_frame_checks, self._apply_frame_checks)
 
-    def _camera_config(self, name: str) -> CameraConfig:
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        topic = p(f"{name}.topic", f"/camera/{name}/image_raw", f"Image topic of camera '{name}'")
-        transport = p(
-            f"{name}.transport", "raw", f"'raw' (sensor_msgs/Image) or 'compressed' for camera '{name}'"
-        )
-        if transport not in ("raw", "compressed"):
-            raise ValueError(
-                f"camera '{name}': transport '{transport}' is not supported; use raw or compressed"
-            )
-        preprocess = CameraPreprocess(
-            height=p(f"{name}.height", 256, f"Policy input height of '{name}'", minimum=8, maximum=4096),
-            width=p(f"{name}.width", 256, f"Policy input width of '{name}'", minimum=8, maximum=4096),
-            mode=p(f"{name}.resize_mode", "resize", f"resize | center_crop | letterbox for '{name}'"),
-            interpolation=p(
-                f"{name}.interpolation", "antialias", f"antialias | area | linear | lanczos for '{name}'"
-            ),
-        )
-        return CameraConfig(name, topic, transport, preprocess)
+    def _apply_frame_checks(self, checks: FrameChecks) -> None:
+        """Swap in frame checks changed at run time (``ros2 param set``), already validated.
+
+        The node spins a single-threaded executor (run_node), so this runs between two callbacks.
+        A new slop drops the queued frames (the next set forms from new ones); new age or frozen
+        limits restart the frozen-frame counts.
+        """
+        if checks.slop_ns != self.checks.slop_ns:
+            self.sync = checks.sync([camera.name for camera in self.cameras])
+        if (checks.max_age_ns, checks.frozen_repeat_limit) != (
+            self.checks.max_age_ns,
+            self.checks.frozen_repeat_limit,
+        ):
+            self.health = checks.health()
+        self.checks = checks
 
     def _on_instruction(self, msg: String) -> None:
         self.instruction = msg.data

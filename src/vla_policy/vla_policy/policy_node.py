@@ -19,119 +19,32 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from vla_common.action_message import encode_action_chunk
+from vla_common.control_period import step_dt_mismatch
 from vla_common.latency import StageTimer
-from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, declare, run_node, stamp_to_ns
+from vla_common.robot import PROPRIO_JOINT_NAMES
+from vla_common.ros.node_parameters import NodeParameters
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
-from vla_policy.contract import Observation, make_backend, validate_output
+from vla_policy.contract import Observation, PolicyBackend, make_backend, validate_output
 from vla_policy.observation_assembly import ObservationAssembler, StateByStamp
-
-
-def resolve_device(requested: str) -> str:
-    """auto -> cuda when torch sees a GPU, else cpu; cuda without a GPU is an error."""
-    if requested not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"parameter 'device': '{requested}' is not one of auto, cuda, cpu")
-    if requested == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:
-        has_cuda = False
-    if requested == "cuda" and not has_cuda:
-        raise ValueError("parameter 'device': 'cuda' requested but no CUDA device is available")
-    return "cuda" if has_cuda else "cpu"
-
-
-PROPRIO_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "left_finger")
-
-
-def parse_options(text: str) -> dict:
-    """The backend_options parameter (a JSON object) as a dict; errors name the parameter."""
-    try:
-        options = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"parameter 'backend_options': not JSON ({exc.msg}): {text!r}") from exc
-    if not isinstance(options, dict):
-        raise ValueError(f"parameter 'backend_options': expected a JSON object, got {text!r}")
-    return options
+from vla_policy.policy_settings import (
+    PARAMETERS,
+    InferenceLimits,
+    backend_options,
+    build_inference_limits,
+    resolve_device,
+)
 
 
 class PolicyNode(Node):
+    """Runs the chosen backend on each complete observation and publishes its action chunk."""
+
     def __init__(self) -> None:
         super().__init__("policy")
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        backend_name = p("backend", "scripted", "Policy backend by name (see vla-stack backends)")
-        self.control_hz = p("control_hz", 5.0, "Inference rate (Hz)", minimum=0.1, maximum=100.0)
-        self.max_obs_age_s = p(
-            "max_observation_age_s",
-            0.5,
-            "Older observations are not inferred on (s)",
-            minimum=0.01,
-            maximum=10.0,
-        )
-        cameras = list(p("cameras", ["primary", "wrist"], "Observation cameras, in the backend's order"))
-        device = resolve_device(p("device", "auto", "auto | cuda | cpu"))
-        action_kind = p(
-            "action_kind",
-            "continuous",
-            "continuous chunks or discrete 256-bin indices (backends that support both)",
-        )
-        horizon = p(
-            "chunk_horizon", 4, "Action chunk length (backends that support it)", minimum=1, maximum=256
-        )
-        checkpoint = p("checkpoint", "", "Checkpoint directory (model backends)")
-        joint_states_topic = p(
-            "joint_states_topic", "/wx250s/joint_states", "sensor_msgs/JointState of the arm"
-        )
-        self.use_privileged = p(
-            "use_privileged_state", True, "Subscribe /sim/privileged_state (scripted expert)"
-        )
-        self.state_wait_s = p(
-            "privileged_state_wait_s",
-            0.2,
-            "How long an observation waits for the privileged state of its own frame (s)",
-            minimum=0.0,
-            maximum=5.0,
-        )
-
-        extra = p(
-            "backend_options", "{}", 'JSON object of backend options, e.g. {"unnorm_key": "bridge_orig"}'
-        )
-        cpu_threads = p(
-            "cpu_threads", 1, "torch intra-op threads on CPU (0 = torch's default)", minimum=0, maximum=256
-        )
-        if device == "cpu" and cpu_threads > 0 and backend_name != "scripted":
-            # On a small machine the sim, perception and actuation share the cores: one thread
-            # avoids OpenMP spin contention (tiny RT-2: 12 ms with 1 thread, 39 ms p50 / 105 ms p99
-            # with 2 under load).
-            import torch
-
-            torch.set_num_threads(cpu_threads)
-        options = {
-            "device": device,
-            "action_kind": action_kind,
-            "chunk_horizon": horizon,
-            **parse_options(extra),
-        }
-        if checkpoint:
-            options["checkpoint"] = checkpoint
-        self.backend = make_backend(backend_name, **options)
-        self.get_logger().info(
-            f"backend '{backend_name}' on {device}: {self.backend.action_space}; checkpoint "
-            f"{checkpoint or 'none'}; privileged sim state {'read' if self.use_privileged else 'not read'}"
-        )
-
-        self.timer = StageTimer()
-        self.diag = StageDiagnostics(self, self.timer)
-        self.assembler = ObservationAssembler(cameras)
-        self.instruction: str | None = None
-        self.proprio: np.ndarray | None = None
-        self.states = StateByStamp()
-        self._state_arrived = threading.Condition()
-        self._episode_start_ns = 0
-
-        for camera in cameras:
+        self.params = NodeParameters(self)
+        values = self.params.declare(PARAMETERS)
+        self._build(values)
+        for camera in values["cameras"]:
             self.create_subscription(
                 Image,
                 f"/vla/observation/{camera}",
@@ -139,18 +52,60 @@ class PolicyNode(Node):
                 RELIABLE_QOS,
             )
         self.create_subscription(String, "/vla/instruction", self._on_instruction, LATCHED_QOS)
-        self.create_subscription(JointState, joint_states_topic, self._on_joints, 10)
+        self.create_subscription(JointState, values["joint_states_topic"], self._on_joints, 10)
         if self.use_privileged:
             self.create_subscription(String, "/sim/privileged_state", self._on_privileged, RELIABLE_QOS)
         self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS)
         self.action_pub = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
+        self._inference_thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self._inference_thread.start()
+        self.params.on_change(build_inference_limits, self._apply_limits)
+
+    def _build(self, values: dict) -> None:
+        """The backend, the observation assembly and the state the callbacks share."""
+        self.control_hz = values["control_hz"]
+        self.limits = build_inference_limits(values)
+        self.use_privileged = values["use_privileged_state"]
+        self.backend = self._load_backend(values)
+        self.timer = StageTimer()
+        self.diag = StageDiagnostics(self, self.timer)
+        self.assembler = ObservationAssembler(values["cameras"])
+        self.instruction: str | None = None
+        self.proprio: np.ndarray | None = None
+        self.states = StateByStamp()
+        self._state_arrived = threading.Condition()
+        self._episode_start_ns = 0
         self._backend_lock = threading.Lock()  # infer() and reset() never overlap
         self._obs_lock = threading.Lock()  # the assembler is filled here and emptied by inference
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_inference_ns = 0
-        self._inference_thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
-        self._inference_thread.start()
+
+    def _load_backend(self, values: dict) -> PolicyBackend:
+        device = resolve_device(values["device"])
+        if device == "cpu" and values["cpu_threads"] > 0 and values["backend"] != "scripted":
+            # On a small machine the sim, perception and actuation share the cores: one thread
+            # avoids OpenMP spin contention (tiny RT-2: 12 ms with 1 thread, 39 ms p50 / 105 ms p99
+            # with 2 under load).
+            import torch  # optional and heavy: only model backends need it
+
+            torch.set_num_threads(values["cpu_threads"])
+        backend = make_backend(values["backend"], **backend_options(values, device))
+        self.get_logger().info(
+            f"backend '{values['backend']}' on {device}: {backend.action_space}; checkpoint "
+            f"{values['checkpoint'] or 'none'}; privileged sim state "
+            f"{'read' if self.use_privileged else 'not read'}"
+        )
+        mismatch = step_dt_mismatch(backend.action_space.step_dt_s, self.control_hz)
+        if mismatch is not None:
+            self.get_logger().warn(
+                f"backend '{values['backend']}': {mismatch}; actuation will refuse its chunks"
+            )
+        return backend
+
+    def _apply_limits(self, limits: InferenceLimits) -> None:
+        # One reference, read once per observation: inference sees the old limits or the new ones.
+        self.limits = limits
 
     def _on_image(self, camera: str, msg: Image) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -171,8 +126,10 @@ class PolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         # Proprio in a fixed order (6 arm joints, then the finger), whatever order the driver uses.
         index = {name: i for i, name in enumerate(msg.name)}
-        if all(name in index for name in PROPRIO_JOINTS) and len(msg.position) == len(msg.name):
-            self.proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINTS], dtype=np.float64)
+        if all(name in index for name in PROPRIO_JOINT_NAMES) and len(msg.position) == len(msg.name):
+            self.proprio = np.array(
+                [msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64
+            )
 
     def _on_privileged(self, msg: String) -> None:
         with self._state_arrived:
@@ -181,7 +138,8 @@ class PolicyNode(Node):
 
     def _privileged_for(self, stamp_ns: int) -> dict | None:
         """The privileged state read with the frame at ``stamp_ns``, waiting briefly for it."""
-        deadline = time.monotonic() + self.state_wait_s
+        wait_s = self.limits.privileged_state_wait_s
+        deadline = time.monotonic() + wait_s
         with self._state_arrived:
             state = self.states.at(stamp_ns)
             while state is None and (remaining := deadline - time.monotonic()) > 0:
@@ -193,7 +151,7 @@ class PolicyNode(Node):
         if not paired and state is not None:  # reported outside the lock: the subscriber keeps adding
             self.diag.report(
                 WARN,
-                f"no privileged state for the frame at {stamp_ns} ns within {self.state_wait_s} s; "
+                f"no privileged state for the frame at {stamp_ns} ns within {wait_s} s; "
                 f"using the newest (stamp_ns {state.get('stamp_ns')})",
             )
             self.diag.count("unpaired_privileged_state")
@@ -236,10 +194,9 @@ class PolicyNode(Node):
         self._last_inference_ns = now_ns
         stamp_ns, images = complete
         age_s = (now_ns - stamp_ns) * 1e-9
-        if age_s > self.max_obs_age_s:
-            self.diag.report(
-                WARN, f"observation is {age_s:.3f} s old (max {self.max_obs_age_s} s); not inferred"
-            )
+        max_age_s = self.limits.max_observation_age_s
+        if age_s > max_age_s:
+            self.diag.report(WARN, f"observation is {age_s:.3f} s old (max {max_age_s} s); not inferred")
             self.diag.count("stale_observation")
             return
         if self.instruction is None:

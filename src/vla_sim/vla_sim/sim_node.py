@@ -18,101 +18,30 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from vla_common.ros.node_runtime import declare, ns_to_stamp, run_node, stamp_to_ns
+from vla_common.control_period import step_period_s
+from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
+from vla_common.ros.node_parameters import NodeParameters
+from vla_common.ros.node_runtime import ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_sim.episode_plan import load_episode_plan
 from vla_sim.episode_tracker import EpisodeTracker
 from vla_sim.sensor_noise import add_read_noise
+from vla_sim.sim_settings import ROBOT_NAME, Pacing, build_pacing, sim_parameters
 from vla_sim.trajectory_follower import TrajectoryFollower
 from vla_sim.widowx_sim import SimConfig, WidowXSim
 
-ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-
 
 class SimNode(Node):
+    """Steps the MuJoCo WidowX in (optionally faster than) real time and runs seeded episodes."""
+
     def __init__(self) -> None:
         super().__init__("sim")
-        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self.robot = p("robot_name", "wx250s", "Robot namespace of the topics, as the Interbotix driver uses")
-        self.seed = p(
-            "seed", 0, "Seed of the first episode; episode i uses seed + i", minimum=0, maximum=2**31 - 1
-        )
-        self.episodes = p(
-            "episodes", 0, "Episodes to run; 0 = run episodes forever", minimum=0, maximum=100000
-        )
-        self.family = p("task_family", "", "Task family; empty = the sim's default")
-        self.instruction = p("instruction", "", "Instruction override; empty = the task's own")
-        self.max_steps = p(
-            "max_steps", 80, "Control steps per episode before it counts as failed", minimum=1, maximum=10000
-        )
-        self.step_dt_s = p(
-            "step_dt_s", 0.2, "Control period used to count steps (s)", minimum=0.01, maximum=2.0
-        )
-        self.rtf = p(
-            "real_time_factor",
-            1.0,
-            "Sim seconds per wall second; 0 = as fast as possible",
-            minimum=0.0,
-            maximum=100.0,
-        )
-        self.clock_hz = p("clock_hz", 100.0, "Rate of /clock (sim time)", minimum=10.0, maximum=500.0)
-        self.joint_state_hz = p(
-            "joint_state_hz", 50.0, "Rate of joint_states (sim time)", minimum=1.0, maximum=500.0
-        )
-        self.camera_hz = p("camera_hz", 10.0, "Rate of each camera (sim time)", minimum=0.5, maximum=60.0)
-        self.cameras = list(p("cameras", ["third_person", "wrist"], "Cameras to publish"))
-        width = p("camera_width", 320, "Rendered width (px)", minimum=16, maximum=1920)
-        height = p("camera_height", 240, "Rendered height (px)", minimum=16, maximum=1080)
-        self.noise_sigma = p(
-            "camera_noise_sigma", 2.0, "Sensor read noise (8-bit levels)", minimum=0.0, maximum=50.0
-        )
-        self.settle_wall_s = p(
-            "settle_wall_s",
-            0.5,
-            "Wall time the clock pauses at each episode start",
-            minimum=0.0,
-            maximum=10.0,
-        )
-        self.wait_for_graph_s = p(
-            "wait_for_graph_s",
-            60.0,
-            "Wall time to wait for actuation before the first episode",
-            minimum=0.0,
-            maximum=600.0,
-        )
+        self.params = NodeParameters(self)
+        robot = self.params.declare([ROBOT_NAME])["robot_name"]
+        values = self.params.declare(sim_parameters(robot))
+        self._build(values)
 
-        self.wait_for_publishers = list(
-            p(
-                "wait_for_publishers",
-                ["/vla/action", f"/{self.robot}/arm_controller/joint_trajectory"],
-                "Topics that must have a publisher before the first episode starts",
-            )
-        )
-        self.camera_subscribers = p(
-            "camera_subscribers",
-            1,
-            "Subscribers each camera needs before the first episode (perception; +1 for a recorder)",
-            minimum=0,
-            maximum=100,
-        )
-        plan_file = p(
-            "episode_plan_file",
-            "",
-            "JSON list of episodes [{seed, family, target_object, base_object, direction, "
-            "instruction_text, max_steps}] to run instead of seed + i (vla-stack eval writes it)",
-        )
-        self.plan = load_episode_plan(plan_file) if plan_file else None
-        if self.plan is not None:
-            self.episodes = len(self.plan)
-        self.sim = WidowXSim(SimConfig(camera_width=width, camera_height=height))
-        self._lock = threading.Lock()
-        self._rng = np.random.default_rng(self.seed)
-        names, positions, _, _ = self.sim.joint_state()
-        arm = np.array([positions[names.index(j)] for j in ARM_JOINTS])
-        self.arm = TrajectoryFollower(ARM_JOINTS, arm)
-        self.gripper = TrajectoryFollower(("left_finger",), np.array([positions[names.index("left_finger")]]))
-
-        ns = f"/{self.robot}"
+        ns = f"/{robot}"
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
         self.image_pubs = {
@@ -121,9 +50,11 @@ class SimNode(Node):
         self.privileged_pub = self.create_publisher(String, "/sim/privileged_state", RELIABLE_QOS)
         self.instruction_pub = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
         self.episode_pub = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
-        self.arm_topic = f"{ns}/arm_controller/joint_trajectory"
         self.create_subscription(
-            JointTrajectory, self.arm_topic, lambda m: self._on_trajectory(self.arm, m), 10
+            JointTrajectory,
+            f"{ns}/arm_controller/joint_trajectory",
+            lambda m: self._on_trajectory(self.arm, m),
+            10,
         )
         self.create_subscription(
             JointTrajectory,
@@ -131,14 +62,49 @@ class SimNode(Node):
             lambda m: self._on_trajectory(self.gripper, m),
             10,
         )
+        self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
+        self._thread.start()
+        self.params.on_change(build_pacing, self._apply_pacing)
+
+    def _build(self, values: dict) -> None:
+        """The episode schedule, the pacing, the simulator and the trajectory followers."""
+        self.seed, self.episodes, self.max_steps = values["seed"], values["episodes"], values["max_steps"]
+        self.family, self.instruction = values["task_family"], values["instruction"]
+        self.step_dt_s = step_period_s(values["control_hz"])
+        self.clock_hz, self.joint_state_hz = values["clock_hz"], values["joint_state_hz"]
+        self.camera_hz, self.cameras = values["camera_hz"], values["cameras"]
+        self.wait_for_graph_s = values["wait_for_graph_s"]
+        self.wait_for_publishers = values["wait_for_publishers"]
+        self.camera_subscribers = values["camera_subscribers"]
+        self.pacing = build_pacing(values)
+        plan_file = values["episode_plan_file"]
+        self.plan = load_episode_plan(plan_file) if plan_file else None
+        if self.plan is not None:
+            self.episodes = len(self.plan)
+        self.sim = WidowXSim(
+            SimConfig(camera_width=values["camera_width"], camera_height=values["camera_height"])
+        )
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(self.seed)
+        arm, finger = self._measured_joints()
+        self.arm = TrajectoryFollower(ARM_JOINT_NAMES, arm)
+        self.gripper = TrajectoryFollower((FINGER_JOINT_NAME,), finger)
         # The simulator restarts its time at each reset; ROS time (offset + sim time) never goes back.
         self._time_offset_s = 1.0  # start at 1 s: a zero stamp means "no stamp" to ROS consumers
         self._episode_start_s = 0.0
         self._next_joint_s = 0.0
         self._next_camera_s = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
-        self._thread.start()
+
+    def _measured_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arm joints and the driven finger as the simulator has them now."""
+        names, positions, _, _ = self.sim.joint_state()
+        arm = np.array([positions[names.index(j)] for j in ARM_JOINT_NAMES])
+        return arm, np.array([positions[names.index(FINGER_JOINT_NAME)]])
+
+    def _apply_pacing(self, pacing: Pacing) -> None:
+        # One reference, read afresh by the sim loop each tick, frame or episode: never half-applied.
+        self.pacing = pacing
 
     def _now_s(self) -> float:
         """ROS time: the sim's own time (reset each episode) plus the episode's ROS start time."""
@@ -210,9 +176,9 @@ class SimNode(Node):
                 self._time_offset_s = self._now_s() + 1.0 / self.clock_hz
             spec = self.sim.reset(seed, **reset)
             now = self._now_s()
-            names, positions, _, _ = self.sim.joint_state()
-            self.arm.reset(np.array([positions[names.index(j)] for j in ARM_JOINTS]), now)
-            self.gripper.reset(np.array([positions[names.index("left_finger")]]), now)
+            arm, finger = self._measured_joints()
+            self.arm.reset(arm, now)
+            self.gripper.reset(finger, now)
             self._episode_start_s = now
         self.instruction_pub.publish(String(data=spec.instruction))
         self._publish_event(
@@ -227,7 +193,7 @@ class SimNode(Node):
         )
         self._publish_clock()
         self._publish_joint_state()
-        time.sleep(self.settle_wall_s)  # let every node reset before time moves again
+        time.sleep(self.pacing.settle_wall_s)  # let every node reset before time moves again
         tracker = EpisodeTracker(now, max_steps, self.step_dt_s)
         result = None
         while result is None and not self._stop.is_set():
@@ -265,8 +231,9 @@ class SimNode(Node):
                 self.sim.step(physics_per_tick)
             self._publish_clock()
             self._publish_due()
-            if self.rtf > 0:
-                remaining = clock_dt / self.rtf - (time.monotonic() - wall_start)
+            real_time_factor = self.pacing.real_time_factor
+            if real_time_factor > 0:
+                remaining = clock_dt / real_time_factor - (time.monotonic() - wall_start)
                 if remaining > 0:
                     time.sleep(remaining)
 
@@ -305,7 +272,7 @@ class SimNode(Node):
             frames = {c: self.sim.render(c) for c in self.cameras}
             privileged = self.sim.privileged_state()
         for camera, rgb in frames.items():
-            rgb = add_read_noise(rgb, self._rng, self.noise_sigma)
+            rgb = add_read_noise(rgb, self._rng, self.pacing.camera_noise_sigma)
             msg = Image(
                 height=rgb.shape[0],
                 width=rgb.shape[1],

@@ -1,4 +1,4 @@
-"""Shared node plumbing: parameter declaration with descriptions, diagnostics, and main()."""
+"""Shared node plumbing: diagnostics, stamps and main() (parameters: node_parameters.py)."""
 
 from __future__ import annotations
 
@@ -9,35 +9,12 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 from vla_common.latency import StageTimer
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
-
-
-def declare(
-    node: Node,
-    name: str,
-    default: Any,
-    description: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    read_only: bool = False,
-) -> Any:
-    """Declare a parameter with its description and range in one place; return its value."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
-    if minimum is not None and maximum is not None:
-        if isinstance(default, int) and not isinstance(default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=int(minimum), to_value=int(maximum), step=0)]
-        else:
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=float(minimum), to_value=float(maximum), step=0.0)
-            ]
-    return node.declare_parameter(name, default, descriptor).value
 
 
 class StageDiagnostics:
@@ -54,9 +31,10 @@ class StageDiagnostics:
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
-    def report(self, level: int, message: str) -> None:
-        """Set the current status; a changed WARN/ERROR is also logged once."""
-        if (level, message) != self.problem and level != OK:
+    def report(self, level: int, message: str, log: bool = True) -> None:
+        """Set the current status; a changed WARN/ERROR is also logged once (``log=False``: the
+        caller logs it itself, e.g. throttled)."""
+        if log and (level, message) != self.problem and level != OK:
             (self._node.get_logger().warn if level == WARN else self._node.get_logger().error)(message)
         self.problem = (level, message)
 
