@@ -11,18 +11,22 @@ import argparse
 import importlib
 import resource
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from vla_policy.contract import Observation
-
-PERCEPTION_SIZES = {"primary": (256, 256), "wrist": (128, 128)}  # config/perception.yaml
+from vla_bringup.deployment import load_deployment
+from vla_bringup.policies import resolve_policy
+from vla_eval.bench_report import benchmarks_file, machine_description, percentiles, write_section
+from vla_policy.contract import Observation, PolicyBackend, make_backend
 
 BUILDERS = {
     "openvla": "vla_policy.backends.openvla.backend:build_random_openvla",
     "rt2": "vla_policy.backends.rt2.backend:build_random_rt2",
     "octo": "vla_policy.backends.octo.backend:build_random_octo",
 }
+START_PROPRIO = (0.0, -0.2, 0.22, 0.0, 1.55, 0.0, 0.037)  # the sim's start pose, fingers open
 
 
 def _builder(backend: str):
@@ -35,9 +39,10 @@ def _peak_rss_mb() -> float:
 
 
 def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
-    import torch
+    """Build the backend ``args`` names, time its ``infer``; returns (table row, result)."""
+    import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
 
-    from vla_eval.bench import machine_description, percentiles
+    # lazy: policy_node imports rclpy (resolve_device belongs in a ROS-free vla_policy module)
     from vla_policy.policy_node import resolve_device
 
     device = resolve_device(args.device)
@@ -45,35 +50,12 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     torch.manual_seed(0)
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
-    trained = bool(getattr(args, "policy", None))
-    if trained:
-        backend = _trained(args.policy, device, dtype)
-        args.backend, args.size = backend.name, f"{args.policy} (trained)"
-    else:
-        backend = _builder(args.backend)(args.size, device=device, dtype=dtype, seed=0, compile=args.compile)
+    backend, trained = _build(args, device, dtype)
     build_s = time.perf_counter() - start
-    rng = np.random.default_rng(0)
-    # A trained policy gets the perception node's output sizes (and resizes them itself, as in the
-    # graph); random-weight architectures get their own input sizes.
-    sizes = PERCEPTION_SIZES if trained else backend.image_size
-    images = {c: rng.integers(0, 256, (*sizes[c], 3), dtype=np.uint8) for c in backend.camera_names}
-    proprio = np.array([0.0, -0.2, 0.22, 0.0, 1.55, 0.0, 0.037])  # the sim's start pose, fingers open
-    observation = Observation(1, images, "put the red cube in the bowl", proprio)
+    observation = synthetic_observation(backend, trained)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    backend.reset(seed=0)
-    for _ in range(args.warmup):
-        backend.infer(observation)
-    samples, horizon = [], 1
-    for _ in range(args.steps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        output = backend.infer(observation)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        samples.append((time.perf_counter() - t0) * 1e3)
-        horizon = int(np.atleast_2d(np.asarray(output.chunk)).shape[0])
+    samples, horizon = _time_inference(backend, observation, args.warmup, args.steps, device == "cuda")
     p50, p99 = percentiles(samples)
     if device == "cuda":
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB GPU (peak allocated)"
@@ -95,28 +77,70 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
         "build_s": build_s,
     }
     machine = machine_description() if device == "cpu" else torch.cuda.get_device_name()
-    row = (
-        f"| {args.backend} | {args.size} | {params / 1e6:,.1f} M | {device} ({machine}) | {dtype}"
-        f"{' + compile' if args.compile else ''} | {p50:.1f} | {p99:.1f} | {horizon} | "
-        f"{result['actions_per_s']:.1f} | {memory} | {time.strftime('%Y-%m-%d')} |"
+    return _table_row(result, machine), result
+
+
+def _build(args: argparse.Namespace, device: str, dtype: str) -> tuple[PolicyBackend, bool]:
+    """A named trained policy (``--policy``; sets args.backend and args.size) or random weights."""
+    if getattr(args, "policy", None):
+        backend = _trained(args.policy, device, dtype)
+        args.backend, args.size = backend.name, f"{args.policy} (trained)"
+        return backend, True
+    build = _builder(args.backend)
+    return build(args.size, device=device, dtype=dtype, seed=0, compile=args.compile), False
+
+
+def synthetic_observation(backend: PolicyBackend, trained: bool) -> Observation:
+    """Synthetic camera frames: a trained policy gets the perception node's output sizes (and resizes
+    them itself, as in the graph); random-weight architectures get their own input sizes."""
+    sizes = load_deployment().camera_sizes if trained else backend.image_size
+    rng = np.random.default_rng(0)
+    images = {c: rng.integers(0, 256, (*sizes[c], 3), dtype=np.uint8) for c in backend.camera_names}
+    return Observation(1, images, "put the red cube in the bowl", np.array(START_PROPRIO))
+
+
+def _time_inference(
+    backend: PolicyBackend, observation: Observation, warmup: int, steps: int, cuda: bool
+) -> tuple[list[float], int]:
+    """Milliseconds per ``infer`` after ``warmup`` untimed calls, and the chunk length."""
+    import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
+
+    backend.reset(seed=0)
+    for _ in range(warmup):
+        backend.infer(observation)
+    samples, horizon = [], 1
+    for _ in range(steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        output = backend.infer(observation)
+        if cuda:
+            torch.cuda.synchronize()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        horizon = int(np.atleast_2d(np.asarray(output.chunk)).shape[0])
+    return samples, horizon
+
+
+def _table_row(result: dict[str, Any], machine: str) -> str:
+    return (
+        f"| {result['backend']} | {result['size']} | {result['params_m']:,.1f} M | {result['device']} "
+        f"({machine}) | {result['dtype']}{' + compile' if result['compile'] else ''} | "
+        f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['horizon']} | "
+        f"{result['actions_per_s']:.1f} | {result['memory']} | {time.strftime('%Y-%m-%d')} |"
     )
-    return row, result
 
 
-def _trained(policy: str, device: str, dtype: str):
+def _trained(policy: str, device: str, dtype: str) -> PolicyBackend:
     """A named policy with its trained checkpoint (vla_bringup.policies), as the policy node loads it."""
-    from vla_bringup.policies import resolve_policy
-    from vla_policy.contract import make_backend
-
     spec = resolve_policy(policy)
     if not spec.checkpoint:
         raise SystemExit(f"--policy {policy}: no checkpoint to time; use --backend with --size instead")
     return make_backend(spec.backend, checkpoint=spec.checkpoint, device=device, dtype=dtype, **spec.options)
 
 
-def backend_parameters(backend: object):
+def backend_parameters(backend: object) -> Iterator[Any]:
     """Parameters of every torch module the backend holds (for the parameter count)."""
-    import torch
+    import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
 
     seen = set()
     for value in vars(backend).values():
@@ -135,10 +159,7 @@ TABLE_HEADER = (
 
 def record_row(row: str) -> None:
     """Keep one row per (backend, size, device, dtype) in the policy section of docs/benchmarks.md."""
-    from vla_bringup.paths import repo_root
-    from vla_eval.bench import write_section
-
-    path = repo_root() / "docs" / "benchmarks.md"
+    path = benchmarks_file()
     text = path.read_text() if path.exists() else ""
     begin, end = "<!-- bench:policy -->", "<!-- /bench:policy -->"
     rows: dict[str, str] = {}

@@ -12,8 +12,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
+from vla_bringup.deployment import load_deployment
+from vla_bringup.launcher import GraphLauncher
 from vla_bringup.paths import repo_root
-from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
+from vla_bringup.policies import DEFAULT_POLICY, PolicySpec, resolve_policy
+from vla_bringup.profiles import profile
+from vla_bringup.ros_env import apply_loopback_profile
+from vla_data.video import Mp4Writer
 
 # Stage name -> the node that measures it, in pipeline order.
 STAGES = (
@@ -26,10 +34,14 @@ STAGES = (
     ("publish", "actuation"),
     ("frame_to_action", "actuation"),  # node clock (sim time): frame stamp -> its action accepted
 )
+VIDEO_TOPIC = "/camera/third_person/image_raw"
+VIDEO_FPS = 10
 
 
 @dataclass(frozen=True)
 class DemoOptions:
+    """What ``vla-stack demo`` (and ``eval`` through it) was asked to run and to keep."""
+
     policy: str = DEFAULT_POLICY
     instruction: str | None = None
     episodes: int = 3
@@ -76,17 +88,33 @@ def summarise(events: list[dict], latency_by_node: dict[str, dict]) -> dict:
 
 
 def run_demo(options: DemoOptions) -> int:
-    from tqdm import tqdm
-
-    from vla_bringup.launcher import GraphLauncher
-    from vla_bringup.profiles import profile
-    from vla_bringup.ros_env import apply_loopback_profile
-
+    """Run the episodes through the sim graph; prints and returns an exit status (1: none finished)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(options.out_dir) if options.out_dir else repo_root() / "out" / f"demo-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
     env = apply_loopback_profile(log_dir=str(out_dir / "ros_logs"))
+    spec = resolve_policy(options.policy, options.checkpoint, json.loads(options.backend_options or "{}"))
+    launcher = GraphLauncher(
+        profile("sim"), env, overrides=demo_overrides(options, spec), log_dir=out_dir / "logs"
+    )
+    print(
+        f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
+        f"seed={options.seed}; artefacts in {out_dir}"
+    )
+    events, latency, failure = _run_graph(options, launcher, out_dir)
+    summary = summarise(events, latency)
+    print_summary(summary, out_dir)
+    if options.json_path:
+        Path(options.json_path).write_text(json.dumps(summary, indent=2))
+        print(f"[demo] results written to {options.json_path}")
+    if failure:
+        print(f"[demo] FAILED: {failure}", file=sys.stderr)
+        return 1
+    return 0 if summary["episodes"] else 1
 
+
+def demo_overrides(options: DemoOptions, spec: PolicySpec) -> dict[str, dict[str, object]]:
+    """Node parameters for the demo's sim graph (``options.overrides`` applied last)."""
     sim: dict[str, object] = {
         "episodes": options.episodes,
         "seed": options.seed,
@@ -100,8 +128,7 @@ def run_demo(options: DemoOptions) -> int:
         sim["episode_plan_file"] = options.episode_plan_file
     if options.real_time_factor is not None:
         sim["real_time_factor"] = options.real_time_factor
-    spec = resolve_policy(options.policy, options.checkpoint, json.loads(options.backend_options or "{}"))
-    overrides = {
+    overrides: dict[str, dict[str, object]] = {
         "sim": sim,
         "policy": {
             "backend": spec.backend,
@@ -117,71 +144,84 @@ def run_demo(options: DemoOptions) -> int:
         overrides["actuation"] = {"execution_mode": execution_mode}
     for node, params in options.overrides.items():
         overrides[node] = {**overrides.get(node, {}), **params}
-    launcher = GraphLauncher(profile("sim"), env, overrides=overrides, log_dir=out_dir / "logs")
+    return overrides
 
-    video = None
-    if options.video:
-        from vla_data.video import Mp4Writer
 
-        video = Mp4Writer(out_dir / "third_person.mp4", fps=10)
-    # The bar on a terminal; plain lines in logs (CI), where a redrawn bar is noise.
-    bar = tqdm(
-        total=options.episodes, desc="episodes", unit="ep", file=sys.stdout, disable=not sys.stdout.isatty()
-    )
-    successes = 0
-    failure_clips = FailureClips(Path(options.failure_video_dir)) if options.failure_video_dir else None
+def time_budget_s(options: DemoOptions, step_dt_s: float) -> float:
+    """How long the episodes may take: start-up, then four times every step's control period."""
+    return 120.0 + options.episodes * options.max_steps * step_dt_s * 4.0
 
-    def on_frame(frame) -> None:
-        if video is not None:
-            video.add_frame(frame)
-        if failure_clips is not None:
-            failure_clips.add_frame(frame)
 
-    def on_end(event: dict) -> None:
-        nonlocal successes
-        successes += bool(event["success"])
-        if failure_clips is not None:
-            failure_clips.end_episode(event)
-        bar.update(1)
-        bar.set_postfix(success=f"{successes}/{bar.n}")
+def _run_graph(
+    options: DemoOptions, launcher: GraphLauncher, out_dir: Path
+) -> tuple[list[dict], dict[str, dict], str | None]:
+    """Start the graph, watch it until the sim is done or a node fails, stop it.
+
+    Returns (episode events, latency per node, failure or None).
+    """
+    # lazy: demo_monitor_node imports rclpy; demo.py stays ROS-free (the CLI builds its parser from it)
+    from vla_eval.demo_monitor_node import monitor_run
+
+    artefacts = _EpisodeArtefacts(options, out_dir)
+    launcher.start()
+    try:
+        return monitor_run(
+            timeout_s=time_budget_s(options, load_deployment().step_dt_s),
+            poll_failure=launcher.poll,
+            on_episode_end=artefacts.end_episode,
+            video_topic=VIDEO_TOPIC if artefacts.wants_frames else None,
+            on_frame=artefacts.add_frame if artefacts.wants_frames else None,
+            bag_path=out_dir / "bag" if options.record else None,
+        )
+    finally:
+        launcher.stop()
+        artefacts.close()
+
+
+class _EpisodeArtefacts:
+    """The demo's outputs while it runs: the MP4, failure clips and the progress bar."""
+
+    def __init__(self, options: DemoOptions, out_dir: Path) -> None:
+        self.video = Mp4Writer(out_dir / "third_person.mp4", fps=VIDEO_FPS) if options.video else None
+        self.failure_clips = (
+            FailureClips(Path(options.failure_video_dir)) if options.failure_video_dir else None
+        )
+        # The bar on a terminal; plain lines in logs (CI), where a redrawn bar is noise.
+        self.bar = tqdm(
+            total=options.episodes,
+            desc="episodes",
+            unit="ep",
+            file=sys.stdout,
+            disable=not sys.stdout.isatty(),
+        )
+        self.successes = 0
+
+    @property
+    def wants_frames(self) -> bool:
+        return self.video is not None or self.failure_clips is not None
+
+    def add_frame(self, frame: np.ndarray) -> None:
+        if self.video is not None:
+            self.video.add_frame(frame)
+        if self.failure_clips is not None:
+            self.failure_clips.add_frame(frame)
+
+    def end_episode(self, event: dict) -> None:
+        self.successes += bool(event["success"])
+        if self.failure_clips is not None:
+            self.failure_clips.end_episode(event)
+        self.bar.update(1)
+        self.bar.set_postfix(success=f"{self.successes}/{self.bar.n}")
         tqdm.write(
             f"episode {event['episode']} seed {event['seed']}: "
             f"{'SUCCESS' if event['success'] else 'failure'} in {event['steps']} steps"
             f" - {event['instruction']!r}"
         )
 
-    from vla_eval.demo_monitor_node import monitor_run
-
-    print(
-        f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
-        f"seed={options.seed}; artefacts in {out_dir}"
-    )
-    launcher.start()
-    try:
-        budget_s = 120.0 + options.episodes * options.max_steps * 0.2 * 4.0
-        events, latency, failure = monitor_run(
-            timeout_s=budget_s,
-            poll_failure=launcher.poll,
-            on_episode_end=on_end,
-            video_topic="/camera/third_person/image_raw" if video or failure_clips else None,
-            on_frame=on_frame if video or failure_clips else None,
-            bag_path=out_dir / "bag" if options.record else None,
-        )
-    finally:
-        launcher.stop()
-        bar.close()
-        if video is not None:
-            video.close()
-
-    summary = summarise(events, latency)
-    print_summary(summary, out_dir)
-    if options.json_path:
-        Path(options.json_path).write_text(json.dumps(summary, indent=2))
-        print(f"[demo] results written to {options.json_path}")
-    if failure:
-        print(f"[demo] FAILED: {failure}", file=sys.stderr)
-        return 1
-    return 0 if summary["episodes"] else 1
+    def close(self) -> None:
+        self.bar.close()
+        if self.video is not None:
+            self.video.close()
 
 
 def print_summary(summary: dict, out_dir: Path) -> None:
@@ -197,7 +237,7 @@ def print_summary(summary: dict, out_dir: Path) -> None:
 class FailureClips:
     """Buffers the third-person frames of the running episode; writes an MP4 when it fails."""
 
-    def __init__(self, directory: Path, fps: int = 10) -> None:
+    def __init__(self, directory: Path, fps: int = VIDEO_FPS) -> None:
         self.directory = directory
         self.fps = fps
         self.frames: list = []
@@ -210,8 +250,6 @@ class FailureClips:
         frames, self.frames = self.frames, []
         if event.get("success") or not frames:
             return
-        from vla_data.video import Mp4Writer
-
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{event.get('family', 'episode')}_seed{event['seed']}.mp4"
         writer = Mp4Writer(self.directory / name, fps=self.fps)

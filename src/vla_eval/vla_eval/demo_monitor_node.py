@@ -17,9 +17,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS
+from vla_data.bag_recorder_node import BagRecorderNode
 
 
 class DemoMonitorNode(Node):
+    """Collects the sim's episode events and the nodes' latency diagnostics; hands on camera frames."""
+
     def __init__(self, video_topic: str | None, on_frame: Callable[[np.ndarray], None] | None) -> None:
         super().__init__("demo_monitor")
         self.events: list[dict] = []
@@ -68,8 +71,6 @@ def monitor_run(
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
         if bag_path is not None:
-            from vla_data.bag_recorder_node import BagRecorderNode
-
             recorder = BagRecorderNode(output=bag_path)
             recorder.get_logger().set_level(LoggingSeverity.WARN)  # one line per topic is noise here
             executor.add_node(recorder)

@@ -14,13 +14,21 @@ Failed episodes leave an MP4 of the third-person camera; the JSON holds everythi
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
+from tqdm import tqdm
 
+from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
+from vla_bringup.paths import repo_root
+from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
+from vla_eval.demo import DemoOptions, run_demo
+from vla_policy.contract import make_backend
 from vla_sim import tasks
 
 LANGUAGE_MODES = ("template", "empty", "wrong")
@@ -29,6 +37,8 @@ SHAPE_SYNONYMS = {"cube": "block", "cylinder": "can"}  # words no demonstration 
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """What ``vla-stack eval`` was asked: the policy, the episodes and the instruction mode."""
+
     policy: str
     episodes: int
     seeds: str = "heldout"
@@ -45,8 +55,6 @@ class EvalOptions:
 
 def load_paraphrases(path: str) -> dict[str, list[str]]:
     """{family: [template, ...]} from YAML; each template uses the fields of tasks.instruction_for."""
-    import yaml
-
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping family -> list of instruction templates")
@@ -138,11 +146,8 @@ def summarise_eval(episodes: list[dict], plan: list[dict]) -> dict:
 
 def run_replica_episodes(options: EvalOptions, plan: list[dict]) -> list[dict]:
     """The plan through ``graph_replica`` (same modules and timing, no DDS): a quick estimate."""
-    from tqdm import tqdm
-
-    from vla_bringup.policies import resolve_policy
+    # lazy: the replica and the sim load mujoco, needed only for --replica (vla-stack --help stays quick)
     from vla_eval.graph_replica import run_graph_episode
-    from vla_policy.contract import make_backend
     from vla_sim.widowx_sim import WidowXSim
 
     spec = resolve_policy(options.policy, options.checkpoint, json.loads(options.backend_options or "{}"))
@@ -176,9 +181,7 @@ def run_replica_episodes(options: EvalOptions, plan: list[dict]) -> list[dict]:
 
 
 def run_eval(options: EvalOptions) -> int:
-    from vla_bringup.paths import repo_root
-    from vla_eval.demo import DemoOptions, run_demo
-
+    """Plan the episodes, run them (graph or replica), print and save the summary; an exit status."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(options.out_dir) if options.out_dir else repo_root() / "out" / f"eval-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,38 +189,51 @@ def run_eval(options: EvalOptions) -> int:
     plan_file = out_dir / "episode_plan.json"
     plan_file.write_text(json.dumps(plan, indent=1))
     demo_json = out_dir / "episodes.json"
-    if options.replica:
-        episodes = run_replica_episodes(options, plan)
-        demo_json.write_text(json.dumps({"episodes": episodes, "latency_ms": {}}))
     print(
         f"[eval] policy={options.policy} episodes={len(plan)} seeds={options.seeds} "
         f"language={options.language} instructions={options.instructions_file or 'templates'}"
     )
-    code = (
-        0
-        if options.replica
-        else run_demo(
-            DemoOptions(
-                policy=options.policy,
-                episodes=len(plan),
-                json_path=str(demo_json),
-                out_dir=str(out_dir),
-                checkpoint=options.checkpoint,
-                backend_options=options.backend_options,
-                real_time_factor=options.real_time_factor,
-                execution_mode=options.execution_mode,
-                max_steps=max(e["max_steps"] for e in plan),
-                record=False,
-                video=False,
-                episode_plan_file=str(plan_file),
-                failure_video_dir=str(out_dir / "failures"),
-            )
-        )
-    )
+    if options.replica:
+        episodes = run_replica_episodes(options, plan)
+        demo_json.write_text(json.dumps({"episodes": episodes, "latency_ms": {}}))
+        code = 0
+    else:
+        code = run_demo(_demo_options(options, plan, plan_file, demo_json, out_dir))
     if not demo_json.is_file():
         return code or 1
-    demo = json.loads(demo_json.read_text())
-    summary = {
+    summary = eval_summary(options, plan, json.loads(demo_json.read_text()), out_dir)
+    print_eval(summary)
+    if options.json_path:
+        Path(options.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.json_path).write_text(json.dumps(summary, indent=2))
+        print(f"[eval] results written to {options.json_path}")
+    return code
+
+
+def _demo_options(
+    options: EvalOptions, plan: list[dict], plan_file: Path, demo_json: Path, out_dir: Path
+) -> DemoOptions:
+    """The demo run that plays ``plan`` through the ROS 2 graph (no bag, no video but failures)."""
+    return DemoOptions(
+        policy=options.policy,
+        episodes=len(plan),
+        json_path=str(demo_json),
+        out_dir=str(out_dir),
+        checkpoint=options.checkpoint,
+        backend_options=options.backend_options,
+        real_time_factor=options.real_time_factor,
+        execution_mode=options.execution_mode,
+        max_steps=max(e["max_steps"] for e in plan),
+        record=False,
+        video=False,
+        episode_plan_file=str(plan_file),
+        failure_video_dir=str(out_dir / "failures"),
+    )
+
+
+def eval_summary(options: EvalOptions, plan: list[dict], demo: dict, out_dir: Path) -> dict:
+    """What eval prints and saves: per family and overall, every episode, latency, failure videos."""
+    return {
         "policy": options.policy,
         "seeds": options.seeds,
         "language": options.language,
@@ -228,12 +244,6 @@ def run_eval(options: EvalOptions) -> int:
         "latency_ms": demo["latency_ms"],
         "failure_videos": sorted(str(p) for p in (out_dir / "failures").glob("*.mp4")),
     }
-    print_eval(summary)
-    if options.json_path:
-        Path(options.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(options.json_path).write_text(json.dumps(summary, indent=2))
-        print(f"[eval] results written to {options.json_path}")
-    return code
 
 
 def print_eval(summary: dict) -> None:
@@ -248,10 +258,8 @@ def print_eval(summary: dict) -> None:
         )
 
 
-def add_eval_parser(sub) -> None:
-    from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
-    from vla_bringup.policies import DEFAULT_POLICY
-
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``eval`` to the ``vla-stack`` sub-commands."""
     parser = sub.add_parser("eval", help="success per task family through the node graph (held-out seeds)")
     parser.add_argument("--policy", default=DEFAULT_POLICY, help="octo-sim | scripted | a backend name")
     parser.add_argument("--episodes", type=int, default=60)
@@ -270,7 +278,7 @@ def add_eval_parser(sub) -> None:
     parser.set_defaults(func=lambda a: run_eval(_options(a)))
 
 
-def _options(args) -> EvalOptions:
+def _options(args: argparse.Namespace) -> EvalOptions:
     return EvalOptions(
         policy=args.policy,
         episodes=args.episodes,

@@ -6,11 +6,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import yaml
+
+from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
+from vla_bringup.launcher import GraphLauncher
+from vla_bringup.policies import DEFAULT_POLICY
+from vla_bringup.profiles import profile
+from vla_bringup.ros_env import loopback_environment
+from vla_data.dataset_export import add_export_parser
+from vla_data.record_cli import add_record_parser
+from vla_data.replay import add_replay_parser
+from vla_eval.bench import run_bench
+from vla_eval.demo import DemoOptions, run_demo
+from vla_eval.evaluate import add_eval_parser
+from vla_policy.contract import available_backends
+from vla_training.train_cli import add_train_parsers
+
 
 def _parse_set(items: Sequence[str]) -> dict[str, dict[str, object]]:
     """--set node.param=value (value parsed as YAML) -> {node: {param: value}}."""
-    import yaml
-
     overrides: dict[str, dict[str, object]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -22,10 +36,6 @@ def _parse_set(items: Sequence[str]) -> dict[str, dict[str, object]]:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from vla_bringup.launcher import GraphLauncher
-    from vla_bringup.profiles import profile
-    from vla_bringup.ros_env import loopback_environment
-
     env = loopback_environment()
     launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
     print(
@@ -37,8 +47,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vla_eval.demo import DemoOptions, run_demo
-
     options = DemoOptions(
         policy=args.policy,
         instruction=args.instruction,
@@ -60,30 +68,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_backends(_: argparse.Namespace) -> int:
-    from vla_policy.contract import available_backends
-
     print("\n".join(available_backends()))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vla_eval.bench import run_bench
-
     return run_bench(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
-    from vla_bringup.policies import DEFAULT_POLICY
-
     parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_launch_parser(sub)
+    _add_demo_parser(sub)
+    _add_bench_parser(sub)
+    add_record_parser(sub)
+    add_replay_parser(sub)
+    add_export_parser(sub)
+    add_train_parsers(sub)
+    add_eval_parser(sub)
+    backends = sub.add_parser("backends", help="list the policy backends")
+    backends.set_defaults(func=cmd_backends)
+    return parser
 
+
+def _add_launch_parser(sub: argparse._SubParsersAction) -> None:
     launch = sub.add_parser("launch", help="start a node graph (sim | widowx | replay) and supervise it")
     launch.add_argument("profile")
     launch.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
     launch.set_defaults(func=cmd_launch)
 
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="closed-loop episodes in the embedded sim through the node graph")
     demo.add_argument(
         "--policy", default=DEFAULT_POLICY, help="octo-sim (trained on the sim) | scripted | a backend name"
@@ -112,13 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-video", action="store_true", help="skip the MP4")
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks; results go to docs/benchmarks.md")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
+    no_write = {"action": "store_true", "help": "print only; do not update docs/benchmarks.md"}
     overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
     overhead.add_argument("--steps", type=int, default=2000)
-    overhead.add_argument(
-        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
-    )
+    overhead.add_argument("--no-write", **no_write)
     policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
     which = policy.add_mutually_exclusive_group(required=True)
     which.add_argument("--backend", choices=["openvla", "rt2", "octo"], help="random weights at --size")
@@ -131,32 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
     policy.add_argument("--warmup", type=int, default=3)
     policy.add_argument("--compile", action="store_true", help="torch.compile where the backend supports it")
-    policy.add_argument(
-        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
-    )
+    policy.add_argument("--no-write", **no_write)
     replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
     replay.add_argument("bag")
     replay.add_argument("--runs", type=int, default=3)
-    replay.add_argument(
-        "--no-write", action="store_true", help="print only; do not update docs/benchmarks.md"
-    )
+    replay.add_argument("--no-write", **no_write)
     bench.set_defaults(func=cmd_bench)
-
-    from vla_data.dataset_export import add_export_parser
-    from vla_data.record_cli import add_record_parser
-    from vla_data.replay import add_replay_parser
-    from vla_eval.evaluate import add_eval_parser
-    from vla_training.train_cli import add_train_parsers
-
-    add_record_parser(sub)
-    add_replay_parser(sub)
-    add_export_parser(sub)
-    add_train_parsers(sub)
-    add_eval_parser(sub)
-
-    backends = sub.add_parser("backends", help="list the policy backends")
-    backends.set_defaults(func=cmd_backends)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

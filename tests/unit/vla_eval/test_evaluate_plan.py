@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
-from vla_eval.evaluate import EvalOptions, build_plan, load_paraphrases, summarise_eval
+from vla_eval import evaluate
+from vla_eval.evaluate import EvalOptions, add_eval_parser, build_plan, load_paraphrases, summarise_eval
 from vla_sim import tasks
 from vla_sim.episode_plan import load_episode_plan
 
@@ -114,16 +115,13 @@ def test_episode_plan_file_errors_name_the_entry_and_key(tmp_path):
 
 
 def test_eval_passes_the_execution_mode_to_the_graph_and_refuses_unknown_modes(monkeypatch, tmp_path, capsys):
-    from vla_eval import demo
-    from vla_eval.evaluate import add_eval_parser
-
     seen = {}
 
     def fake_run_demo(options):
         seen["options"] = options
         return 3  # writes no results: eval must hand the code on
 
-    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    monkeypatch.setattr(evaluate, "run_demo", fake_run_demo)
     parser = argparse.ArgumentParser()
     add_eval_parser(parser.add_subparsers())
     argv = ["eval", "--policy", "scripted", "--episodes", "4", "--out", str(tmp_path)]
