@@ -41,6 +41,7 @@ from vla_actuation.safety import (
     clip_ee_delta,
     limit_joint_step,
 )
+from vla_common.action_space import BRIDGE_STEP_DT_S
 from vla_common.ee_delta import apply_ee_delta
 
 IK_FAILED = "ik_failed"
@@ -54,7 +55,7 @@ MIN_JERK_PEAK_SPEED_RATIO = 1.875
 class ControllerConfig:
     """Settings of the end-effector delta controller; validated on construction."""
 
-    step_dt_s: float = 0.2  # control period: Bridge runs at 5 Hz
+    step_dt_s: float = BRIDGE_STEP_DT_S  # control period; the graph passes its own (control.yaml)
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     ik_position_tolerance_m: float = 1e-4
     ik_orientation_tolerance_rad: float = 1e-3

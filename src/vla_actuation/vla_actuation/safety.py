@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vla_actuation.kinematics import ARM_JOINT_NAMES, JOINT_LOWER_RAD, JOINT_UPPER_RAD
+from vla_common.robot import ARM_JOINT_NAMES, JOINT_LOWER_RAD, JOINT_UPPER_RAD
 
 # Violation codes (stable strings: nodes count them as diagnostics keys).
 WRONG_LENGTH = "wrong_length"

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BRIDGE_DIM_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+# Bridge V2 was recorded at 5 Hz: each action is the change over 0.2 s. A property of the models'
+# action space; the graph's control rate is config/control.yaml's and must match the policy's.
+BRIDGE_STEP_DT_S = 0.2
 
 ACTION_KINDS = ("continuous", "discrete")
 
@@ -80,7 +83,7 @@ class ActionSpace:
 
     name: str = "bridge_ee_delta"
     dim_names: tuple[str, ...] = BRIDGE_DIM_NAMES
-    step_dt_s: float = 0.2
+    step_dt_s: float = BRIDGE_STEP_DT_S
     kind: str = "continuous"
     n_bins: int = 256
     stats: NormStats = field(default_factory=lambda: BRIDGE_ORIG_STATS)

@@ -15,11 +15,11 @@ class EpisodeResult:
 class EpisodeTracker:
     """Counts control steps of ``step_dt_s`` from ``start_s``; success must hold ``success_hold_s``."""
 
-    def __init__(
-        self, start_s: float, max_steps: int, step_dt_s: float = 0.2, success_hold_s: float = 0.4
-    ) -> None:
+    def __init__(self, start_s: float, max_steps: int, step_dt_s: float, success_hold_s: float = 0.4) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if not step_dt_s > 0:
+            raise ValueError(f"step_dt_s must be > 0 (the control period), got {step_dt_s}")
         self.start_s = start_s
         self.max_steps = max_steps
         self.step_dt_s = step_dt_s

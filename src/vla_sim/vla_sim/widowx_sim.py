@@ -21,22 +21,18 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402  (MUJOCO_GL must be set before the import)
 import numpy as np  # noqa: E402
 
+from vla_common.robot import (  # noqa: E402
+    ARM_JOINT_NAMES,
+    FINGER_JOINT_NAME,
+    FINGER_JOINT_NAMES,
+    FINGER_UPPER_M,
+)
 from vla_sim import scene, tasks  # noqa: E402
 
-ARM_JOINT_NAMES: tuple[str, ...] = (
-    "waist",
-    "shoulder",
-    "elbow",
-    "forearm_roll",
-    "wrist_angle",
-    "wrist_rotate",
-)
-FINGER_JOINT_NAMES: tuple[str, ...] = ("left_finger", "right_finger")
 TOOL_SITE = "ee_gripper_link"
 # Above the table with the gripper pointing straight down: tool at about (0.25, 0, 0.20) m, inside
 # the OpenVLA workspace box, like Bridge's data-collection neutral pose but further out.
 START_JOINTS_RAD: tuple[float, ...] = (0.0, -0.20, 0.22, 0.0, 1.55, 0.0)
-FINGER_OPEN_M = 0.037
 # Tool height at which the expert opens the gripper: over the bowl (above its base), or with the held
 # object this far above the top of the object it is stacked on.
 BOWL_RELEASE_TOOL_Z_M = 0.075
@@ -51,7 +47,7 @@ class SimConfig:
     camera_height: int = 240
     physics_dt: float = 0.002  # s per physics step (500 Hz)
     start_joints: tuple[float, ...] = START_JOINTS_RAD  # arm joints at reset (rad)
-    start_finger_m: float = FINGER_OPEN_M  # left finger at reset (m): open
+    start_finger_m: float = FINGER_UPPER_M  # left finger at reset (m): open
     settle_steps: int = 100  # physics steps at reset for the objects to come to rest
 
     def __post_init__(self) -> None:
@@ -108,7 +104,7 @@ class WidowXSim:
         self._qpos_adr = np.array([self.model.joint(n).qposadr[0] for n in joint_names])
         self._dof_adr = np.array([self.model.joint(n).dofadr[0] for n in joint_names])
         self._arm_act = np.array([self.model.actuator(n).id for n in ARM_JOINT_NAMES])
-        self._finger_act = self.model.actuator("left_finger").id
+        self._finger_act = self.model.actuator(FINGER_JOINT_NAME).id
         self._ctrl_low = self.model.actuator_ctrlrange[:, 0].copy()
         self._ctrl_high = self.model.actuator_ctrlrange[:, 1].copy()
         self._tool_site = self.model.site(TOOL_SITE).id

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from vla_sim.episode_tracker import EpisodeTracker
 from vla_sim.trajectory_follower import TrajectoryFollower
@@ -44,6 +45,11 @@ def test_episode_tracker_success_must_hold():
     assert t.update(0.6, True) is None
     result = t.update(1.0, True)
     assert result.success and result.steps == 3
-    t2 = EpisodeTracker(0.0, max_steps=5)
+    t2 = EpisodeTracker(0.0, max_steps=5, step_dt_s=0.2)
     assert t2.update(0.9, False) is None
     assert t2.update(1.0, False).success is False
+    # steps count in the control period it is given: 10 Hz spends the budget in half the time
+    t3 = EpisodeTracker(0.0, max_steps=5, step_dt_s=0.1)
+    assert t3.update(0.5, False).steps == 5
+    with pytest.raises(ValueError, match="step_dt_s must be > 0"):
+        EpisodeTracker(0.0, max_steps=5, step_dt_s=0.0)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from vla_common import robot
 from vla_sim import tasks
 from vla_sim.widowx_sim import ARM_JOINT_NAMES, START_JOINTS_RAD, SimConfig, WidowXSim, jittered_start_joints
 
@@ -17,6 +18,20 @@ def sim() -> WidowXSim:
     simulation = WidowXSim()
     yield simulation
     simulation.close()
+
+
+def test_the_model_has_the_robots_joints_and_limits(sim):
+    """wx250s.xml and vla_common.robot describe the same arm: names, joint ranges, finger travel."""
+    model = sim.model
+    assert ARM_JOINT_NAMES is robot.ARM_JOINT_NAMES
+    ranges = np.array([model.jnt_range[model.joint(name).id] for name in robot.ARM_JOINT_NAMES])
+    np.testing.assert_allclose(ranges[:, 0], robot.JOINT_LOWER_RAD, atol=1e-6)
+    np.testing.assert_allclose(ranges[:, 1], robot.JOINT_UPPER_RAD, atol=1e-6)
+    finger = model.jnt_range[model.joint(robot.FINGER_JOINT_NAME).id]
+    np.testing.assert_allclose(finger, [robot.FINGER_LOWER_M, robot.FINGER_UPPER_M])
+    assert [model.joint(name).id for name in robot.FINGER_JOINT_NAMES]  # both fingers exist
+    names, _, _, _ = sim.joint_state()
+    assert tuple(names) == (*robot.ARM_JOINT_NAMES, *robot.FINGER_JOINT_NAMES)
 
 
 def _drive(sim: WidowXSim, seed: int) -> np.ndarray:
