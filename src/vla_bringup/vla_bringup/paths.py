@@ -21,6 +21,7 @@ def config_dir() -> Path:
     if (in_repo / "fastdds_localhost.xml").is_file():
         return in_repo
     try:
+        # lazy: only a colcon install has ament_index_python; the pip path never reaches here
         from ament_index_python.packages import get_package_share_directory
 
         return Path(get_package_share_directory("vla_bringup")) / "config"

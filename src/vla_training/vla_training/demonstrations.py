@@ -295,8 +295,7 @@ def _collect_episode(sim: WidowXSim, options: CollectOptions, seed: int, family:
 
 def _collect_shard(args: tuple[CollectOptions, list[tuple[int, str, int]], int]) -> list[dict]:
     """One worker's share of the plan, on one sim."""
-    # torch is heavy and only the resize in prepare_image needs it: imported where the threads are set.
-    import torch
+    import torch  # lazy: heavy; only the workers' resize (prepare_image) uses it, one thread each
 
     torch.set_num_threads(1)  # one worker per core: no library may spawn its own thread pool
     cv2.setNumThreads(1)
