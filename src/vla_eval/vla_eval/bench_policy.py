@@ -20,6 +20,7 @@ from vla_bringup.deployment import load_deployment
 from vla_bringup.policies import resolve_policy
 from vla_eval.bench_report import benchmarks_file, machine_description, percentiles, write_section
 from vla_policy.contract import Observation, PolicyBackend, make_backend
+from vla_policy.policy_settings import resolve_device
 
 BUILDERS = {
     "openvla": "vla_policy.backends.openvla.backend:build_random_openvla",
@@ -41,9 +42,6 @@ def _peak_rss_mb() -> float:
 def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     """Build the backend ``args`` names, time its ``infer``; returns (table row, result)."""
     import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
-
-    # lazy: policy_node imports rclpy (resolve_device belongs in a ROS-free vla_policy module)
-    from vla_policy.policy_node import resolve_device
 
     device = resolve_device(args.device)
     dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
