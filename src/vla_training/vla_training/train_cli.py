@@ -8,8 +8,9 @@ top-level ``base: <path relative to the override>`` and only what differs, deep-
 base; ``null`` removes a base setting (a section or a train option goes back to its default).
 
 This module maps those sections to their dataclasses and runs them. The ``vla-stack`` command
-imports it at start-up to build its parser, so it never imports torch at module level: the trainer
-(``train_octo``), the sim glue and the checkpoint loaders are imported inside the commands.
+imports it at start-up to build its parser, so it never imports torch or the simulator (mujoco) at
+module level: the trainer (``train_octo``), the sim glue, the checkpoint loaders and the collector
+(``demonstrations``, which runs the sim) are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ import argparse
 import json
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from vla_bringup.paths import repo_root
 from vla_bringup.policies import resolve_policy
 from vla_policy.backends.octo.config import OctoConfig, octo_preset
-from vla_training.demonstrations import CollectOptions, collect
 from vla_training.pair_check import pair_check
 from vla_training.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    from vla_training.demonstrations import CollectOptions
 
 COLLECTIONS = ("collect", "decisions", "counterfactuals", "carry_frames")  # the sections that collect data
 RETARGETED = ("counterfactuals", "carry_frames")  # collections whose scenes are not their seed's targets
@@ -119,6 +122,9 @@ def collect_options(
     carry_retarget: bool = False,
 ) -> CollectOptions:
     """A collection section as ``CollectOptions`` for a model of ``image_sizes`` and ``image_crops``."""
+    # lazy: the collector imports the simulator (see the module doc)
+    from vla_training.demonstrations import CollectOptions
+
     unknown = sorted(set(section) - set(COLLECT_SETTINGS))
     if unknown:
         raise SystemExit(f"{source}: unknown collect setting(s) {unknown}; known: {sorted(COLLECT_SETTINGS)}")
@@ -144,8 +150,12 @@ def have_demonstrations(options: CollectOptions) -> bool:
         return False
     recorded = json.loads(meta.read_text()).get("options", {})
     # a setting added after the collection was recorded counts as its default
-    defaults = {f.name: f.default for f in fields(options) if f.default is not MISSING}
-    return {**defaults, **recorded} == json.loads(json.dumps(asdict(options)))
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(options)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
+    return json.loads(json.dumps({**defaults, **recorded})) == json.loads(json.dumps(asdict(options)))
 
 
 def model_config(train_section: dict) -> OctoConfig:
@@ -198,6 +208,9 @@ def train_config(
 
 
 def collect_missing(sources: list[CollectOptions], recollect: bool) -> None:
+    # lazy: the collector imports the simulator (see the module doc)
+    from vla_training.demonstrations import collect
+
     for options in sources:
         if have_demonstrations(options) and not recollect:
             print(f"[train] using the demonstrations in {options.out_dir} (--recollect to record them again)")
@@ -230,6 +243,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    # lazy: the collector imports the simulator (see the module doc)
+    from vla_training.demonstrations import CollectOptions, collect
+
     sizes = {"primary": (args.primary_size, args.primary_size), "wrist": (args.wrist_size, args.wrist_size)}
     crop = list(args.primary_crop or octo_preset("sim").image_crop["primary"])
     crops = {"primary": crop} if crop != [0.0, 0.0, 1.0, 1.0] else {}

@@ -243,11 +243,11 @@ def test_the_commands_keep_their_names_and_flags():
     assert (args.checkpoint, args.decisions, args.counterfactuals, args.pairs) == ("m", "a", "b", 5)
 
 
-def test_the_cli_module_loads_without_torch():
-    """``vla-stack`` imports the train parsers at start-up: torch only when a command trains."""
-    code = "import sys, vla_training.train_cli; print('torch' in sys.modules)"
+def test_the_cli_module_loads_without_torch_or_the_simulator():
+    """``vla-stack`` imports the train parsers at start-up: torch and mujoco only when a command runs."""
+    code = "import sys, vla_training.train_cli; print('torch' in sys.modules, 'mujoco' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "False False"
 
 
 def test_a_tiny_training_run_through_the_cli(tmp_path):

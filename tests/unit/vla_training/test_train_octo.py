@@ -247,6 +247,7 @@ def test_recorded_collection_is_reused_when_only_newer_settings_with_defaults_di
     options = CollectOptions(str(tmp_path), 4, tasks.TRAIN_SEED_START, SIZES)
     recorded = asdict(options)
     del recorded["first_ticks"]  # a collection recorded before the setting existed
+    del recorded["image_crops"]  # one whose default is a factory's
     (tmp_path / "meta.json").write_text(json.dumps({"options": recorded}))
     assert have_demonstrations(options)
     assert not have_demonstrations(dataclasses.replace(options, first_ticks=2))
