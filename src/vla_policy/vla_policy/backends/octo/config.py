@@ -90,7 +90,7 @@ class OctoConfig:
     head_num_blocks: int = 3  # MLP-ResNet blocks
     diffusion_steps: int = 20  # training diffusion steps: length of the cosine beta schedule
     # what the head predicts: "epsilon" (the noise; Octo) or "sample" (the clean chunk; better
-    # conditioned when the last step of the cosine schedule is almost pure noise, see training.md)
+    # conditioned when the last step of the cosine schedule is almost pure noise, see docs/experiments.md)
     prediction_type: str = "epsilon"
     # --- sampling defaults (the backend's num_steps / scheduler options override them)
     num_inference_steps: int = 20  # denoising steps at inference (<= diffusion_steps)
