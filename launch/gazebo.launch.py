@@ -2,8 +2,8 @@
 
     ros2 launch vla_bringup gazebo.launch.py use_gazebo_gui:=false
 
-Params: control.yaml, then perception.yaml, policy.yaml, actuation.yaml, then gazebo.yaml on top,
-then the launch arguments given here: the "gazebo" profile of vla_bringup.profiles.
+Params: perception.yaml, policy.yaml, actuation.yaml, then gazebo.yaml on top, then control.yaml
+(the control rate), then the launch arguments given here: the "gazebo" profile of vla_bringup.profiles.
 
 The simulator is interbotix_xsarm_sim/launch/xsarm_gz_classic.launch.py (Interbotix
 interbotix_ros_manipulators), arguments robot_model, use_rviz, use_gazebo_gui checked against its

@@ -3,7 +3,7 @@
     ros2 launch vla_bringup replay.launch.py bag:=/data/episode_0 overrides:=widowx.yaml
     ros2 launch vla_bringup replay.launch.py             # play the bag yourself: ros2 bag play B --clock
 
-Params: control.yaml, then perception.yaml, policy.yaml (and actuation.yaml), then the optional
+Params: perception.yaml, policy.yaml (and actuation.yaml), control.yaml, then the optional
 `overrides` file from the same config folder (widowx.yaml for a bag recorded on the real arm, so
 the camera topics match), then the launch arguments; the nodes are the "replay" profile of
 vla_bringup.profiles, as `vla-stack replay` starts them. The instruction comes from the bag

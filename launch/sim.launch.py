@@ -3,7 +3,7 @@
     ros2 launch vla_bringup sim.launch.py
     ros2 launch vla_bringup sim.launch.py policy:=scripted instruction:="put the spoon on the towel" seed:=3
 
-The nodes, their params files (control.yaml first) and fixed parameters are the "sim" profile of
+The nodes, their params files (control.yaml last) and fixed parameters are the "sim" profile of
 vla_bringup.profiles, the same description the pip launcher (`vla-stack demo`) starts. Every node
 reads its params files from share/vla_bringup/config (config/ in the repository). Launch arguments
 left empty keep the value in those files; given ones override it.

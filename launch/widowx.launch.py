@@ -4,11 +4,11 @@
     ros2 launch vla_bringup widowx.launch.py start_driver:=false      # driver already running
     ros2 launch vla_bringup widowx.launch.py hardware_type:=fake       # Interbotix mock hardware, no arm
 
-Params: control.yaml, then perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top
-(real-arm topics and limits), then the launch arguments given here: the "widowx" profile of
-vla_bringup.profiles, as `vla-stack launch widowx` starts it. Wall clock (use_sim_time false). The
-instruction is not a parameter: publish it on /vla/instruction (std_msgs/String, transient local),
-e.g. with the vla-stack command line.
+Params: perception.yaml, policy.yaml, actuation.yaml, then widowx.yaml on top (real-arm topics
+and limits), then control.yaml (the control rate), then the launch arguments given here: the
+"widowx" profile of vla_bringup.profiles, as `vla-stack launch widowx` starts it. Wall clock
+(use_sim_time false). The instruction is not a parameter: publish it on /vla/instruction
+(std_msgs/String, transient local), e.g. with the vla-stack command line.
 
 The driver is interbotix_xsarm_ros_control/launch/xsarm_ros_control.launch.py (Interbotix
 interbotix_ros_manipulators, humble/jazzy branches), whose arguments robot_model, hardware_type

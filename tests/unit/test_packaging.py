@@ -63,7 +63,8 @@ USE_SIM_TIME = {
     "gazebo": {"perception": True, "policy": True, "actuation": True},
     "replay": {"perception": True, "policy": True, "actuation": True},
 }
-# The params file every node loads first, and the parameters only it may define (defined once).
+# The params file every node loads after its own (see vla_bringup.profiles.CONTROL_PARAMS), and the
+# parameters only it may define (defined once).
 CONTROL_FILE = "control.yaml"
 CONTROL_ONLY_KEYS = {"control_hz", "step_dt_s"}
 # Imported top-level module -> the package.xml key that must declare it.
@@ -222,14 +223,14 @@ def node_problems(
 def profile_problems(
     profile_name: str, specs: tuple[NodeSpec, ...], scripts: dict[str, set[str]], config_dir: Path
 ) -> list[str]:
-    """A graph profile: executables that exist, params files that exist, control.yaml loaded first."""
+    """A graph profile: executables that exist, params files that exist, control.yaml loaded last."""
     problems = []
     for spec in specs:
         where = f"profile '{profile_name}' node '{spec.name}'"
         files = list(spec.params_files)
         problems += node_problems(where, spec.package, spec.executable, spec.name, files, scripts, config_dir)
-        if not files or files[0] != CONTROL_FILE:
-            problems.append(f"{where}: loads {files}; {CONTROL_FILE} must come first")
+        if not files or files[-1] != CONTROL_FILE:
+            problems.append(f"{where}: loads {files}; {CONTROL_FILE} must come last")
     return problems
 
 
@@ -584,7 +585,7 @@ def test_launch_checker_catches_wrong_profiles(tmp_path):
     (tmp_path / "policy.yaml").write_text("policy:\n  ros__parameters: {}\n")
     (tmp_path / "fastdds_localhost.xml").write_text("<dds/>")
     scripts = {"vla_policy": {"policy_node"}}
-    good_spec = NodeSpec("policy", "vla_policy.policy_node", ("control", "policy"))
+    good_spec = NodeSpec("policy", "vla_policy.policy_node", ("policy", "control"))
     source = (
         "def generate_launch_description():\n"
         "    SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', _config('fastdds_localhost.xml'))\n"
@@ -592,10 +593,10 @@ def test_launch_checker_catches_wrong_profiles(tmp_path):
     )
     assert launch_problems(source, "good.launch.py", scripts, tmp_path, {"graph": (good_spec,)}) == []
     broken_specs = {
-        "not a console_script": NodeSpec("policy", "vla_policy.policy_nod", ("control", "policy")),
-        "polcy.yaml does not exist": NodeSpec("policy", "vla_policy.policy_node", ("control", "polcy")),
-        "has no section in policy.yaml": NodeSpec("polcy", "vla_policy.policy_node", ("control", "policy")),
-        "control.yaml must come first": NodeSpec("policy", "vla_policy.policy_node", ("policy",)),
+        "not a console_script": NodeSpec("policy", "vla_policy.policy_nod", ("policy", "control")),
+        "polcy.yaml does not exist": NodeSpec("policy", "vla_policy.policy_node", ("polcy", "control")),
+        "has no section in policy.yaml": NodeSpec("polcy", "vla_policy.policy_node", ("policy", "control")),
+        "control.yaml must come last": NodeSpec("policy", "vla_policy.policy_node", ("control", "policy")),
     }
     for expected, spec in broken_specs.items():
         problems = launch_problems(source, "bad.launch.py", scripts, tmp_path, {"graph": (spec,)})

@@ -2,9 +2,9 @@
 
 A profile is the list of nodes one graph starts: which executable, which params files (in order,
 later ones override earlier ones) and which parameters are fixed for that graph. Every node loads
-config/control.yaml first (the control rate, defined once). The launch files in launch/ add their
-launch arguments on top; tests/unit/vla_bringup/test_launch_matches_profiles.py checks they start
-exactly these nodes.
+config/control.yaml (the control rate, defined once) after its own files: see CONTROL_PARAMS. The
+launch files in launch/ add their launch arguments on top;
+tests/unit/vla_bringup/test_launch_matches_profiles.py checks they start exactly these nodes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-# Loaded first by every node: /** control_hz.
+# Loaded by every node, after its own params files: '/**' control_hz. Last, not first: rcl files
+# every -p override under '/**' too, and applies the '/**' section at the position its first
+# occurrence has among the params files. Loaded first, the node-specific sections would come after
+# it and beat every -p override (`vla-stack demo --episodes 2` would run episodes forever).
 CONTROL_PARAMS = "control"
 
 
@@ -39,7 +42,7 @@ class NodeSpec:
 
     @property
     def params_files(self) -> tuple[str, ...]:
-        """The params file names, in load order (control.yaml first)."""
+        """The params file names, in load order (control.yaml last)."""
         return tuple(f"{name}.yaml" for name in self.params)
 
     def node_action_kwargs(
@@ -64,7 +67,7 @@ class NodeSpec:
 
 
 def _node(name: str, module: str, *params: str, **parameters: object) -> NodeSpec:
-    return NodeSpec(name, module, (CONTROL_PARAMS, *params), parameters)
+    return NodeSpec(name, module, (*params, CONTROL_PARAMS), parameters)
 
 
 def _core(*overrides_file: str, use_sim_time: bool) -> tuple[NodeSpec, ...]:

@@ -154,7 +154,8 @@ def test_launch_file_starts_its_profile(share_dir, launch_file, profile_name, ad
     actions = launched_actions(LAUNCH_DIR / launch_file)
     assert graph_differences(nodes_of(actions), profile_name, added) == []
     for node in nodes_of(actions):
-        assert Path(node.kwargs["parameters"][0]) == share_dir / "config" / "control.yaml"
+        # the control rate, after the node's own files and before the launch arguments' values
+        assert Path(node.kwargs["parameters"][-2]) == share_dir / "config" / "control.yaml"
 
 
 def test_replay_launch_starts_the_replay_profile(share_dir):

@@ -23,7 +23,9 @@ def test_node_command_uses_params_files_and_overrides():
     cmd = node_command(spec, {"seed": 7})
     assert cmd[:3] == [sys.executable, "-m", "vla_sim.sim_node"]
     files = [Path(cmd[i + 1]).name for i, a in enumerate(cmd) if a == "--params-file"]
-    assert files == ["control.yaml", "sim.yaml"]
+    # control.yaml ('/**') after the node's own file, so that the -p overrides (which rcl also files
+    # under '/**') are applied after the node's section: see profiles.CONTROL_PARAMS
+    assert files == ["sim.yaml", "control.yaml"]
     # the sim node is the clock (it steps on wall time and publishes /clock): wall time itself
     assert "seed:=7" in cmd and "use_sim_time:=false" in cmd and "__node:=sim" in cmd
 
@@ -33,7 +35,7 @@ def test_every_profile_names_existing_modules_and_params():
         for spec in nodes:
             assert importlib.util.find_spec(spec.module) is not None, (name, spec.module)
             node_command(spec)  # raises if a params file is missing
-            assert spec.params[0] == "control", (name, spec.name, spec.params)
+            assert spec.params[-1] == "control", (name, spec.name, spec.params)
 
 
 def test_unknown_profile_and_override_are_errors():
