@@ -87,7 +87,7 @@ class PolicyNode(Node):
             # On a small machine the sim, perception and actuation share the cores: one thread
             # avoids OpenMP spin contention (tiny RT-2: 12 ms with 1 thread, 39 ms p50 / 105 ms p99
             # with 2 under load).
-            import torch  # optional and heavy: only model backends need it
+            import torch  # lazy: optional and heavy, only model backends need it
 
             torch.set_num_threads(values["cpu_threads"])
         backend = make_backend(values["backend"], **backend_options(values, device))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vla_common.action_space import ACTION_KINDS
+from vla_common.control_period import step_period_s
 from vla_common.parameters import ParameterSpec, control_hz_spec
 
 DEVICES = ("auto", "cuda", "cpu")
@@ -100,7 +101,7 @@ def resolve_device(requested: str) -> str:
     if requested == "cpu":
         return "cpu"
     try:
-        import torch  # optional and heavy: only a model backend needs it
+        import torch  # lazy: optional and heavy, only a model backend needs it
 
         has_cuda = torch.cuda.is_available()
     except ImportError:
@@ -122,11 +123,14 @@ def parse_options(text: str) -> dict:
 
 
 def backend_options(values: Mapping[str, Any], device: str) -> dict:
-    """The keyword arguments of make_backend: device, action kind, chunk length, checkpoint, extras."""
+    """The keyword arguments of make_backend: device, action kind, chunk length, control period,
+    checkpoint, extras. A backend whose step is free (the scripted expert) may take ``step_dt_s``;
+    a model keeps the step it was trained at (and actuation refuses it at another rate)."""
     options = {
         "device": device,
         "action_kind": values["action_kind"],
         "chunk_horizon": values["chunk_horizon"],
+        "step_dt_s": step_period_s(values["control_hz"]),
         **parse_options(values["backend_options"]),
     }
     if values["checkpoint"]:

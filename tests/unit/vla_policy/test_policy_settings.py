@@ -29,10 +29,12 @@ def test_backend_options_merge_the_json_extras_and_the_checkpoint():
         "device": "cpu",
         "action_kind": "continuous",
         "chunk_horizon": 4,
+        "step_dt_s": 0.2,
         "unnorm_key": "bridge_orig",
         "checkpoint": "/m",
     }
     assert "checkpoint" not in backend_options(DEFAULTS, "cpu")
+    assert backend_options({**DEFAULTS, "control_hz": 10.0}, "cpu")["step_dt_s"] == 0.1
 
 
 @pytest.mark.parametrize(("text", "message"), [("{", "not JSON"), ("[1]", "expected a JSON object")])
