@@ -171,12 +171,6 @@ def test_observations_and_episode_steps_follow_the_changed_rate(graph_run):
         assert end["steps"] * STEP_S <= end["duration_s"] + STEP_S, end
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scripted backend's action space keeps Bridge's 0.2 s step whatever control_hz says "
-    "(vla_policy: ScriptedBackend needs a step_dt_s argument and the policy node must pass it the "
-    "control period); actuation then refuses its chunks",
-)
 def test_actions_step_at_the_changed_rate_and_actuation_runs_them(graph_run):
     assert graph_run.actions, "no action on /vla/action"
     steps = [a.space.step_dt_s for a in graph_run.actions]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_common.action_space import ActionSpace, quantize_actions
+from vla_common.action_space import BRIDGE_STEP_DT_S, ActionSpace, quantize_actions
 from vla_common.ee_delta import apply_ee_delta
 from vla_policy.backends.scripted.expert import ExpertConfig, ScriptedExpert
 from vla_policy.contract import Observation, PolicyOutput
@@ -36,9 +36,10 @@ class ScriptedBackend:
         action_kind: str = "continuous",
         chunk_horizon: int = 1,
         expert_config: ExpertConfig | None = None,
+        step_dt_s: float = BRIDGE_STEP_DT_S,
         **_: Any,
     ) -> None:
-        self.action_space = ActionSpace(kind=action_kind)
+        self.action_space = ActionSpace(kind=action_kind, step_dt_s=step_dt_s)
         if chunk_horizon < 1:
             raise ValueError(f"chunk_horizon must be >= 1, got {chunk_horizon}")
         # Discrete actions are single steps, as OpenVLA emits them.
