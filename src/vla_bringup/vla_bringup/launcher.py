@@ -3,24 +3,37 @@
 Each node runs as ``python -m <module> --ros-args --params-file <yaml>... -p k:=v`` with the
 environment of :mod:`vla_bringup.ros_env`. A node that exits while the graph runs is reported with
 the tail of its log, and the graph is stopped; Ctrl-C (SIGINT) or SIGTERM stops every node cleanly
-(SIGINT, then SIGTERM, then SIGKILL).
+(SIGINT, then SIGTERM, then SIGKILL). On Linux each node also gets SIGTERM from the kernel when
+the launcher dies without stopping it (killed by a test timeout, SIGKILL, a crash), so no graph is
+left running behind a dead demo or test.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from vla_bringup.paths import params_file
 from vla_bringup.profiles import NodeSpec
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_launcher(launcher_pid: int) -> None:
+    """Runs in the child before exec: SIGTERM this node when the launcher's thread exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher_pid:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def format_param(value: object) -> str:
@@ -76,6 +89,8 @@ class GraphLauncher:
         self.failure: str | None = None
 
     def start(self) -> None:
+        """Start every node. Call it from a thread that outlives the graph (normally the main
+        thread): Linux sends the death signal when the thread that started a node exits."""
         for spec in self.nodes:
             cmd = node_command(spec, self.overrides.get(spec.name))
             log_path = self.log_dir / f"{spec.name}.log" if self.log_dir else None
@@ -92,6 +107,7 @@ class GraphLauncher:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_death_signal_hook(),
             )
             self.running.append(RunningNode(spec, process, log_path))
             if self.echo and log_path is None:
@@ -146,6 +162,14 @@ class GraphLauncher:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.stop()
+
+
+def _death_signal_hook() -> Callable[[], None] | None:
+    """The Popen preexec_fn that ties a node's life to the launcher's (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    launcher_pid = os.getpid()
+    return lambda: _die_with_launcher(launcher_pid)
 
 
 def _prefix_output(name: str, process: subprocess.Popen) -> None:

@@ -26,7 +26,7 @@ from vla_perception.preprocess import CameraPreprocess, to_policy_input
 from vla_perception.sync import ApproximateSync, FrameHealth
 from vla_policy.observation_assembly import ObservationAssembler
 
-__all__ = ["bench_overhead", "bench_replay", "run_bench", "write_section"]
+__all__ = ["bench_overhead", "bench_replay", "run_bench"]
 
 # label -> ((height, width) of each camera's policy input, interpolation)
 OVERHEAD_CONFIGS = {

@@ -1,5 +1,9 @@
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -7,7 +11,7 @@ import pytest
 from vla_bringup.launcher import GraphLauncher, format_param, node_command
 from vla_bringup.profiles import PROFILES, profile
 from vla_bringup.ros_env import loopback_environment, profile_path
-from vla_eval.bench import write_section
+from vla_eval.bench_report import write_section
 from vla_stack.cli import _parse_set
 
 
@@ -69,3 +73,49 @@ def test_write_section_replaces_in_place(tmp_path):
     write_section("x", "three", path)
     text = path.read_text()
     assert "three" in text and "one" not in text and text.index("three") < text.index("two")
+
+
+def test_nodes_stop_when_the_launcher_is_killed(tmp_path):
+    """A launcher killed without stop() (SIGKILL, a test timeout) leaves no node running."""
+    package = tmp_path / "fake_nodes"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sleeper.py").write_text("import time\nwhile True:\n    time.sleep(0.1)\n")
+    script = (
+        "import sys\n"
+        "from vla_bringup.launcher import GraphLauncher\n"
+        "from vla_bringup.profiles import NodeSpec\n"
+        f"env = {{'PYTHONPATH': {str(tmp_path)!r}}}\n"
+        "specs = [NodeSpec(n, 'fake_nodes.sleeper', ()) for n in ('a', 'b')]\n"
+        "launcher = GraphLauncher(specs, env)\n"
+        "launcher.start()\n"
+        "print(' '.join(str(n.process.pid) for n in launcher.running), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    node_pids: list[int] = []
+    try:
+        node_pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(node_pids) == 2 and all(_alive(pid) for pid in node_pids)
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and any(_alive(pid) for pid in node_pids):
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in node_pids), "nodes outlived their launcher"
+    finally:
+        parent.kill()
+        for pid in node_pids:  # leave nothing behind when the assertion fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its (dead) parent's reaper."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
