@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
+from pathlib import Path
 
+import pytest
+
+from vla_bringup.paths import repo_root
 from vla_bringup.ros_env import apply_loopback_profile
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/params_copy.py
 
 
 def _worker_domain_id() -> int:
@@ -28,3 +36,12 @@ def pytest_addoption(parser):
         default=False,
         help="rewrite golden outputs (tests/data/*golden*) from this run instead of comparing",
     )
+
+
+@pytest.fixture
+def config_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of config/ that the launcher, load_deployment and the replica read (VLA_STACK_CONFIG_DIR)."""
+    copy = tmp_path / "config"
+    shutil.copytree(repo_root() / "config", copy)
+    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
+    return copy

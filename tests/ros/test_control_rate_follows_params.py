@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-import yaml
 from graph_helpers import start_graph
+from params_copy import set_control_hz
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -43,18 +43,14 @@ MAX_STEPS = 25  # 2.5 s of sim time at 10 Hz: enough for the arm to move, short 
 def _config_at_10_hz(directory: Path) -> Path:
     copy = directory / "config"
     shutil.copytree(config_dir(), copy)
-    path = copy / "control.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["/**"]["ros__parameters"]["control_hz"] = CONTROL_HZ
-    path.write_text(yaml.safe_dump(document))
+    set_control_hz(copy, CONTROL_HZ)
     return copy
 
 
 @pytest.fixture
-def config_at_10_hz(tmp_path, monkeypatch) -> Path:
-    copy = _config_at_10_hz(tmp_path)
-    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
-    return copy
+def config_at_10_hz(config_copy) -> Path:
+    set_control_hz(config_copy, CONTROL_HZ)
+    return config_copy
 
 
 def test_the_replica_reads_the_changed_period(config_at_10_hz):

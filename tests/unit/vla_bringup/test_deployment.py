@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
+from params_copy import edit_params
 
 from vla_bringup.deployment import load_deployment, node_parameters
 from vla_bringup.paths import repo_root
 from vla_bringup.policies import resolve_policy
 
 CONFIG = repo_root() / "config"
-
-
-@pytest.fixture
-def config_copy(tmp_path, monkeypatch) -> Path:
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
-    return copy
-
-
-def _edit(path: Path, node: str, **values: object) -> None:
-    document = yaml.safe_load(path.read_text())
-    document[node]["ros__parameters"].update(values)
-    path.write_text(yaml.safe_dump(document))
 
 
 def test_the_shipped_deployment():
@@ -37,9 +23,9 @@ def test_the_shipped_deployment():
 
 
 def test_the_deployment_follows_a_changed_copy(config_copy):
-    _edit(config_copy / "control.yaml", "/**", control_hz=10.0)
-    _edit(config_copy / "policy.yaml", "policy", chunk_horizon=2)
-    _edit(config_copy / "perception.yaml", "perception", cameras=["primary"])
+    edit_params(config_copy / "control.yaml", "/**", control_hz=10.0)
+    edit_params(config_copy / "policy.yaml", "policy", chunk_horizon=2)
+    edit_params(config_copy / "perception.yaml", "perception", cameras=["primary"])
     deployment = load_deployment()
     assert deployment.step_dt_s == 0.1 and deployment.chunk_horizon == 2
     assert deployment.camera_sizes == {"primary": (256, 256)}
@@ -55,7 +41,7 @@ def test_wildcard_parameters_come_first(config_copy):
 
 
 def test_errors_name_the_file_and_the_key(config_copy):
-    _edit(config_copy / "control.yaml", "/**", control_hz=0.0)
+    edit_params(config_copy / "control.yaml", "/**", control_hz=0.0)
     with pytest.raises(ValueError, match="control.yaml: control_hz must be > 0, got 0.0"):
         load_deployment()
     shutil.copy(CONFIG / "control.yaml", config_copy / "control.yaml")

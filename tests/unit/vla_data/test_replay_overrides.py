@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-import yaml
+from params_copy import set_control_hz
 
 from vla_data.bag_playback import PlaySettings, PlayTopic
 from vla_data.replay import ReplayOptions, camera_transports, graph_overrides, play_settings, replay_nodes
 
-CONFIG = Path(__file__).resolve().parents[3] / "config"
 PRIMARY = PlayTopic("/cam/a", "/camera/third_person/image_raw", "sensor_msgs/msg/Image")
 WRIST = PlayTopic("/cam/b", "/camera/wrist/image_raw", "sensor_msgs/msg/CompressedImage")
 STATE = PlayTopic("/sim/privileged_state", "/sim/privileged_state", "std_msgs/msg/String")
-
-
-@pytest.fixture
-def config_copy(tmp_path, monkeypatch) -> Path:
-    """A copy of config/ the launcher and load_deployment read (VLA_STACK_CONFIG_DIR)."""
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
-    return copy
-
-
-def _set_control_hz(config: Path, control_hz: float) -> None:
-    path = config / "control.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["/**"]["ros__parameters"]["control_hz"] = control_hz
-    path.write_text(yaml.safe_dump(document))
 
 
 @pytest.mark.parametrize("with_actuation", [False, True])
@@ -64,7 +44,7 @@ def test_a_camera_the_bag_does_not_feed_is_named():
 
 
 def test_the_rate_comes_from_control_yaml_unless_the_options_set_one(config_copy):
-    _set_control_hz(config_copy, 10.0)
+    set_control_hz(config_copy, 10.0)
     settings = play_settings(ReplayOptions("bag", fast=True, seed=3))
     assert (settings.control_hz, settings.period_ns, settings.fast, settings.seed) == (
         10.0,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,16 +13,6 @@ from vla_eval.bench import bench_overhead
 from vla_eval.bench_policy import synthetic_observation
 from vla_eval.bench_report import percentiles, write_section
 from vla_eval.demo import DemoOptions, demo_overrides, time_budget_s
-
-CONFIG = Path(__file__).resolve().parents[3] / "config"
-
-
-@pytest.fixture
-def config_copy(tmp_path, monkeypatch) -> Path:
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
-    return copy
 
 
 def test_demo_overrides_set_the_sim_and_policy_and_the_users_come_last():

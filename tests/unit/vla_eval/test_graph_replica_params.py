@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 import yaml
+from params_copy import edit_params
 
-from vla_bringup.paths import repo_root
 from vla_eval.graph_replica import CameraInputs, Timing, run_graph_episode
 from vla_policy.backends.scripted.backend import ScriptedBackend
 from vla_sim.widowx_sim import WidowXSim
 from vla_training.demonstrations import CollectOptions
-
-CONFIG = repo_root() / "config"
-
-
-@pytest.fixture
-def config_copy(tmp_path, monkeypatch) -> Path:
-    copy = tmp_path / "config"
-    shutil.copytree(CONFIG, copy)
-    monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(copy))
-    return copy
-
-
-def _edit(path: Path, node: str, **values: object) -> None:
-    document = yaml.safe_load(path.read_text())
-    document[node]["ros__parameters"].update(values)
-    path.write_text(yaml.safe_dump(document))
 
 
 def test_the_shipped_timing_is_the_graphs():
@@ -40,9 +21,9 @@ def test_the_shipped_timing_is_the_graphs():
 
 
 def test_the_timing_follows_the_params_files(config_copy):
-    _edit(config_copy / "control.yaml", "/**", control_hz=10.0)
-    _edit(config_copy / "sim.yaml", "sim", camera_hz=20.0, clock_hz=200.0)
-    _edit(config_copy / "actuation.yaml", "actuation", servo_hz=100.0)
+    edit_params(config_copy / "control.yaml", "/**", control_hz=10.0)
+    edit_params(config_copy / "sim.yaml", "sim", camera_hz=20.0, clock_hz=200.0)
+    edit_params(config_copy / "actuation.yaml", "actuation", servo_hz=100.0)
     timing = Timing()
     assert (timing.policy_period_s, timing.step_dt_s) == (0.1, 0.1)
     assert (timing.camera_period_s, timing.tick_s, timing.servo_hz) == (0.05, 0.005, 100.0)
@@ -88,7 +69,7 @@ def _policy_tick_stamps_s(max_steps: int) -> list[float]:
 
 def test_a_replica_episode_runs_at_the_params_control_rate(config_copy):
     at_5_hz = _policy_tick_stamps_s(max_steps=4)
-    _edit(config_copy / "control.yaml", "/**", control_hz=10.0)
+    edit_params(config_copy / "control.yaml", "/**", control_hz=10.0)
     at_10_hz = _policy_tick_stamps_s(max_steps=4)
     # the same 4-step budget: 0.8 s of sim time at 5 Hz, 0.4 s at 10 Hz; a frame every camera period
     assert len(at_5_hz) == 4 and len(at_10_hz) == 4
