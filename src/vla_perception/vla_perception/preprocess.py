@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vla_perception.image_codec import to_rgb8
+
 MODES = ("resize", "center_crop", "letterbox")
 INTERPOLATIONS = {
     "antialias": cv2.INTER_LINEAR,  # Gaussian pyramid halving, then bilinear: see _resize
@@ -187,8 +189,6 @@ def to_policy_input(array: np.ndarray, encoding: str, preprocess: CameraPreproce
     For 3-channel 8-bit frames the resize runs first and the channel swap on the small image
     (the same pixels, a fraction of the work); other encodings are converted to RGB first.
     """
-    from vla_perception.image_codec import to_rgb8
-
     if encoding in ("rgb8", "bgr8", "8UC3") and array.ndim == 3 and array.dtype == np.uint8:
         small = preprocess.apply(array)
         return small if encoding == "rgb8" else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)

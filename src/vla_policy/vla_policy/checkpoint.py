@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from vla_common.action_space import NormStats
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -60,8 +62,9 @@ def load_safetensors(
     checkpoint_dir: str | Path, *, device: str = "cpu", progress: bool = True, desc: str = "loading weights"
 ) -> dict[str, Any]:
     """All tensors of a checkpoint (every shard), with a progress bar over tensors."""
+    # lazy: safetensors is a model-backend dependency (requirements.txt), not a core one; the JSON and
+    # statistics readers here must import without it
     from safetensors import safe_open
-    from tqdm import tqdm
 
     tensors: dict[str, Any] = {}
     files = safetensors_files(checkpoint_dir)
@@ -82,7 +85,7 @@ def load_safetensors(
 def save_safetensors(
     tensors: Mapping[str, Any], path: str | Path, metadata: Mapping[str, str] | None = None
 ) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: imports torch, which this module must not need
 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=dict(metadata or {}))
 

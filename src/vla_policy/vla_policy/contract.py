@@ -3,11 +3,12 @@
 A backend turns one synchronised :class:`Observation` into a :class:`PolicyOutput` (an action chunk
 in its :class:`~vla_common.action_space.ActionSpace`). Backends register a factory under a name; the
 policy node picks one by the ``backend`` parameter. Heavy imports (torch, transformers) happen
-inside the factories, never at import time of this module.
+when a backend's module is imported, on first use of its name, never at import time of this module.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -85,8 +86,6 @@ def backend_factory(name: str) -> BackendFactory:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name and name not in BUILTIN_BACKENDS:
-        import importlib
-
         module_name, _, attribute = name.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attribute)
@@ -95,8 +94,6 @@ def backend_factory(name: str) -> BackendFactory:
     if name not in BUILTIN_BACKENDS:
         raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(available_backends())}")
     module_name, _, attribute = BUILTIN_BACKENDS[name].partition(":")
-    import importlib
-
     return getattr(importlib.import_module(module_name), attribute)
 
 

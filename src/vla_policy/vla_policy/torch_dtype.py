@@ -1,8 +1,10 @@
-"""The one dtype rule every model backend follows (torch imported on use)."""
+"""The one dtype rule every model backend follows (imported only by the torch backends)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
@@ -12,8 +14,6 @@ def resolve_dtype(dtype: Any, device: str) -> Any:
 
     float16 on CPU is refused (slow and poorly supported there); errors name the value.
     """
-    import torch
-
     if isinstance(dtype, torch.dtype):
         name = str(dtype).removeprefix("torch.")
     else:

@@ -117,6 +117,8 @@ def make_scheduler(
 ) -> Any:
     """A diffusers scheduler on the cosine schedule with Octo's variance; the head predicts
     ``prediction_type`` ("epsilon": the noise, as Octo; "sample": the clean chunk)."""
+    # lazy: diffusers takes over a second to import and only the sampler needs it; training imports
+    # this module without sampling
     from diffusers import DDIMScheduler, DDPMScheduler
 
     if kind not in SCHEDULERS:

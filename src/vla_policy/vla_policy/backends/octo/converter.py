@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from vla_common.action_space import NormStats
-from vla_policy.backends.octo.config import OctoConfig
+from vla_policy.backends.octo.checkpoint import load_model_weights
+from vla_policy.backends.octo.config import T5_BASE_CONFIG, OctoConfig
+from vla_policy.backends.octo.model import OctoModel
 
 OT = "octo_transformer"
 STEM = OT + r"/observation_tokenizers_(\w+)/SmallStem16_0"
@@ -202,8 +204,6 @@ def config_from_official_params(params: Mapping[str, Any], **overrides: Any) -> 
 
 
 def _t5_config(flat: dict[str, np.ndarray]) -> dict[str, Any]:
-    from vla_policy.backends.octo.config import T5_BASE_CONFIG
-
     attention = f"{T5}/encoder/block/0/layer/0/SelfAttention"
     vocab, d_model = flat[f"{T5}/shared/embedding"].shape
     buckets, heads = flat[f"{attention}/relative_attention_bias/embedding"].shape
@@ -251,11 +251,11 @@ def load_official_params(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"Octo checkpoint not found: {path}")
     try:
         if path.is_file():
-            from flax import serialization
+            from flax import serialization  # lazy: optional (jax/flax), not installed by this project
 
             tree = serialization.msgpack_restore(path.read_bytes())
         else:
-            import orbax.checkpoint as ocp
+            import orbax.checkpoint as ocp  # lazy: optional (orbax), not installed by this project
 
             tree = ocp.PyTreeCheckpointer().restore(str(_orbax_dir(path)))
     except ImportError as exc:
@@ -283,9 +283,6 @@ def _to_numpy(tree: Any) -> Any:
 
 def model_from_official_params(params: Mapping[str, Any], **overrides: Any) -> tuple[Any, OctoConfig]:
     """An ``OctoModel`` with the official weights (config inferred from the shapes), strictly loaded."""
-    from vla_policy.backends.octo.checkpoint import load_model_weights
-    from vla_policy.backends.octo.model import OctoModel
-
     config = config_from_official_params(params, **overrides)
     model = OctoModel(config)
     load_model_weights(model, convert_official_params(params), "official Octo params")

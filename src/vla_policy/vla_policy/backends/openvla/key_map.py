@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from vla_policy.backends.openvla.configuration import OpenVLAConfig
 
 DINO = "vision_backbone.featurizer"
@@ -124,8 +126,6 @@ def _raise_if_mismatched(missing: list[str], unexpected: list[str], source: str,
 
 def official_to_native(tensors: Mapping[str, Any], config: OpenVLAConfig, source: str = "checkpoint") -> dict:
     """Official checkpoint tensors -> a state dict for :class:`OpenVLAModel` (errors list every bad key)."""
-    import torch
-
     taker = _Taker(tensors)
     native: dict[str, Any] = {}
     for official, name in plain_renames(config).items():
@@ -178,8 +178,6 @@ def official_to_native(tensors: Mapping[str, Any], config: OpenVLAConfig, source
 
 def native_to_official(state_dict: Mapping[str, Any], config: OpenVLAConfig) -> dict:
     """The inverse of :func:`official_to_native`: what :func:`save_openvla_checkpoint` writes."""
-    import torch
-
     taker = _Taker(state_dict)
     official: dict[str, Any] = {}
     for name_official, name in plain_renames(config).items():

@@ -16,8 +16,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+from transformers import LlamaTokenizer
+from transformers.initialization import no_init_weights
+
 from vla_common.action_space import NormStats
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, config_from_json, config_to_json
+from vla_policy.backends.openvla.key_map import native_to_official, official_to_native
+from vla_policy.backends.openvla.modeling import OpenVLAModel
 from vla_policy.checkpoint import (
     SAFETENSORS_FILE,
     SAFETENSORS_INDEX,
@@ -78,8 +85,6 @@ def select_norm_stats(
 @contextlib.contextmanager
 def _default_dtype(dtype: Any) -> Iterator[None]:
     """Build modules directly in ``dtype`` (never .to(dtype) afterwards: RoPE's float32 inv_freq stays)."""
-    import torch
-
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -90,11 +95,6 @@ def _default_dtype(dtype: Any) -> Iterator[None]:
 
 def build_model(config: OpenVLAConfig, device: str, dtype: Any, initialise: bool = True) -> Any:
     """An OpenVLAModel on ``device`` in ``dtype``; without ``initialise`` the weights are left empty."""
-    import torch
-    from transformers.initialization import no_init_weights
-
-    from vla_policy.backends.openvla.modeling import OpenVLAModel
-
     no_init = contextlib.nullcontext() if initialise else no_init_weights()
     with torch.device(device), _default_dtype(dtype), no_init:
         model = OpenVLAModel(config)
@@ -110,8 +110,6 @@ def load_openvla_model(
     progress: bool = True,
 ) -> Any:
     """Build the native model and load the official safetensors through the key map (strict)."""
-    from vla_policy.backends.openvla.key_map import official_to_native
-
     if load_in not in QUANTIZATIONS:
         raise ValueError(f"OpenVLA load_in '{load_in}' is not one of None, '8bit', '4bit'")
     dtype = dtype if dtype is not None else resolve_dtype(None, device)
@@ -137,13 +135,12 @@ def quantize_language_model(model: Any, load_in: str, compute_dtype: Any) -> Non
     under 10 % of the weights and most sensitive to rounding).
     """
     try:
-        import bitsandbytes as bnb
+        import bitsandbytes as bnb  # lazy: optional (CUDA only, not installed by default), for load_in
     except ImportError as exc:
         raise ImportError(
             f"OpenVLA load_in '{load_in}' needs the bitsandbytes package (pip install bitsandbytes); "
             "it is not installed"
         ) from exc
-    from torch import nn
 
     for module in list(model.language_model.model.layers.modules()):
         for child_name, child in list(module.named_children()):
@@ -181,8 +178,6 @@ def load_tokenizer(checkpoint_dir: str | Path) -> Any:
     LlamaTokenizer (= LlamaTokenizerFast) directly rather than AutoTokenizer, which would read
     config.json, not recognise model_type 'openvla' and fall back to a generic class.
     """
-    from transformers import LlamaTokenizer
-
     root = Path(checkpoint_dir)
     if not any((root / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise FileNotFoundError(f"checkpoint {root}: no tokenizer.json or tokenizer.model")
@@ -201,8 +196,6 @@ def save_openvla_checkpoint(
     ``norm_stats`` is ``{dataset: {"action": {q01, q99, mask, mean, std, ...}}}``; NormStats values are
     accepted too. Weights larger than ``max_shard_bytes`` are split into shards with an index.
     """
-    from vla_policy.backends.openvla.key_map import native_to_official
-
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     stats = {

@@ -16,6 +16,7 @@ import string
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vla_common.action_space import NormStats, decode_bins, openvla_bin_from_token, unnormalize
 
@@ -55,8 +56,6 @@ def resize_naive(image: np.ndarray, size: int) -> np.ndarray:
         )
     if image.shape[:2] == (size, size):
         return image
-    from PIL import Image
-
     return np.asarray(Image.fromarray(image).resize((size, size), resample=Image.Resampling.BICUBIC))
 
 
@@ -85,6 +84,8 @@ def synthetic_tokenizer(vocab_size: int, pad_token: str = "<PAD>") -> Any:
     vocabulary is that large, else right after the bytes), printable characters, then fillers up to
     ``vocab_size``; a <PAD> token is added at id ``vocab_size`` (OpenVLA's pad 32000).
     """
+    # lazy: transformers takes about a second to import; only this synthetic tokenizer (random models,
+    # tests) needs it, the rest of this module is numpy
     from transformers import LlamaTokenizer
 
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]

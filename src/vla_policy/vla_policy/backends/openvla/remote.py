@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import transformers
+from PIL import Image
 
 from vla_common.action_space import ActionSpace, quantize_actions
+from vla_policy.backends.openvla import loading
 from vla_policy.backends.openvla.processing import build_prompt
 from vla_policy.checkpoint import read_json
 from vla_policy.contract import Observation, PolicyOutput
@@ -49,8 +52,6 @@ class RemoteCodeOpenVLABackend:
         pass
 
     def infer(self, observation: Observation) -> PolicyOutput:
-        from PIL import Image
-
         camera = self.camera_names[0]
         if camera not in observation.images:
             raise ValueError(f"observation lacks camera '{camera}' (has {sorted(observation.images)})")
@@ -74,10 +75,6 @@ class RemoteCodeOpenVLABackend:
 def make_remote_code_backend(
     root: Path, device: str, dtype: Any, unnorm_key: str | None, load_in: str | None, camera: str
 ) -> RemoteCodeOpenVLABackend:
-    import transformers
-
-    from vla_policy.backends.openvla import loading
-
     logger.warning(
         "openvla backend: use_remote_code=True executes the modelling code shipped in %s; "
         "use it only with checkpoints you trust (the native model needs none)",

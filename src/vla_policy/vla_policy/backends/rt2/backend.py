@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessorList
 
 from vla_policy.backends.rt2.action_text import parse_action_text
 from vla_policy.backends.rt2.binning import ActionBinning
 from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, RT2Config
+from vla_policy.backends.rt2.grammar import ActionGrammar, ActionGrammarLogitsProcessor, integer_token_ids
+from vla_policy.backends.rt2.random_model import build_random_paligemma, random_rt2_config
+from vla_policy.checkpoint import read_json, safetensors_files
 from vla_policy.contract import Observation, PolicyOutput
 from vla_policy.torch_dtype import resolve_dtype
 
@@ -42,12 +47,6 @@ class RT2Backend:
         dtype: Any = None,
         action_kind: str = "discrete",
     ) -> None:
-        from vla_policy.backends.rt2.grammar import (
-            ActionGrammar,
-            ActionGrammarLogitsProcessor,
-            integer_token_ids,
-        )
-
         self.config = config
         self.device = device
         self.dtype = resolve_dtype(dtype, device)
@@ -85,8 +84,6 @@ class RT2Backend:
         """Nothing to reset: one observation per step, greedy decoding (deterministic, seed unused)."""
 
     def _inputs(self, observation: Observation) -> dict[str, Any]:
-        import torch
-
         camera = self.config.camera
         if camera not in observation.images:
             raise ValueError(
@@ -105,9 +102,6 @@ class RT2Backend:
         return inputs
 
     def infer(self, observation: Observation) -> PolicyOutput:
-        import torch
-        from transformers import LogitsProcessorList
-
         start = time.perf_counter()
         inputs = self._inputs(observation)
         prompt_length = int(inputs["input_ids"].shape[-1])
@@ -149,10 +143,6 @@ def load_rt2_checkpoint(
     checkpoint: str | Path, device: str = "cpu", dtype: Any = None
 ) -> tuple[Any, Any, RT2Config]:
     """(model, processor, config) from a local directory; safetensors only, no remote code."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from vla_policy.checkpoint import read_json, safetensors_files
-
     root = Path(checkpoint)
     if not root.is_dir():
         raise FileNotFoundError(f"rt2 checkpoint directory missing: {root}")
@@ -197,8 +187,6 @@ def build_random_rt2(
     **_: Any,
 ) -> RT2Backend:
     """The real architecture at ``size`` (see random_model.SIZES) with random weights, for benchmarks."""
-    from vla_policy.backends.rt2.random_model import build_random_paligemma, random_rt2_config
-
     if compile:
         raise ValueError("rt2 backend: compile is not supported (generate() runs eagerly)")
     model, processor = build_random_paligemma(size, seed=seed, device=device)

@@ -19,6 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from transformers import (
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    PreTrainedTokenizerFast,
+)
+from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
 from vla_policy.backends.rt2.action_text import N_ACTION_BINS
 from vla_policy.backends.rt2.binning import RT1_ACTION_HIGH, RT1_ACTION_LOW, ActionBinning
 from vla_policy.backends.rt2.config import RT2Config
@@ -59,9 +69,6 @@ SIZES = {
 
 def build_word_tokenizer(words: tuple[str, ...] = tuple(PROMPT_WORDS)) -> Any:
     """A lowercase word-level tokenizer: special tokens, the integers 0..255, then ``words``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocabulary = list(SPECIAL_TOKENS) + [str(k) for k in range(N_ACTION_BINS)]
     vocabulary += [w for w in dict.fromkeys(words) if w not in vocabulary]
     backend = Tokenizer(models.WordLevel({token: i for i, token in enumerate(vocabulary)}, unk_token="<unk>"))
@@ -73,9 +80,6 @@ def build_word_tokenizer(words: tuple[str, ...] = tuple(PROMPT_WORDS)) -> Any:
 
 
 def build_processor(size: PaliGemmaSize) -> Any:
-    from transformers import PaliGemmaProcessor
-    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
-
     image_processor = SiglipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     image_processor.image_seq_length = (size.image_size // size.patch_size) ** 2
     return PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_word_tokenizer())
@@ -88,9 +92,6 @@ def build_random_paligemma(
 
     The weights are created on ``device`` (a 3B model initialises in seconds on a GPU).
     """
-    import torch
-    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
-
     if isinstance(size, str):
         if size not in SIZES:
             raise ValueError(f"rt2 size '{size}' is unknown; available: {', '.join(SIZES)}")
