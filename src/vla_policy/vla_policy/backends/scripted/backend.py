@@ -29,6 +29,8 @@ GRAPH_EXPERT = ExpertConfig(track_commanded_pose=False, step_gain=0.5)
 class ScriptedBackend:
     name = "scripted"
     camera_names: tuple[str, ...] = ("primary", "wrist")
+    # Nominal, for the contract only: the expert acts on privileged state and never reads pixels,
+    # so any size perception sends is accepted (the graph's sizes live in config/perception.yaml).
     image_size = {"primary": (256, 256), "wrist": (128, 128)}
 
     def __init__(
