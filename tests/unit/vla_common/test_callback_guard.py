@@ -1,7 +1,7 @@
 import pytest
 
-from vla_common.ros.callback_guard import COUNTER_PREFIX, CallbackGuard
-from vla_common.ros.node_runtime import ERROR
+from vla_common.ros.callback_guard import COUNTER_PREFIX, CallbackGuard, MessageRejections
+from vla_common.ros.node_runtime import ERROR, WARN
 
 
 class FakeLogger:
@@ -73,3 +73,26 @@ def test_keyboard_interrupt_is_not_swallowed():
     with pytest.raises(KeyboardInterrupt):
         guard.wrap("spin", interrupted)()
     assert guard.total == 0
+
+
+class FakeWarnLogger:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_rejections_count_every_drop_and_log_each_kind_throttled():
+    now = [0.0]
+    logger, diag = FakeWarnLogger(), FakeDiag()
+    rejections = MessageRejections(logger, diag, log_interval_s=5.0, clock=lambda: now[0])
+    for _ in range(3):
+        rejections.drop("episode", "not JSON")
+    rejections.drop("image.wrist", "data has 5 bytes")
+    assert diag.counters == {"rejected.episode": 3, "rejected.image.wrist": 1}
+    assert diag.reports[-1] == (WARN, "dropped image.wrist: data has 5 bytes")
+    assert logger.warnings == ["dropped episode: not JSON", "dropped image.wrist: data has 5 bytes"]
+    now[0] = 6.0
+    rejections.drop("episode", "not JSON")
+    assert logger.warnings[-1] == "dropped episode: not JSON (2 more dropped since the last report)"

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from vla_common.ros.node_runtime import ERROR
+from vla_common.ros.node_runtime import ERROR, WARN
 
 COUNTER_PREFIX = "unexpected_error"
 LOG_INTERVAL_S = 5.0  # one traceback per callback per interval: a bug firing at 30 Hz must not flood logs
@@ -89,3 +89,48 @@ class CallbackGuard:
         if log:
             trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._logger.error(f"{message}\n{trace}")
+
+
+REJECT_LOG_INTERVAL_S = 5.0  # one log line per message kind per interval; every drop is counted
+
+
+class _WarnLogger(Protocol):
+    def warning(self, message: str) -> Any: ...
+
+
+class MessageRejections:
+    """What a callback does with a message that failed validation: drop it and say why.
+
+    Counts the drop per kind (``count.rejected.<kind>`` in /diagnostics), makes the reason the
+    node's current status (WARN) and logs it at most once per ``log_interval_s`` per kind.
+    """
+
+    def __init__(
+        self,
+        logger: _WarnLogger,
+        diag: _Diagnostics,
+        log_interval_s: float = REJECT_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._diag = diag
+        self._log_interval_s = log_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def drop(self, kind: str, reason: str) -> None:
+        """Record that a message of ``kind`` was dropped because of ``reason``."""
+        self._diag.count(f"rejected.{kind}")
+        self._diag.report(WARN, f"dropped {kind}: {reason}", log=False)
+        now = self._clock()
+        with self._lock:
+            last = self._last_log.get(kind)
+            if last is not None and now - last < self._log_interval_s:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last_log[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more dropped since the last report)" if suppressed else ""
+        self._logger.warning(f"dropped {kind}: {reason}{more}")
