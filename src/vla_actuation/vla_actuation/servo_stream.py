@@ -1,0 +1,152 @@
+"""What is streamed to the arm, and how fast (pure numpy, no ROS).
+
+The controller bounds each control step's TARGET; the arm sees the STREAM: the waypoints published
+at the servo rate. This module bounds the stream itself:
+
+- :func:`plan_duration` stretches a step's interpolation so that its minimum-jerk peak joint speed
+  stays within the limit and its tool travel within the per-step bound, measured from where the
+  stream really is (the last streamed waypoint), not from the previous target;
+- :class:`ServoStream` holds the planned waypoints and the last one sent; :meth:`ServoStream.tick`
+  never sends a point further from the last sent one than the speed limit allows over the time
+  elapsed since (``|q_k - q_{k-1}| / (t_k - t_{k-1}) <= v``) and stretches ``time_from_start`` to
+  the distance, so a late tick or a chunk switch slows the arm down instead of jumping it;
+
+Times are seconds on one clock (the node's), joints radians.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla_actuation.ee_delta_controller import MIN_JERK_PEAK_SPEED_RATIO, servo_waypoints
+from vla_actuation.safety import SafetyLimits
+from vla_actuation.tool_bound import tool_travel
+
+
+def plan_duration(start: object, end: object, step_dt_s: float, limits: SafetyLimits) -> float:
+    """How long to take from ``start`` to ``end``: at least one step, never faster than the limits.
+
+    Stretched so the minimum-jerk PEAK joint speed is within ``max_joint_velocity_rad_s`` and the
+    tool travels at most the per-step bound per ``step_dt_s`` on average.
+    """
+    start_q = np.asarray(start, dtype=float).reshape(6)
+    end_q = np.asarray(end, dtype=float).reshape(6)
+    joint_s = float(np.max(np.abs(end_q - start_q) / limits.joint_velocity_limits()))
+    translation, rotation = tool_travel(start_q, end_q)
+    tool_steps = max(
+        translation / limits.max_translation_step_m if limits.max_translation_step_m > 0 else 0.0,
+        rotation / limits.max_rotation_step_rad if limits.max_rotation_step_rad > 0 else 0.0,
+    )
+    return max(step_dt_s, MIN_JERK_PEAK_SPEED_RATIO * joint_s, step_dt_s * tool_steps)
+
+
+def streamed_speed_violations(
+    stamps_s: object, joints: object, velocity_limits: object, tolerance: float = 1e-9
+) -> list[tuple[int, float]]:
+    """``(index, speed ratio)`` for each streamed point faster than the limit since the previous one.
+
+    ``ratio = max_j |q_k - q_{k-1}|_j / (v_j (t_k - t_{k-1}))``; a point with no time elapsed since
+    the previous one and any motion counts as infinitely fast.
+    """
+    times = np.asarray(stamps_s, dtype=float).reshape(-1)
+    points = np.asarray(joints, dtype=float).reshape(len(times), -1)
+    limits = np.broadcast_to(np.asarray(velocity_limits, dtype=float), points.shape[1:])
+    found = []
+    for index in range(1, len(times)):
+        distance = np.abs(points[index] - points[index - 1]) / limits
+        elapsed = times[index] - times[index - 1]
+        if elapsed <= 0.0:
+            ratio = math.inf if np.max(distance) > tolerance else 0.0
+        else:
+            ratio = float(np.max(distance)) / elapsed
+        if ratio > 1.0 + tolerance:
+            found.append((index, ratio))
+    return found
+
+
+@dataclass(frozen=True)
+class StreamedPoint:
+    """One arm command: where, when (the stamp), and the time the arm is given to get there."""
+
+    joints: np.ndarray
+    stamp_s: float
+    time_from_start_s: float
+
+
+class ServoStream:
+    """The planned waypoints and the last streamed point; every point it emits obeys the speed limit."""
+
+    def __init__(self, servo_hz: float, limits: SafetyLimits) -> None:
+        if not (math.isfinite(servo_hz) and servo_hz > 0.0):
+            raise ValueError(f"servo_hz: expected a finite number > 0, got {servo_hz!r}")
+        self.servo_hz = float(servo_hz)
+        self.limits = limits
+        self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
+        self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.servo_hz
+
+    @property
+    def last_joints(self) -> np.ndarray | None:
+        return None if self.last is None else self.last[1].copy()
+
+    @property
+    def final_target(self) -> np.ndarray | None:
+        """Where the current plan ends (None when nothing is planned)."""
+        return None if not self.waypoints else self.waypoints[-1][1].copy()
+
+    def clear(self) -> None:
+        """Drop every planned waypoint (hold: the last command stands)."""
+        self.waypoints.clear()
+
+    def anchor(self, joints: object, now_s: float) -> None:
+        """Start afresh from ``joints`` (measured) at ``now_s``: plans drop, speed counts from here."""
+        self.waypoints.clear()
+        self.last = (float(now_s), np.asarray(joints, dtype=float).reshape(6).copy())
+
+    def plan(self, target: object, now_s: float, step_dt_s: float) -> float:
+        """Replace the plan: from the last streamed point to ``target``; returns the duration used."""
+        if self.last is None:
+            raise RuntimeError("ServoStream.plan called before anchor(measured joints)")
+        start = self.last[1]
+        duration = plan_duration(start, target, step_dt_s, self.limits)
+        self.waypoints.clear()
+        for t_s, joints in servo_waypoints(start, target, duration, self.servo_hz):
+            self.waypoints.append((now_s + t_s, joints))
+        return duration
+
+    def tick(self, now_s: float) -> StreamedPoint | None:
+        """The point to send now, or None. Never faster than the limit since the last point sent."""
+        if self.last is None or not self.waypoints:
+            return None
+        due_index = -1
+        for index, (due_s, _) in enumerate(self.waypoints):
+            if due_s > now_s + 0.5 * self.period_s:
+                break
+            due_index = index
+        if due_index < 0:
+            return None
+        last_s, last_q = self.last
+        elapsed = now_s - last_s
+        if elapsed <= 0.0:
+            return None
+        candidate = self.waypoints[due_index][1]
+        velocity = self.limits.joint_velocity_limits()
+        ratio = float(np.max(np.abs(candidate - last_q) / (velocity * elapsed)))
+        if ratio > 1.0:  # late, or a plan that starts off the stream: go at the limit, keep the rest
+            point = last_q + (candidate - last_q) / ratio
+            for _ in range(due_index):
+                self.waypoints.popleft()
+        else:
+            point = candidate.copy()
+            for _ in range(due_index + 1):
+                self.waypoints.popleft()
+        needed = float(np.max(np.abs(point - last_q) / velocity))
+        self.last = (float(now_s), point)
+        return StreamedPoint(point.copy(), float(now_s), max(2.0 * self.period_s, needed))
