@@ -59,7 +59,7 @@ class ActuationNode(Node):
         self.measured_finger_m: float | None = None
         self.measured_stamp_ns = 0
         # What is streamed: planned waypoints and the last point sent (every point within the speed limit).
-        self.stream = ServoStream(self.settings.servo_hz, self.settings.limits)
+        self.stream = ServoStream(self.settings.servo_hz, self.settings.limits, self.settings.step_dt_s)
         self.estopped = False
         self._needs_reset = True
         self._episode_start_ns = 0
@@ -280,7 +280,7 @@ class ActuationNode(Node):
             self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
             return
         # From where the stream really is, stretched to the distance: the streamed speed holds.
-        self.stream.plan(step.joint_targets_rad, now_ns * 1e-9, self.settings.step_dt_s)
+        self.stream.plan(step.joint_targets_rad, now_ns * 1e-9)
         self._publish_gripper(step.finger_target_m)
         self.diag.report(OK, "ok")
 
@@ -315,7 +315,7 @@ class ActuationNode(Node):
         now_s = self.get_clock().now().nanoseconds * 1e-9
         self.stream.anchor(self.measured, now_s)
         if target is not None and not self.estopped:
-            self.stream.plan(target, now_s, self.settings.step_dt_s)
+            self.stream.plan(target, now_s)
 
     def _publish_arm(self, joints: np.ndarray, time_from_start_s: float, stamp_ns: int) -> None:
         msg = JointTrajectory(joint_names=list(ARM_JOINT_NAMES))

@@ -9,7 +9,10 @@ at the servo rate. This module bounds the stream itself:
 - :class:`ServoStream` holds the planned waypoints and the last one sent; :meth:`ServoStream.tick`
   never sends a point further from the last sent one than the speed limit allows over the time
   elapsed since (``|q_k - q_{k-1}| / (t_k - t_{k-1}) <= v``) and stretches ``time_from_start`` to
-  the distance, so a late tick or a chunk switch slows the arm down instead of jumping it;
+  the distance, so a late tick or a chunk switch slows the arm down instead of jumping it; and
+  never a point whose tool pose is further than the per-step bound from any point sent within the
+  last step period, nor from the last point sent (the per-step tool bound holds on the stream,
+  across chunk switches and after a stall).
 
 Times are seconds on one clock (the node's), joints radians.
 """
@@ -24,7 +27,9 @@ import numpy as np
 
 from vla_actuation.ee_delta_controller import MIN_JERK_PEAK_SPEED_RATIO, servo_waypoints
 from vla_actuation.safety import SafetyLimits
-from vla_actuation.tool_bound import tool_travel
+from vla_actuation.tool_bound import tool_travel, within_tool_bound
+
+_BISECTION_STEPS = 12  # 1/4096 of the move: finer buys nothing, each try costs FKs at 50 Hz
 
 
 def plan_duration(start: object, end: object, step_dt_s: float, limits: SafetyLimits) -> float:
@@ -41,7 +46,9 @@ def plan_duration(start: object, end: object, step_dt_s: float, limits: SafetyLi
         translation / limits.max_translation_step_m if limits.max_translation_step_m > 0 else 0.0,
         rotation / limits.max_rotation_step_rad if limits.max_rotation_step_rad > 0 else 0.0,
     )
-    return max(step_dt_s, MIN_JERK_PEAK_SPEED_RATIO * joint_s, step_dt_s * tool_steps)
+    # Above one bound the plan spans several steps; a step-long window then sees the profile's peak.
+    tool_s = step_dt_s * tool_steps * (MIN_JERK_PEAK_SPEED_RATIO if tool_steps > 1.0 else 1.0)
+    return max(step_dt_s, MIN_JERK_PEAK_SPEED_RATIO * joint_s, tool_s)
 
 
 def streamed_speed_violations(
@@ -80,11 +87,14 @@ class StreamedPoint:
 class ServoStream:
     """The planned waypoints and the last streamed point; every point it emits obeys the speed limit."""
 
-    def __init__(self, servo_hz: float, limits: SafetyLimits) -> None:
-        if not (math.isfinite(servo_hz) and servo_hz > 0.0):
-            raise ValueError(f"servo_hz: expected a finite number > 0, got {servo_hz!r}")
+    def __init__(self, servo_hz: float, limits: SafetyLimits, step_dt_s: float) -> None:
+        for name, value in (("servo_hz", servo_hz), ("step_dt_s", step_dt_s)):
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
         self.servo_hz = float(servo_hz)
+        self.step_dt_s = float(step_dt_s)  # the window of the per-step tool bound
         self.limits = limits
+        self.recent: deque[tuple[float, np.ndarray]] = deque()  # points sent within one step period
         self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
         self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
 
@@ -109,13 +119,14 @@ class ServoStream:
         """Start afresh from ``joints`` (measured) at ``now_s``: plans drop, speed counts from here."""
         self.waypoints.clear()
         self.last = (float(now_s), np.asarray(joints, dtype=float).reshape(6).copy())
+        self.recent = deque([self.last])
 
-    def plan(self, target: object, now_s: float, step_dt_s: float) -> float:
+    def plan(self, target: object, now_s: float) -> float:
         """Replace the plan: from the last streamed point to ``target``; returns the duration used."""
         if self.last is None:
             raise RuntimeError("ServoStream.plan called before anchor(measured joints)")
         start = self.last[1]
-        duration = plan_duration(start, target, step_dt_s, self.limits)
+        duration = plan_duration(start, target, self.step_dt_s, self.limits)
         self.waypoints.clear()
         for t_s, joints in servo_waypoints(start, target, duration, self.servo_hz):
             self.waypoints.append((now_s + t_s, joints))
@@ -138,9 +149,12 @@ class ServoStream:
             return None
         candidate = self.waypoints[due_index][1]
         velocity = self.limits.joint_velocity_limits()
-        ratio = float(np.max(np.abs(candidate - last_q) / (velocity * elapsed)))
-        if ratio > 1.0:  # late, or a plan that starts off the stream: go at the limit, keep the rest
-            point = last_q + (candidate - last_q) / ratio
+        fraction = min(1.0, 1.0 / float(np.max(np.abs(candidate - last_q) / (velocity * elapsed))))
+        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.step_dt_s:
+            self.recent.popleft()  # the last point stays: after a stall the tool still moves one bound
+        fraction = self._tool_fraction(last_q, candidate, fraction)
+        if fraction < 1.0:  # late, or a plan off the stream: go at the limit, keep the waypoint
+            point = last_q + fraction * (candidate - last_q)
             for _ in range(due_index):
                 self.waypoints.popleft()
         else:
@@ -149,4 +163,21 @@ class ServoStream:
                 self.waypoints.popleft()
         needed = float(np.max(np.abs(point - last_q) / velocity))
         self.last = (float(now_s), point)
+        self.recent.append(self.last)
         return StreamedPoint(point.copy(), float(now_s), max(2.0 * self.period_s, needed))
+
+    def _tool_fraction(self, last_q: np.ndarray, candidate: np.ndarray, fraction: float) -> float:
+        """The largest part (<= ``fraction``) of the move to ``candidate`` within the tool bound of every
+        point sent in the last step period (found by bisection; 0 = stay at ``last_q``)."""
+
+        def fits(f: float) -> bool:
+            point = last_q + f * (candidate - last_q)
+            return all(within_tool_bound(*tool_travel(q, point), self.limits) for _, q in self.recent)
+
+        if fits(fraction):
+            return fraction
+        low, high = 0.0, fraction
+        for _ in range(_BISECTION_STEPS):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low

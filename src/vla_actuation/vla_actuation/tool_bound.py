@@ -29,7 +29,8 @@ def tool_travel(joints_a: object, joints_b: object) -> tuple[float, float]:
     return translation, math.acos(cos_angle)
 
 
-def _within_tool_bound(translation: float, rotation: float, limits: SafetyLimits) -> bool:
+def within_tool_bound(translation: float, rotation: float, limits: SafetyLimits) -> bool:
+    """Whether a tool motion (m, rad) is within the per-step bound."""
     return translation <= limits.max_translation_step_m and rotation <= limits.max_rotation_step_rad
 
 
@@ -46,12 +47,12 @@ def limit_tool_step(
     current = np.asarray(current_joints, dtype=float).reshape(6)
     target = np.asarray(target_joints, dtype=float).reshape(6)
     translation, rotation = tool_travel(current, target)
-    if _within_tool_bound(translation, rotation, limits):
+    if within_tool_bound(translation, rotation, limits):
         return target.copy(), ()
     low, high = 0.0, 1.0
     for _ in range(_BISECTION_STEPS):
         middle = 0.5 * (low + high)
-        if _within_tool_bound(*tool_travel(current, current + middle * (target - current)), limits):
+        if within_tool_bound(*tool_travel(current, current + middle * (target - current)), limits):
             low = middle
         else:
             high = middle
