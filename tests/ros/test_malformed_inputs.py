@@ -3,11 +3,11 @@
 The real sim, perception and policy run as processes over loopback DDS (no actuation: the policy's
 actions are the proof of life). This test process publishes what issue 22's fault injector sent
 (non-JSON and deeply nested JSON on /vla/episode, non-JSON on /sim/privileged_state, an Image whose
-data does not match its size) and checks, on /diagnostics, that each was counted under its own kind
-and named (the counter key names the kind and camera; the node's log gives the reason, at most
-once per kind every few seconds: the diagnostic status holds only the latest problem, and the next
-good observation replaces it), that the last-resort callback guard never fired (input alone cannot
-reach it), and that the processes still run and the policy still publishes actions afterwards.
+data does not match its size, a camera frame over the pixel limit) and checks that each was
+counted under its own kind on /diagnostics and named in the node's log (the diagnostic status
+holds only the latest problem, and the next good observation replaces it), that the last-resort
+callback guard never fired (input alone cannot reach it), and that the processes still run and
+the policy still publishes actions afterwards.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from vla_bringup.profiles import PROFILES
+from vla_common.inbound import MAX_IMAGE_PIXELS
 from vla_common.ros.callback_guard import COUNTER_PREFIX
-from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
+from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
 
@@ -48,6 +49,8 @@ class Probe(Node):
         self.episode = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
         self.privileged = self.create_publisher(String, "/sim/privileged_state", RELIABLE_QOS)
         self.observation = self.create_publisher(Image, "/vla/observation/primary", RELIABLE_QOS)
+        # perception's camera 'primary' (config/perception.yaml)
+        self.camera = self.create_publisher(Image, "/camera/third_person/image_raw", CAMERA_QOS)
 
     def _on_action(self, msg: String) -> None:
         with self.lock:
@@ -99,8 +102,8 @@ def graph(tmp_path: Path):
         launcher.stop()
 
 
-def _bad_image() -> Image:
-    msg = Image(height=224, width=224, encoding="rgb8", is_bigendian=0, step=224 * 3, data=bytes(100))
+def _bad_image(height: int = 224, width: int = 224) -> Image:
+    msg = Image(height=height, width=width, encoding="rgb8", is_bigendian=0, step=width * 3, data=bytes(100))
     msg.header.stamp.sec = 2_000_000_000  # newer than any episode start: not dropped as old
     return msg
 
@@ -116,6 +119,9 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
     probe.episode.publish(String(data='{"event": ' + "[" * 100_000 + "]" * 100_000 + "}"))
     probe.privileged.publish(String(data="{truncated"))
     probe.observation.publish(_bad_image())
+    oversized = _bad_image(height=MAX_IMAGE_PIXELS // 2000 + 1, width=2000)  # refused by its size alone
+    for _ in range(3):  # best-effort camera QoS: one of them arrives
+        probe.camera.publish(oversized)
 
     def all_counted() -> bool:
         return (
@@ -123,6 +129,7 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
             and probe.counter("policy", "rejected.episode") >= 2
             and probe.counter("policy", "rejected.privileged_state") >= 1
             and probe.counter("policy", "rejected.image.primary") >= 1
+            and probe.counter("perception", "rejected.frame.primary") >= 1
         )
 
     assert wait_until(lambda: all_counted() or launcher.poll() is not None, 10.0), probe.counters
@@ -134,6 +141,7 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
 
     assert wait_until(lambda: logged("perception", "dropped episode: episode event: not JSON"), 3.0)
     assert logged("policy", "dropped episode: episode event: not JSON")
+    assert logged("perception", f"dropped frame.primary: camera 'primary': 2000x{oversized.height} = ")
     assert logged("policy", "dropped privileged_state: privileged state: not JSON")
     assert logged(
         "policy", "dropped image.primary: observation 'primary': data has 100 bytes, fewer than step 672"

@@ -166,6 +166,16 @@ def decode_privileged_state(text: str | bytes, max_bytes: int = MAX_PRIVILEGED_S
 # --- sensor_msgs/Image ----------------------------------------------------------------------------
 
 
+def check_pixel_count(width: int, height: int, *, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an empty image or one of more than ``max_pixels`` before its data is touched."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what}: size {width}x{height} (width x height) is empty")
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{what}: {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+        )
+
+
 def image_to_pixels(
     msg_like: Any, *, what: str, encoding: str = "rgb8", max_pixels: int = MAX_IMAGE_PIXELS
 ) -> np.ndarray:
@@ -180,12 +190,7 @@ def image_to_pixels(
         raise ValueError(f"{what}: encoding {msg_like.encoding!r}, expected {encoding!r}")
     channels = IMAGE_CHANNELS[encoding]
     height, width, step = int(msg_like.height), int(msg_like.width), int(msg_like.step)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{what}: size {width}x{height} (width x height) is empty")
-    if width * height > max_pixels:
-        raise ValueError(
-            f"{what}: {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
-        )
+    check_pixel_count(width, height, what=what, max_pixels=max_pixels)
     row_bytes = width * channels
     if step < row_bytes:
         raise ValueError(

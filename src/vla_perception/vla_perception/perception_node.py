@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_common.control_period import step_period_s
-from vla_common.inbound import decode_episode_event
+from vla_common.inbound import check_pixel_count, decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
@@ -116,6 +116,12 @@ class PerceptionNode(Node):
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns < self._episode_start_ns:
             return
+        if isinstance(msg, Image):  # refused on arrival, before it is queued or decoded
+            try:
+                check_pixel_count(int(msg.width), int(msg.height), what=f"camera '{camera}'")
+            except ValueError as exc:
+                self.rejections.drop(f"frame.{camera}", str(exc))
+                return
         self.sync.add(camera, stamp_ns, msg)
         self.diag.count(f"frames.{camera}")
 

@@ -145,3 +145,31 @@ def test_an_integer_beyond_float64_and_an_overlong_literal_are_value_errors():
     text = json.dumps(_body()).replace("[0.0,", "[1" + "0" * 5000 + ",", 1)
     with pytest.raises(ValueError, match="action message"):
         decode_action_chunk(text)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete"])
+def test_fuzzed_action_messages_raise_only_value_errors(kind):
+    import random
+
+    rng = random.Random(22)
+    space = ActionSpace(kind=kind)
+    chunk = np.zeros((3, 7), int) if kind == "discrete" else np.full((3, 7), 0.01)
+    valid = encode_action_chunk(1, space, chunk)
+    texts = []
+    for _ in range(300):
+        texts.append(valid[: rng.randrange(len(valid))])
+        chars = list(valid)
+        for _ in range(rng.randint(1, 4)):
+            chars[rng.randrange(len(chars))] = rng.choice('[]{}",:0-9.eEtfnaIN\\x')
+        texts.append("".join(chars))
+    body = json.loads(valid)
+    for key in body:
+        for junk in (None, True, "0.01", -1, 1e308, [], {}, [[1, 2]], [["0.01"] * 7], "x" * 100):
+            texts.append(json.dumps({**body, key: junk}))
+    rejected = 0
+    for text in texts:
+        try:
+            decode_action_chunk(text)
+        except ValueError:
+            rejected += 1
+    assert rejected > 300  # the fuzz reaches the checks; anything but a ValueError fails the test

@@ -1,4 +1,5 @@
 import json
+import random
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from vla_common.inbound import (
     MAX_EPISODE_EVENT_BYTES,
     MAX_IMAGE_PIXELS,
+    check_pixel_count,
     decode_episode_event,
     decode_privileged_state,
     image_to_pixels,
@@ -131,3 +133,42 @@ def test_image_pixels_follow_the_rows_and_skip_padding():
 def test_bad_images_say_why(image, match):
     with pytest.raises(ValueError, match=match):
         image_to_pixels(image, what="cam")
+
+
+def test_pixel_count_is_checked_from_the_size_alone():
+    check_pixel_count(1920, 1200, what="cam")
+    with pytest.raises(ValueError, match=r"cam: 3000x3000 = 9000000 pixels, more than the limit of 2304000"):
+        check_pixel_count(3000, 3000, what="cam")
+
+
+def _mutations(text: str, rng: random.Random):
+    """Truncations, byte flips and type swaps of a valid message (a seeded, reproducible fuzz)."""
+    for _ in range(300):
+        cut = rng.randrange(len(text))
+        yield text[:cut]
+        chars = list(text)
+        for _ in range(rng.randint(1, 4)):
+            chars[rng.randrange(len(chars))] = rng.choice('[]{}",:0-9.eEtfnaIN\\x')
+        yield "".join(chars)
+    body = json.loads(text)
+    for key in list(body):
+        for junk in (None, True, "0.01", -1, 1e308, [], {}, [[1, 2]], "x" * 100):
+            yield json.dumps({**body, key: junk})
+
+
+@pytest.mark.parametrize(
+    "decoder, valid",
+    [
+        (decode_episode_event, _sim_start_event()),
+        (decode_privileged_state, json.dumps(_privileged())),
+    ],
+)
+def test_decoders_raise_only_value_errors_on_fuzzed_input(decoder, valid):
+    rng = random.Random(22)
+    rejected = 0
+    for text in _mutations(valid, rng):
+        try:
+            decoder(text)
+        except ValueError:
+            rejected += 1
+    assert rejected > 100  # the fuzz does reach the checks
