@@ -29,6 +29,9 @@ from vla_actuation.ee_delta_controller import MIN_JERK_PEAK_SPEED_RATIO, servo_w
 from vla_actuation.safety import SafetyLimits
 from vla_actuation.tool_bound import tool_travel, within_tool_bound
 
+# The stream aims a little under the limit: stamps as float seconds since 1970 are only good to
+# about 2e-7 s, i.e. 1e-5 of a 20 ms servo period.
+SPEED_MARGIN = 0.999
 _BISECTION_STEPS = 12  # 1/4096 of the move: finer buys nothing, each try costs FKs at 50 Hz
 
 
@@ -149,7 +152,8 @@ class ServoStream:
             return None
         candidate = self.waypoints[due_index][1]
         velocity = self.limits.joint_velocity_limits()
-        fraction = min(1.0, 1.0 / float(np.max(np.abs(candidate - last_q) / (velocity * elapsed))))
+        ratio = float(np.max(np.abs(candidate - last_q) / (SPEED_MARGIN * velocity * elapsed)))
+        fraction = min(1.0, 1.0 / ratio) if ratio > 0.0 else 1.0
         while len(self.recent) > 1 and self.recent[0][0] < now_s - self.step_dt_s:
             self.recent.popleft()  # the last point stays: after a stall the tool still moves one bound
         fraction = self._tool_fraction(last_q, candidate, fraction)
