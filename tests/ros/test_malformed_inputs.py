@@ -3,7 +3,8 @@
 The real sim, perception and policy run as processes over loopback DDS (no actuation: the policy's
 actions are the proof of life). This test process publishes what issue 22's fault injector sent
 (non-JSON and deeply nested JSON on /vla/episode, non-JSON on /sim/privileged_state, an Image whose
-data does not match its size, a camera frame over the pixel limit) and checks that each was
+data does not match its size, a camera frame over the pixel limit, an over-long instruction, a
+joint state of NaN) and checks that each was
 counted under its own kind on /diagnostics and named in the node's log (the diagnostic status
 holds only the latest problem, and the next good observation replaces it), that the last-resort
 callback guard never fired (input alone cannot reach it), and that the processes still run and
@@ -20,13 +21,14 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from graph_helpers import start_graph, wait_until
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from vla_bringup.profiles import PROFILES
-from vla_common.inbound import MAX_IMAGE_PIXELS
+from vla_common.inbound import MAX_IMAGE_PIXELS, MAX_INSTRUCTION_CHARS
+from vla_common.robot import PROPRIO_JOINT_NAMES
 from vla_common.ros.callback_guard import COUNTER_PREFIX
-from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, RELIABLE_QOS
+from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
 
@@ -49,6 +51,8 @@ class Probe(Node):
         self.episode = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
         self.privileged = self.create_publisher(String, "/sim/privileged_state", RELIABLE_QOS)
         self.observation = self.create_publisher(Image, "/vla/observation/primary", RELIABLE_QOS)
+        self.instruction = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
+        self.joints = self.create_publisher(JointState, "/wx250s/joint_states", 10)
         # perception's camera 'primary' (config/perception.yaml)
         self.camera = self.create_publisher(Image, "/camera/third_person/image_raw", CAMERA_QOS)
 
@@ -122,6 +126,8 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
     oversized = _bad_image(height=MAX_IMAGE_PIXELS // 2000 + 1, width=2000)  # refused by its size alone
     for _ in range(3):  # best-effort camera QoS: one of them arrives
         probe.camera.publish(oversized)
+    probe.instruction.publish(String(data="x" * (MAX_INSTRUCTION_CHARS + 1)))
+    probe.joints.publish(JointState(name=list(PROPRIO_JOINT_NAMES), position=[float("nan")] * 7))
 
     def all_counted() -> bool:
         return (
@@ -130,6 +136,9 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
             and probe.counter("policy", "rejected.privileged_state") >= 1
             and probe.counter("policy", "rejected.image.primary") >= 1
             and probe.counter("perception", "rejected.frame.primary") >= 1
+            and probe.counter("perception", "rejected.instruction") >= 1
+            and probe.counter("policy", "rejected.instruction") >= 1
+            and probe.counter("policy", "rejected.joints") >= 1
         )
 
     assert wait_until(lambda: all_counted() or launcher.poll() is not None, 10.0), probe.counters

@@ -24,6 +24,7 @@ import numpy as np
 MAX_JSON_DEPTH = 16  # the deepest message we send nests 4 levels (privileged state: objects.<name>.position)
 MAX_EPISODE_EVENT_BYTES = 16 * 1024  # an event carries an instruction and a few numbers
 MAX_PRIVILEGED_STATE_BYTES = 256 * 1024  # a few objects; ~2 KB in the sim's scenes
+MAX_INSTRUCTION_CHARS = 2000  # a task instruction is a sentence or two; a tokenizer need not see a book
 MAX_IMAGE_PIXELS = 1920 * 1200  # the largest camera we expect; a 3000x3000 frame is refused
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}  # 8-bit encodings
 
@@ -79,6 +80,15 @@ def require_stamp_ns(body: dict, key: str, what: str, default: int | None = None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{what}: field '{key}' is {value!r:.60}; expected a non-negative integer (ns)")
     return value
+
+
+def check_instruction(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
+    """A /vla/instruction text: returned as is when it holds at most ``max_chars`` characters."""
+    if len(text) > max_chars:
+        raise ValueError(
+            f"instruction: {len(text)} characters, more than the limit of {max_chars}: {text[:40]!r}"
+        )
+    return text
 
 
 # --- /vla/episode ---------------------------------------------------------------------------------

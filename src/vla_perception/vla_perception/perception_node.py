@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_common.control_period import step_period_s
-from vla_common.inbound import check_pixel_count, decode_episode_event
+from vla_common.inbound import check_instruction, check_pixel_count, decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
@@ -99,7 +99,11 @@ class PerceptionNode(Node):
         self.checks = checks
 
     def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+        try:
+            self.instruction = check_instruction(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("instruction", str(exc))
+            return
         self.get_logger().info(f"instruction: {msg.data!r}")
 
     def _on_episode(self, msg: String) -> None:

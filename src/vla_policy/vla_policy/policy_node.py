@@ -19,7 +19,12 @@ from std_msgs.msg import String
 
 from vla_common.action_message import encode_action_chunk
 from vla_common.control_period import step_dt_mismatch
-from vla_common.inbound import decode_episode_event, decode_privileged_state, image_to_pixels
+from vla_common.inbound import (
+    check_instruction,
+    decode_episode_event,
+    decode_privileged_state,
+    image_to_pixels,
+)
 from vla_common.latency import StageTimer
 from vla_common.robot import PROPRIO_JOINT_NAMES
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
@@ -132,15 +137,20 @@ class PolicyNode(Node):
                 self._wake.set()
 
     def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+        try:
+            self.instruction = check_instruction(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("instruction", str(exc))
 
     def _on_joints(self, msg: JointState) -> None:
         # Proprio in a fixed order (6 arm joints, then the finger), whatever order the driver uses.
         index = {name: i for i, name in enumerate(msg.name)}
         if all(name in index for name in PROPRIO_JOINT_NAMES) and len(msg.position) == len(msg.name):
-            self.proprio = np.array(
-                [msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64
-            )
+            proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64)
+            if not np.all(np.isfinite(proprio)):  # a driver read failure: keep the last sane state
+                self.rejections.drop("joints", f"joint state: non-finite position {proprio.tolist()}")
+                return
+            self.proprio = proprio
 
     def _on_privileged(self, msg: String) -> None:
         try:

@@ -8,6 +8,8 @@ import pytest
 from vla_common.inbound import (
     MAX_EPISODE_EVENT_BYTES,
     MAX_IMAGE_PIXELS,
+    MAX_INSTRUCTION_CHARS,
+    check_instruction,
     check_pixel_count,
     decode_episode_event,
     decode_privileged_state,
@@ -172,3 +174,9 @@ def test_decoders_raise_only_value_errors_on_fuzzed_input(decoder, valid):
         except ValueError:
             rejected += 1
     assert rejected > 100  # the fuzz does reach the checks
+
+
+def test_instruction_length_is_bounded():
+    assert check_instruction("put the spoon in the bowl") == "put the spoon in the bowl"
+    with pytest.raises(ValueError, match=f"instruction: {MAX_INSTRUCTION_CHARS + 1} characters, more than"):
+        check_instruction("x" * (MAX_INSTRUCTION_CHARS + 1))
