@@ -209,6 +209,10 @@ def test_parameters_at_run_time(probe):
 
 
 LIMITS = SafetyLimits()
+# Each control step moves the tool at most one bound (FK of the commanded joints) and so does each
+# streamed point from the previous one; a step-long window straddling two minimum-jerk steps can see
+# the tail of one and the head of the next, a few percent over one bound (the issue saw 1.6x).
+WINDOW_SLACK = 1.1
 
 
 def _streamed_since(node: Probe, index: int) -> tuple[list[float], list[np.ndarray], list[float]]:
@@ -266,8 +270,9 @@ def test_ten_times_the_bound_at_6_25_hz_moves_the_tool_within_the_bound_per_step
             if stamps[j] - stamps[i] > 0.2 + 1e-6 and j > i + 1:
                 break
             translation, rotation = tool_travel(joints[i], joints[j])
-            assert translation <= LIMITS.max_translation_step_m + 1e-6, (i, j, translation)
-            assert rotation <= LIMITS.max_rotation_step_rad + 1e-6, (i, j, rotation)
+            slack = 1.0 if j == i + 1 else WINDOW_SLACK
+            assert translation <= LIMITS.max_translation_step_m * slack + 1e-6, (i, j, translation)
+            assert rotation <= LIMITS.max_rotation_step_rad * slack + 1e-6, (i, j, rotation)
 
 
 def test_nan_joint_states_hold_and_the_first_command_after_starts_from_the_measured_joints(probe):
@@ -283,6 +288,7 @@ def test_nan_joint_states_hold_and_the_first_command_after_starts_from_the_measu
     assert wait_until(lambda: node.diagnostics()[0].get("bad_joint_states", 0) > 0, 3.0)
     time.sleep(0.3)
     first = node.commands()
+    assert wait_until(lambda: len(node.measured) > 0, 5.0), "no valid joint states from the fake robot"
     with node.lock:
         measured = node.measured[-1][1]
     node.send([0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])

@@ -147,13 +147,16 @@ class ActuationNode(Node):
             self._reset_to_measured()
 
     def _hold_until_valid_state(self) -> None:
-        """Hold: drop what is planned; the next valid joint state re-plans from where the arm is."""
+        """Hold: drop what is planned; the next valid joint state re-plans from where the arm is.
+
+        The chunk being executed stays (bad or late joint states say nothing about the action);
+        an episode start or an e-stop also drops it (they reset the executor themselves).
+        """
         self.stream.clear()
         self._needs_reset = True
 
     def _reset_to_measured(self) -> None:
         self.controller.reset(self.measured, self.measured_finger_m)
-        self.executor_.reset()
         self.stream.anchor(self.measured, self.get_clock().now().nanoseconds * 1e-9)
         self._needs_reset = False
 

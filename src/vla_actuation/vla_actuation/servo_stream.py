@@ -4,15 +4,15 @@ The controller bounds each control step's TARGET; the arm sees the STREAM: the w
 at the servo rate. This module bounds the stream itself:
 
 - :func:`plan_duration` stretches a step's interpolation so that its minimum-jerk peak joint speed
-  stays within the limit and its tool travel within the per-step bound, measured from where the
-  stream really is (the last streamed waypoint), not from the previous target;
+  stays within the limit, measured from where the stream really is (the last streamed waypoint),
+  not from the previous target;
 - :class:`ServoStream` holds the planned waypoints and the last one sent; :meth:`ServoStream.tick`
   never sends a point further from the last sent one than the speed limit allows over the time
   elapsed since (``|q_k - q_{k-1}| / (t_k - t_{k-1}) <= v``) and stretches ``time_from_start`` to
   the distance, so a late tick or a chunk switch slows the arm down instead of jumping it; and
-  never a point whose tool pose is further than the per-step bound from any point sent within the
-  last step period, nor from the last point sent (the per-step tool bound holds on the stream,
-  across chunk switches and after a stall).
+  never a point whose tool pose is further than the per-step bound from the last point sent (after
+  a stall the tool moves one bound, not all the missed ones), and optionally from any point sent
+  within ``tool_window_s``.
 
 Times are seconds on one clock (the node's), joints radians.
 """
@@ -26,32 +26,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_actuation.ee_delta_controller import MIN_JERK_PEAK_SPEED_RATIO, servo_waypoints
+from vla_actuation.kinematics import forward_kinematics
 from vla_actuation.safety import SafetyLimits
-from vla_actuation.tool_bound import tool_travel, within_tool_bound
+from vla_actuation.tool_bound import pose_travel, within_tool_bound
 
 # The stream aims a little under the limit: stamps as float seconds since 1970 are only good to
 # about 2e-7 s, i.e. 1e-5 of a 20 ms servo period.
 SPEED_MARGIN = 0.999
-_BISECTION_STEPS = 12  # 1/4096 of the move: finer buys nothing, each try costs FKs at 50 Hz
+_BISECTION_STEPS = 12  # 1/4096 of the move: finer buys nothing, each try costs an FK at 50 Hz
 
 
 def plan_duration(start: object, end: object, step_dt_s: float, limits: SafetyLimits) -> float:
-    """How long to take from ``start`` to ``end``: at least one step, never faster than the limits.
+    """How long to take from ``start`` to ``end``: at least one step, never faster than the joint limits.
 
-    Stretched so the minimum-jerk PEAK joint speed is within ``max_joint_velocity_rad_s`` and the
-    tool travels at most the per-step bound per ``step_dt_s`` on average.
+    Stretched so the minimum-jerk PEAK joint speed is within ``max_joint_velocity_rad_s``. The tool
+    is not stretched for here: the controller bounds each step's target (FK) and
+    :meth:`ServoStream.tick` each streamed point; stretching plans by the tool distance from a stream
+    that lags its targets slowed a policy moving at the bound every step (demo episodes timed out).
     """
     start_q = np.asarray(start, dtype=float).reshape(6)
     end_q = np.asarray(end, dtype=float).reshape(6)
     joint_s = float(np.max(np.abs(end_q - start_q) / limits.joint_velocity_limits()))
-    translation, rotation = tool_travel(start_q, end_q)
-    tool_steps = max(
-        translation / limits.max_translation_step_m if limits.max_translation_step_m > 0 else 0.0,
-        rotation / limits.max_rotation_step_rad if limits.max_rotation_step_rad > 0 else 0.0,
-    )
-    # Above one bound the plan spans several steps; a step-long window then sees the profile's peak.
-    tool_s = step_dt_s * tool_steps * (MIN_JERK_PEAK_SPEED_RATIO if tool_steps > 1.0 else 1.0)
-    return max(step_dt_s, MIN_JERK_PEAK_SPEED_RATIO * joint_s, tool_s)
+    return max(step_dt_s, MIN_JERK_PEAK_SPEED_RATIO * joint_s)
 
 
 def streamed_speed_violations(
@@ -90,14 +86,24 @@ class StreamedPoint:
 class ServoStream:
     """The planned waypoints and the last streamed point; every point it emits obeys the speed limit."""
 
-    def __init__(self, servo_hz: float, limits: SafetyLimits, step_dt_s: float) -> None:
+    def __init__(
+        self, servo_hz: float, limits: SafetyLimits, step_dt_s: float, tool_window_s: float = 0.0
+    ) -> None:
+        """``tool_window_s``: no point sent is further (tool pose) than the per-step bound from any
+        point sent that recently, nor from the last one. 0 checks the last one only: the minimum-jerk
+        tail of one step plus the head of the next can add up to a little over one bound in a
+        step-long window, and capping that slows a policy that moves at the bound every step."""
+        if not (math.isfinite(tool_window_s) and tool_window_s >= 0.0):
+            raise ValueError(f"tool_window_s: expected a finite number >= 0, got {tool_window_s!r}")
         for name, value in (("servo_hz", servo_hz), ("step_dt_s", step_dt_s)):
             if not (math.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
         self.servo_hz = float(servo_hz)
-        self.step_dt_s = float(step_dt_s)  # the window of the per-step tool bound
+        self.step_dt_s = float(step_dt_s)
+        self.tool_window_s = float(tool_window_s)
         self.limits = limits
-        self.recent: deque[tuple[float, np.ndarray]] = deque()  # points sent within one step period
+        # (time, tool pose) of the points sent within one step period, and always the last one
+        self.recent: deque[tuple[float, np.ndarray]] = deque()
         self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
         self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
 
@@ -122,7 +128,7 @@ class ServoStream:
         """Start afresh from ``joints`` (measured) at ``now_s``: plans drop, speed counts from here."""
         self.waypoints.clear()
         self.last = (float(now_s), np.asarray(joints, dtype=float).reshape(6).copy())
-        self.recent = deque([self.last])
+        self.recent = deque([(self.last[0], forward_kinematics(self.last[1]))])
 
     def plan(self, target: object, now_s: float) -> float:
         """Replace the plan: from the last streamed point to ``target``; returns the duration used."""
@@ -154,9 +160,9 @@ class ServoStream:
         velocity = self.limits.joint_velocity_limits()
         ratio = float(np.max(np.abs(candidate - last_q) / (SPEED_MARGIN * velocity * elapsed)))
         fraction = min(1.0, 1.0 / ratio) if ratio > 0.0 else 1.0
-        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.step_dt_s:
-            self.recent.popleft()  # the last point stays: after a stall the tool still moves one bound
-        fraction = self._tool_fraction(last_q, candidate, fraction)
+        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.tool_window_s - 1e-6:
+            self.recent.popleft()  # the last point stays: after a stall the tool moves one bound
+        fraction, pose = self._tool_fraction(last_q, candidate, fraction)
         if fraction < 1.0:  # late, or a plan off the stream: go at the limit, keep the waypoint
             point = last_q + fraction * (candidate - last_q)
             for _ in range(due_index):
@@ -167,21 +173,29 @@ class ServoStream:
                 self.waypoints.popleft()
         needed = float(np.max(np.abs(point - last_q) / velocity))
         self.last = (float(now_s), point)
-        self.recent.append(self.last)
+        self.recent.append((float(now_s), pose))
         return StreamedPoint(point.copy(), float(now_s), max(2.0 * self.period_s, needed))
 
-    def _tool_fraction(self, last_q: np.ndarray, candidate: np.ndarray, fraction: float) -> float:
+    def _tool_fraction(
+        self, last_q: np.ndarray, candidate: np.ndarray, fraction: float
+    ) -> tuple[float, np.ndarray]:
         """The largest part (<= ``fraction``) of the move to ``candidate`` within the tool bound of every
-        point sent in the last step period (found by bisection; 0 = stay at ``last_q``)."""
+        point sent in the last step period, and the tool pose there (bisection; 0 = stay at ``last_q``)."""
 
-        def fits(f: float) -> bool:
-            point = last_q + f * (candidate - last_q)
-            return all(within_tool_bound(*tool_travel(q, point), self.limits) for _, q in self.recent)
+        def pose_if_fits(f: float) -> np.ndarray | None:
+            pose = forward_kinematics(last_q + f * (candidate - last_q))
+            fits = all(within_tool_bound(*pose_travel(q, pose), self.limits) for _, q in self.recent)
+            return pose if fits else None
 
-        if fits(fraction):
-            return fraction
-        low, high = 0.0, fraction
+        pose = pose_if_fits(fraction)
+        if pose is not None:
+            return fraction, pose
+        low, high, low_pose = 0.0, fraction, forward_kinematics(last_q)
         for _ in range(_BISECTION_STEPS):
             middle = 0.5 * (low + high)
-            low, high = (middle, high) if fits(middle) else (low, middle)
-        return low
+            pose = pose_if_fits(middle)
+            if pose is not None:
+                low, low_pose = middle, pose
+            else:
+                high = middle
+        return low, low_pose

@@ -19,14 +19,20 @@ TOOL_STEP_SCALED = "tool_step_scaled"
 _BISECTION_STEPS = 30  # 2^-30 of the step: far below the IK tolerance
 
 
-def tool_travel(joints_a: object, joints_b: object) -> tuple[float, float]:
-    """Tool translation (m) and rotation (rad, geodesic angle) between the FK of two joint vectors."""
-    pose_a = forward_kinematics(np.asarray(joints_a, dtype=float))
-    pose_b = forward_kinematics(np.asarray(joints_b, dtype=float))
+def pose_travel(pose_a: np.ndarray, pose_b: np.ndarray) -> tuple[float, float]:
+    """Translation (m) and rotation (rad, geodesic angle) between two 4x4 tool poses."""
     translation = float(np.linalg.norm(pose_b[:3, 3] - pose_a[:3, 3]))
     relative = pose_a[:3, :3].T @ pose_b[:3, :3]
     cos_angle = min(1.0, max(-1.0, (float(np.trace(relative)) - 1.0) / 2.0))
     return translation, math.acos(cos_angle)
+
+
+def tool_travel(joints_a: object, joints_b: object) -> tuple[float, float]:
+    """Tool translation (m) and rotation (rad, geodesic angle) between the FK of two joint vectors."""
+    return pose_travel(
+        forward_kinematics(np.asarray(joints_a, dtype=float)),
+        forward_kinematics(np.asarray(joints_b, dtype=float)),
+    )
 
 
 def within_tool_bound(translation: float, rotation: float, limits: SafetyLimits) -> bool:
