@@ -62,6 +62,7 @@ class ActuationNode(Node):
         self.stream = ServoStream(self.settings.servo_hz, self.settings.limits, self.settings.step_dt_s)
         self.estopped = False
         self._needs_reset = True
+        self._stream_reset = False
         self._episode_start_ns = 0
         self._last_control_ns: int | None = None  # node clock of the last control step
         self._last_servo_monotonic: float | None = None  # real time of the last servo tick
@@ -132,7 +133,7 @@ class ActuationNode(Node):
             return
         jump = joint_state_jump_rad(self.measured, joints)
         if jump > self.settings.max_joint_state_jump_rad:  # a reset we were not told of: nothing old goes out
-            self._hold_until_valid_state()
+            self._hold_until_valid_state(reset=True)
             self.diag.count("joint_state_jumps")
             self.diag.report(
                 WARN,
@@ -146,7 +147,7 @@ class ActuationNode(Node):
         if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
             self._reset_to_measured()
 
-    def _hold_until_valid_state(self) -> None:
+    def _hold_until_valid_state(self, reset: bool = False) -> None:
         """Hold: drop what is planned; the next valid joint state re-plans from where the arm is.
 
         The chunk being executed stays (bad or late joint states say nothing about the action);
@@ -154,11 +155,14 @@ class ActuationNode(Node):
         """
         self.stream.clear()
         self._needs_reset = True
+        self._stream_reset = self._stream_reset or reset  # a reset forgets the last point streamed
 
     def _reset_to_measured(self) -> None:
         self.controller.reset(self.measured, self.measured_finger_m)
-        self.stream.anchor(self.measured, self.get_clock().now().nanoseconds * 1e-9)
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self.stream.anchor(self.measured, now_s, keep_speed_reference=not self._stream_reset)
         self._needs_reset = False
+        self._stream_reset = False
 
     def _on_action(self, msg: String) -> None:
         now_ns = self.get_clock().now().nanoseconds
@@ -256,7 +260,7 @@ class ActuationNode(Node):
         if start_ns is not None:  # nothing computed before the reset is sent after it
             self._episode_start_ns = start_ns
             self.executor_.reset()
-            self._hold_until_valid_state()
+            self._hold_until_valid_state(reset=True)
 
     # --- control ------------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
@@ -316,7 +320,7 @@ class ActuationNode(Node):
             self.stream.clear()
             return
         now_s = self.get_clock().now().nanoseconds * 1e-9
-        self.stream.anchor(self.measured, now_s)
+        self.stream.anchor(self.measured, now_s, keep_speed_reference=True)
         if target is not None and not self.estopped:
             self.stream.plan(target, now_s)
 

@@ -106,6 +106,7 @@ class ServoStream:
         self.recent: deque[tuple[float, np.ndarray]] = deque()
         self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
         self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
+        self._plan_start: np.ndarray | None = None  # where the next plan starts, if not at ``last``
 
     @property
     def period_s(self) -> float:
@@ -124,17 +125,28 @@ class ServoStream:
         """Drop every planned waypoint (hold: the last command stands)."""
         self.waypoints.clear()
 
-    def anchor(self, joints: object, now_s: float) -> None:
-        """Start afresh from ``joints`` (measured) at ``now_s``: plans drop, speed counts from here."""
+    def anchor(self, joints: object, now_s: float, keep_speed_reference: bool = False) -> None:
+        """Start afresh from ``joints`` (measured) at ``now_s``: plans drop, the next plan starts there.
+
+        ``keep_speed_reference`` (after a hold or a stall, same episode): speed and tool bound still
+        count from the last point sent, so the stream reaches the measured joints' plan within the
+        limits instead of jumping to it. Without it (a reset, an episode start) they count from here.
+        """
         self.waypoints.clear()
-        self.last = (float(now_s), np.asarray(joints, dtype=float).reshape(6).copy())
+        joints_q = np.asarray(joints, dtype=float).reshape(6).copy()
+        if keep_speed_reference and self.last is not None:
+            self._plan_start = joints_q
+            return
+        self._plan_start = None
+        self.last = (float(now_s), joints_q)
         self.recent = deque([(self.last[0], forward_kinematics(self.last[1]))])
 
     def plan(self, target: object, now_s: float) -> float:
         """Replace the plan: from the last streamed point to ``target``; returns the duration used."""
         if self.last is None:
             raise RuntimeError("ServoStream.plan called before anchor(measured joints)")
-        start = self.last[1]
+        start = self.last[1] if self._plan_start is None else self._plan_start
+        self._plan_start = None
         duration = plan_duration(start, target, self.step_dt_s, self.limits)
         self.waypoints.clear()
         for t_s, joints in servo_waypoints(start, target, duration, self.servo_hz):

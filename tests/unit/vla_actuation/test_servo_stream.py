@@ -112,3 +112,16 @@ def test_the_tool_moves_within_the_bound_over_any_step_window_across_chunk_switc
                 translation, rotation = tool_travel(sent[i], sent[j])
                 assert translation <= LIMITS.max_translation_step_m + 1e-9
                 assert rotation <= LIMITS.max_rotation_step_rad + 1e-9
+
+
+def test_re_planning_from_measured_joints_keeps_the_speed_reference_within_an_episode():
+    stream = ServoStream(SERVO_HZ, LIMITS, STEP_S)
+    stream.anchor(NEUTRAL, 0.0)
+    assert stream.tick(0.02) is None  # nothing planned
+    measured = NEUTRAL + 0.3  # the arm lags its commands
+    stream.anchor(measured, 0.02, keep_speed_reference=True)
+    stamps, sent = _run(stream, 0.02 + np.arange(1, 30) * 0.02, {0: measured + 0.05})
+    assert streamed_speed_violations(stamps, sent, SPEED) == []  # from NEUTRAL, never a jump to measured
+    assert np.allclose(sent[-1], measured + 0.05)
+    stream.anchor(NEUTRAL, 1.0)  # a reset: speed counts from the new state
+    assert stream.last[0] == 1.0 and np.array_equal(stream.last[1], NEUTRAL)
