@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from vla_bringup.paths import config_dir
+from vla_bringup.paths import params_file
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,7 @@ class Deployment:
 
 def node_parameters(file_name: str, node: str, directory: Path | None = None) -> dict:
     """The ros__parameters of ``node`` in config/<file_name>.yaml (wildcard '/**' entries first)."""
-    path = (directory or config_dir()) / f"{file_name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"params file '{file_name}': {path} does not exist")
-    document = yaml.safe_load(path.read_text()) or {}
+    document = yaml.safe_load(params_file(file_name, directory).read_text()) or {}
     merged: dict = {}
     for key in ("/**", node, f"/{node}"):
         merged.update((document.get(key) or {}).get("ros__parameters", {}))

@@ -32,9 +32,9 @@ def config_dir() -> Path:
         ) from exc
 
 
-def params_file(name: str) -> Path:
-    """Path of config/<name>.yaml, with an error naming the file when it is missing."""
-    path = config_dir() / f"{name}.yaml"
+def params_file(name: str, directory: Path | None = None) -> Path:
+    """Path of <name>.yaml in ``directory`` (default config/), with an error naming a missing file."""
+    path = (directory or config_dir()) / f"{name}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"params file '{name}': {path} does not exist")
     return path
