@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -16,15 +18,20 @@ from diagnostic_msgs.msg import DiagnosticArray
 from graph_helpers import start_graph, wait_until
 from parameter_client import ParameterClient
 from rclpy.node import Node
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_actuation.kinematics import JOINT_VELOCITY_LIMIT_RAD_S, forward_kinematics
+from vla_actuation.safety import SafetyLimits
+from vla_actuation.servo_stream import streamed_speed_violations
+from vla_actuation.tool_bound import tool_travel
 from vla_bringup.profiles import NodeSpec
 from vla_bringup.ros_env import loopback_environment
 from vla_common.action_message import encode_action_chunk
 from vla_common.action_space import ActionSpace
-from vla_common.ros.qos import RELIABLE_QOS
+from vla_common.robot import ARM_JOINT_NAMES
+from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
 
@@ -33,10 +40,16 @@ class Probe(Node):
     def __init__(self) -> None:
         super().__init__("fault_probe")
         self.arm: list[np.ndarray] = []
+        self.arm_stamps: list[float] = []  # header stamps (s) of the arm commands
+        self.arm_tfs: list[float] = []  # their time_from_start (s)
+        self.measured: list[tuple[float, np.ndarray]] = []  # (receipt s, valid joint states)
         self.counters: dict[str, int] = {}
         self.message = ""  # the last problem actuation reported on /diagnostics
         self.lock = threading.Lock()
         self.actions = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
+        self.episodes = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
+        self.joint_states = self.create_publisher(JointState, "/wx250s/joint_states", 10)
+        self.create_subscription(JointState, "/wx250s/joint_states", self._on_joints, 100)
         self.create_subscription(
             JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 100
         )
@@ -45,6 +58,15 @@ class Probe(Node):
     def _on_arm(self, msg: JointTrajectory) -> None:
         with self.lock:
             self.arm.append(np.array(msg.points[0].positions))
+            self.arm_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+            tfs = msg.points[0].time_from_start
+            self.arm_tfs.append(tfs.sec + tfs.nanosec * 1e-9)
+
+    def _on_joints(self, msg: JointState) -> None:
+        positions = np.array(msg.position[:6])
+        if np.all(np.isfinite(positions)):
+            with self.lock:
+                self.measured.append((time.monotonic(), positions))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -184,3 +206,124 @@ def test_parameters_at_run_time(probe):
     assert params.get("workspace_low_m") == [0.10, -0.20, -0.01]
     assert _tool_travel_m(node, huge) <= 0.02 + 0.003  # the old clip is still in force
     assert launcher.poll() is None, launcher.poll()
+
+
+LIMITS = SafetyLimits()
+# Each control step moves the tool at most one bound (FK of the commanded joints) and so does each
+# streamed point from the previous one; a step-long window straddling two minimum-jerk steps can see
+# the tail of one and the head of the next, a few percent over one bound (the issue saw 1.6x).
+WINDOW_SLACK = 1.1
+
+
+def _streamed_since(node: Probe, index: int) -> tuple[list[float], list[np.ndarray], list[float]]:
+    """Stamps, joints and time_from_start of the commands from ``index - 1`` on (the one before counts)."""
+    with node.lock:
+        start = max(0, index - 1)
+        return list(node.arm_stamps[start:]), list(node.arm[start:]), list(node.arm_tfs[start:])
+
+
+def _assert_within_speed(stamps, joints, tfs) -> None:
+    """Each streamed command within the speed limit from the previous one: by stamps and time_from_start."""
+    assert streamed_speed_violations(stamps, joints, JOINT_VELOCITY_LIMIT_RAD_S, tolerance=1e-4) == []
+    for k in range(1, len(joints)):
+        needed = np.max(np.abs(joints[k] - joints[k - 1]) / JOINT_VELOCITY_LIMIT_RAD_S)
+        assert needed <= tfs[k] + 1e-6, (k, needed, tfs[k])
+
+
+def _actuation_pid(launcher) -> int:
+    return next(n.process.pid for n in launcher.running if n.spec.name == "actuation")
+
+
+def test_a_stalled_loop_resumes_within_the_speed_limit_and_counts_the_overrun(probe):
+    node, launcher = probe
+    first = node.commands()
+    pid = _actuation_pid(launcher)
+    rng = np.random.default_rng(3)
+    for index in range(15):  # 3 s of 5 Hz actions moving the tool about; a 0.5 s pause in the middle
+        node.send(np.append(rng.uniform(-0.04, 0.04, 3), [0.0, 0.0, rng.uniform(-0.2, 0.2), 1.0]))
+        if index in (5, 10):
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.2)
+    time.sleep(0.6)
+    stamps, joints, tfs = _streamed_since(node, first)
+    assert len(joints) > 50
+    _assert_within_speed(stamps, joints, tfs)
+    assert wait_until(lambda: node.diagnostics()[0].get("servo_overruns", 0) >= 2, 5.0), node.diagnostics()
+    assert launcher.poll() is None, launcher.poll()
+
+
+def test_ten_times_the_bound_at_6_25_hz_moves_the_tool_within_the_bound_per_step(probe):
+    node, _ = probe
+    first = node.commands()
+    rng = np.random.default_rng(625)
+    for _ in range(13):  # fresh one-step chunks faster than the 5 Hz control rate, 10x the bound
+        node.send(np.append(rng.choice([-1.0, 1.0], 6) * [0.5, 0.5, 0.5, 2.5, 2.5, 2.5], 1.0))
+        time.sleep(0.16)
+    time.sleep(0.6)
+    stamps, joints, tfs = _streamed_since(node, first)
+    assert len(joints) > 20
+    _assert_within_speed(stamps, joints, tfs)
+    for i in range(len(joints)):  # any step-long window of the stream, by FK of the commanded joints
+        for j in range(i + 1, len(joints)):
+            if stamps[j] - stamps[i] > 0.2 + 1e-6 and j > i + 1:
+                break
+            translation, rotation = tool_travel(joints[i], joints[j])
+            slack = 1.0 if j == i + 1 else WINDOW_SLACK
+            assert translation <= LIMITS.max_translation_step_m * slack + 1e-6, (i, j, translation)
+            assert rotation <= LIMITS.max_rotation_step_rad * slack + 1e-6, (i, j, rotation)
+
+
+def test_nan_joint_states_hold_and_the_first_command_after_starts_from_the_measured_joints(probe):
+    node, launcher = probe
+    nan_state = JointState(name=list(ARM_JOINT_NAMES), position=[float("nan")] * 6)
+    node.send([0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    time.sleep(0.1)  # mid-step: waypoints are pending
+    held_from = node.commands()
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:  # NaN at 100 Hz, interleaved with the fake robot's valid 50 Hz
+        node.joint_states.publish(nan_state)
+        time.sleep(0.01)
+    assert wait_until(lambda: node.diagnostics()[0].get("bad_joint_states", 0) > 0, 3.0)
+    time.sleep(0.3)
+    first = node.commands()
+    assert wait_until(lambda: len(node.measured) > 0, 5.0), "no valid joint states from the fake robot"
+    with node.lock:
+        measured = node.measured[-1][1]
+    node.send([0.03, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert wait_until(lambda: node.commands() > first + 5, 3.0)
+    stamps, joints, tfs = _streamed_since(node, first + 1)
+    step = np.max(np.abs(joints[0] - measured) / JOINT_VELOCITY_LIMIT_RAD_S)
+    assert step <= tfs[0] + 1e-6 and np.max(np.abs(joints[0] - measured)) < 0.07, (joints[0], measured)
+    _assert_within_speed(*_streamed_since(node, held_from))
+    assert launcher.poll() is None, launcher.poll()
+
+
+def test_an_episode_start_drops_pending_commands(probe):
+    node, _ = probe
+    node.send([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    time.sleep(0.06)  # the step's waypoints are pending
+    start_ns = node.get_clock().now().nanoseconds
+    node.episodes.publish(String(data=json.dumps({"event": "start", "stamp_ns": start_ns})))
+    time.sleep(0.6)
+    with node.lock:
+        after = [s for s in node.arm_stamps if s * 1e9 > start_ns + 0.03e9]  # one DDS hop of slack
+    assert after == [], f"{len(after)} commands from the previous episode sent after its end"
+    node.send([0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # a new-episode action moves the arm again
+    assert wait_until(lambda: node.commands() > 0 and node.arm_stamps[-1] * 1e9 > start_ns, 3.0)
+
+
+def test_malformed_and_huge_inputs_are_refused_and_the_node_goes_on(probe):
+    node, launcher = probe
+    assert _quiet_after(node, lambda: node.actions.publish(String(data="[" * 100_000 + "]" * 100_000)))
+    assert wait_until(lambda: "action rejected" in node.diagnostics()[1], 3.0), node.diagnostics()
+    node.episodes.publish(String(data="{not json"))
+    assert wait_until(lambda: node.diagnostics()[0].get("rejected_episode_events", 0) >= 1, 3.0)
+    assert "episode event rejected: episode event is not JSON" in node.diagnostics()[1], node.diagnostics()
+    huge = np.zeros((30_000, 7))
+    assert _quiet_after(node, lambda: node.send(huge))
+    assert wait_until(lambda: node.diagnostics()[0].get("oversized_actions", 0) >= 1, 3.0), node.diagnostics()
+    assert "exceeds max_action_bytes 262144" in node.diagnostics()[1], node.diagnostics()
+    assert launcher.poll() is None, launcher.poll()
+    assert not _quiet_after(node, lambda: node.send([0.02, 0, 0, 0, 0, 0, 1]))

@@ -69,16 +69,29 @@ def test_a_crashed_node_is_reported_with_its_log(tmp_path):
         launcher.stop()
 
 
-def test_sigint_stops_every_node_of_vla_stack_launch(tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "argv", "nodes"),
+    [
+        ("SIGINT", ["launch", "replay"], 3),
+        # As people type it: an integer for a double, a named policy as the policy's backend.
+        (
+            "SIGTERM",
+            ["launch", "sim", "--set", "sim.real_time_factor=1", "--set", "policy.backend=octo-sim"],
+            4,
+        ),
+    ],
+)
+def test_a_stop_signal_stops_every_node_of_vla_stack_launch(tmp_path, signum, argv, nodes):
     import signal
     import subprocess
     import sys
+    import time
 
     from vla_bringup.ros_env import loopback_environment
 
     env = loopback_environment(log_dir=str(tmp_path / "ros"))
     cli = subprocess.Popen(
-        [sys.executable, "-m", "vla_stack.cli", "launch", "replay"],
+        [sys.executable, "-m", "vla_stack.cli", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,10 +104,18 @@ def test_sigint_stops_every_node_of_vla_stack_launch(tmp_path):
                 ["pgrep", "-P", str(cli.pid)], capture_output=True, text=True
             ).stdout.split()
         ]
-        assert wait_until(lambda: len(children()) == 3, 30.0), children()
+        assert wait_until(lambda: len(children()) == nodes, 30.0), children()
         pids = children()
         assert wait_until(lambda: all(len(udp_bindings(pid)) >= 3 for pid in pids), 30.0)
-        cli.send_signal(signal.SIGINT)
+        time.sleep(2.0)  # past parameter declaration: a refused parameter would have ended the graph
+        assert cli.poll() is None, cli.communicate()[0].decode(errors="replace")[-3000:]
+        if "policy.backend=octo-sim" in argv:
+            policy = next(
+                p for p in pids if "vla_policy.policy_node" in Path(f"/proc/{p}/cmdline").read_text()
+            )
+            command = Path(f"/proc/{policy}/cmdline").read_text()
+            assert "backend:='octo'" in command and "models/octo-sim" in command, command
+        cli.send_signal(getattr(signal, signum))
         assert cli.wait(timeout=30) == 0
         assert all(
             not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()

@@ -121,10 +121,18 @@ def test_sim_parameters(tmp_path: Path, watcher):
     launcher = start_graph(
         [NodeSpec("sim", "vla_sim.sim_node", ("sim",), {"use_sim_time": True})],
         tmp_path,
-        {"sim": {"episodes": 1, "wait_for_graph_s": 0.0, "settle_wall_s": 0.0}},
+        # An integer where a double is declared, as `--set sim.real_time_factor=1` writes it.
+        {"sim": {"episodes": 1, "wait_for_graph_s": 0.0, "settle_wall_s": 0.0, "real_time_factor": 1}},
     )
     try:
         sim = ParameterClient(watcher, "sim")
+        started = sim.get("real_time_factor")
+        assert started == 1.0 and isinstance(started, float), started
+        assert sim.set("real_time_factor", 2).successful  # `ros2 param set /sim real_time_factor 2`
+        assert (value := sim.get("real_time_factor")) == 2.0 and isinstance(value, float), value
+        out_of_range = sim.set("real_time_factor", 101)
+        assert not out_of_range.successful
+        assert "real_time_factor" in out_of_range.reason and "100" in out_of_range.reason, out_of_range
         refused = sim.set("control_hz", 10.0)
         assert not refused.successful and "read-only" in refused.reason
         assert sim.set("real_time_factor", 0.0).successful  # as fast as possible from the next tick

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from vla_bringup.ros_env import loopback_environment
+from vla_common.robot import PROPRIO_JOINT_NAMES
 from vla_data.bag_io import iter_messages
 
 pytestmark = pytest.mark.ros
@@ -25,11 +28,32 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros"))
 
 
+def _replay_command(bag: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "vla_stack.cli", "replay", str(bag), "-o", str(out), *extra]
+
+
 def _replay(bag: Path, out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "vla_stack.cli", "replay", str(bag), "-o", str(out), *extra]
-    run = subprocess.run(cmd, env=_env(out.parent), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        _replay_command(bag, out, *extra), env=_env(out.parent), capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # Remaps are the player's alone: rcl never reads the replay's own command line.
+    assert "remap" not in run.stderr, run.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
+
+
+def _processes_of(tmp_path: Path) -> list[str]:
+    """Command lines of the live processes whose environment names ``tmp_path`` (the replay's nodes)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if str(tmp_path).encode() in (proc / "environ").read_bytes():
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
 
 
 def _actions(bag: Path) -> list[tuple[int, list]]:
@@ -104,6 +128,9 @@ def _write_two_camera_jazzy_bag(path: Path, frames: int = 8) -> None:
     front = writer.add_connection("/robot/front/image", "sensor_msgs/msg/Image", typestore=store)
     hand = writer.add_connection("/robot/hand/compressed", "sensor_msgs/msg/CompressedImage", typestore=store)
     instruction = writer.add_connection("/vla/instruction", "std_msgs/msg/String", typestore=store)
+    joints = writer.add_connection("/wx250s/joint_states", "sensor_msgs/msg/JointState", typestore=store)
+    joint_state_type = store.types["sensor_msgs/msg/JointState"]
+    names = [*PROPRIO_JOINT_NAMES, "right_finger"]
     rng = np.random.default_rng(0)
     base = 1_700_000_000 * S
     text = store.types["std_msgs/msg/String"](data="put the carrot on the plate")
@@ -129,6 +156,14 @@ def _write_two_camera_jazzy_bag(path: Path, frames: int = 8) -> None:
         writer.write(
             hand, stamp + 3_000_000, store.serialize_cdr(compressed, "sensor_msgs/msg/CompressedImage")
         )
+        state = joint_state_type(
+            header=_header(store, stamp, ""),
+            name=names,
+            position=np.full(len(names), 0.01 * k),
+            velocity=np.zeros(0),
+            effort=np.zeros(0),
+        )
+        writer.write(joints, stamp + 1_000_000, store.serialize_cdr(state, "sensor_msgs/msg/JointState"))
     writer.close()
 
 
@@ -141,13 +176,26 @@ def test_independent_jazzy_bag_replays_with_remap(tmp_path):
         "--remap",
         "/robot/hand/compressed:=/camera/wrist/image_raw",
     ]
-    # No privileged state in this bag: the scripted expert declines, so do not wait long for actions.
-    report = _replay(bag, tmp_path / "out", "--fast", "--step-timeout", "0.5", *remaps)
+    # No privileged state in this bag: the scripted expert (the default) is refused before anything
+    # starts, with the reason and what to use instead.
+    refused = subprocess.run(
+        _replay_command(bag, tmp_path / "refused", "--fast", *remaps),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "/sim/privileged_state" in refused.stderr and "--policy octo-sim" in refused.stderr
+    assert not (tmp_path / "refused").exists() and "Traceback" not in refused.stderr
+    # The named policy resolves to its backend, checkpoint and options in the policy node.
+    report = _replay(bag, tmp_path / "out", "--fast", "--policy", "octo-sim", *remaps)
     frames = report["frames"]
     assert frames["published"] == {"/camera/third_person/image_raw": 8, "/camera/wrist/image_raw": 8}
     # Perception decoded both the bgr8 and the jpeg camera and produced observations from them.
     assert frames["observations"] >= 3
     assert frames["camera_sets_used"] == frames["observations"]
+    assert report["actions"]["predicted"] == frames["observations"]
     assert report["reference"] == "none"
 
 
@@ -174,3 +222,33 @@ def test_bag_without_cameras_fails_cleanly(tmp_path):
     run = subprocess.run(cmd, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "has no camera topic" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_every_node_closes_the_bag_and_writes_the_report(sim_bag, tmp_path, signum):
+    out = tmp_path / "out"
+    replay = subprocess.Popen(
+        _replay_command(sim_bag, out, "--rate", "0.5"),
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "bag").exists() and time.monotonic() < deadline and replay.poll() is None:
+            time.sleep(0.1)  # the recorder exists: the graph is starting or playing
+        time.sleep(1.0)
+        assert replay.poll() is None, replay.communicate()
+        replay.send_signal(signum)
+        stdout, stderr = replay.communicate(timeout=40)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 128 + signum, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}" in stderr
+    assert json.loads((out / "report.json").read_text())["failure"] == f"interrupted by {name}"
+    assert (out / "bag" / "metadata.yaml").exists()
+    assert _processes_of(tmp_path) == []

@@ -10,8 +10,7 @@ All decisions live in pure modules (ee_delta_controller, chunk_executor, safety)
 
 from __future__ import annotations
 
-import json
-from collections import deque
+import time
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -21,13 +20,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_actuation.actuation_inputs import action_size_problem, joint_state_jump_rad, parse_episode_event
 from vla_actuation.actuation_settings import PARAMETERS, ActuationSettings, build_settings
-from vla_actuation.ee_delta_controller import EeDeltaController, servo_waypoints
+from vla_actuation.ee_delta_controller import EeDeltaController
 from vla_actuation.safety import command_is_stale, validate_action, validate_joint_state
+from vla_actuation.servo_stream import ServoStream
 from vla_common.action_message import decode_action_chunk
 from vla_common.control_period import step_dt_mismatch
 from vla_common.latency import StageTimer
 from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
+from vla_common.ros.callback_guard import CallbackGuard
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
@@ -35,6 +37,7 @@ from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
 EXPECTED_SPACE = "bridge_ee_delta"
 # A policy that keeps sending chunks of the wrong step would log at 5 Hz: once every so often is enough.
 STEP_DT_LOG_PERIOD_S = 10.0
+OVERRUN_LOG_PERIOD_S = 5.0  # a process paused again and again logs its overruns once per period
 
 
 def _duration(seconds: float) -> Duration:
@@ -55,11 +58,15 @@ class ActuationNode(Node):
         self.measured: np.ndarray | None = None
         self.measured_finger_m: float | None = None
         self.measured_stamp_ns = 0
-        self.commanded: np.ndarray | None = None  # the last streamed arm target
-        self.waypoints: deque[tuple[int, np.ndarray]] = deque()  # (due time ns, joints)
+        # What is streamed: planned waypoints and the last point sent (every point within the speed limit).
+        self.stream = ServoStream(self.settings.servo_hz, self.settings.limits, self.settings.step_dt_s)
         self.estopped = False
         self._needs_reset = True
+        self._stream_reset = False
         self._episode_start_ns = 0
+        self._last_control_ns: int | None = None  # node clock of the last control step
+        self._last_servo_monotonic: float | None = None  # real time of the last servo tick
+        guard = CallbackGuard(self.get_logger(), self.diag)
 
         group = MutuallyExclusiveCallbackGroup()  # one lock for all state: callbacks here are short
         ns = f"/{self.settings.robot_name}"
@@ -68,17 +75,30 @@ class ActuationNode(Node):
             JointTrajectory, f"{ns}/gripper_controller/joint_trajectory", 10
         )
         self.create_subscription(
-            JointState, f"{ns}/joint_states", self._on_joint_state, 10, callback_group=group
+            JointState,
+            f"{ns}/joint_states",
+            guard.wrap("joint_state", self._on_joint_state),
+            10,
+            callback_group=group,
         )
-        self.create_subscription(String, "/vla/action", self._on_action, RELIABLE_QOS, callback_group=group)
-        self.create_subscription(Bool, "/vla/estop", self._on_estop, RELIABLE_QOS, callback_group=group)
-        self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS, callback_group=group)
-        # A control step runs when an action arrives (no waiting for a tick) and every step_dt_s
-        # after the last one, so chunks keep executing between arrivals.
+        self.create_subscription(
+            String, "/vla/action", guard.wrap("action", self._on_action), RELIABLE_QOS, callback_group=group
+        )
+        self.create_subscription(
+            Bool, "/vla/estop", guard.wrap("estop", self._on_estop), RELIABLE_QOS, callback_group=group
+        )
+        self.create_subscription(
+            String, "/vla/episode", guard.wrap("episode", self._on_episode), EVENTS_QOS, callback_group=group
+        )
+        # A control step runs when an action arrives (no waiting for a tick) if the last step is at
+        # least step_dt_s old, and every step_dt_s after the last one, so chunks keep executing
+        # between arrivals and chunks arriving faster than the control rate never step faster.
         self.control_timer = self.create_timer(
-            self.settings.step_dt_s, self._on_control_tick, callback_group=group
+            self.settings.step_dt_s, guard.wrap("control_tick", self._on_control_tick), callback_group=group
         )
-        self.create_timer(1.0 / self.settings.servo_hz, self._on_servo_tick, callback_group=group)
+        self.create_timer(
+            1.0 / self.settings.servo_hz, guard.wrap("servo_tick", self._on_servo_tick), callback_group=group
+        )
         self.params.on_change(build_settings, self._apply_settings)
 
     def _new_executors(self) -> None:
@@ -96,6 +116,7 @@ class ActuationNode(Node):
         """
         previous, self.settings = self.settings, settings
         self.controller.config = settings.controller_config  # new limits; its targets stay: no jump
+        self.stream.limits = settings.limits
         if not settings.same_execution(previous):
             self._new_executors()  # held chunks are dropped: the next chunk starts afresh
 
@@ -104,11 +125,21 @@ class ActuationNode(Node):
         joints, violations = validate_joint_state(list(msg.name), list(msg.position))
         if joints is None:
             self.measured = None
+            self._hold_until_valid_state()  # resume from the measured joints once they are valid again
             self.diag.report(
                 ERROR, f"joint_states rejected: {'; '.join(v.message for v in violations)}; holding"
             )
             self.diag.count("bad_joint_states")
             return
+        jump = joint_state_jump_rad(self.measured, joints)
+        if jump > self.settings.max_joint_state_jump_rad:  # a reset we were not told of: nothing old goes out
+            self._hold_until_valid_state(reset=True)
+            self.diag.count("joint_state_jumps")
+            self.diag.report(
+                WARN,
+                f"measured joints jumped {jump:.3f} rad (> max_joint_state_jump_rad "
+                f"{self.settings.max_joint_state_jump_rad}); pending commands dropped, re-planning",
+            )
         self.measured = joints
         if FINGER_JOINT_NAME in msg.name:
             self.measured_finger_m = float(msg.position[list(msg.name).index(FINGER_JOINT_NAME)])
@@ -116,15 +147,31 @@ class ActuationNode(Node):
         if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
             self._reset_to_measured()
 
+    def _hold_until_valid_state(self, reset: bool = False) -> None:
+        """Hold: drop what is planned; the next valid joint state re-plans from where the arm is.
+
+        The chunk being executed stays (bad or late joint states say nothing about the action);
+        an episode start or an e-stop also drops it (they reset the executor themselves).
+        """
+        self.stream.clear()
+        self._needs_reset = True
+        self._stream_reset = self._stream_reset or reset  # a reset forgets the last point streamed
+
     def _reset_to_measured(self) -> None:
         self.controller.reset(self.measured, self.measured_finger_m)
-        self.executor_.reset()
-        self.waypoints.clear()
-        self.commanded = self.measured.copy()
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self.stream.anchor(self.measured, now_s, keep_speed_reference=not self._stream_reset)
         self._needs_reset = False
+        self._stream_reset = False
 
     def _on_action(self, msg: String) -> None:
         now_ns = self.get_clock().now().nanoseconds
+        too_large = action_size_problem(len(msg.data), self.settings.max_action_bytes)
+        if too_large is not None:  # refused before decoding: a huge chunk never stalls the servo stream
+            self.diag.report(ERROR, f"action rejected: {too_large}; holding")
+            self.diag.count("oversized_actions")
+            self.diag.count("rejected_actions")
+            return
         try:
             with self.timer.measure("action_decode"):
                 chunk = decode_action_chunk(msg.data)
@@ -133,8 +180,8 @@ class ActuationNode(Node):
                         f"action space '{chunk.space.name}' with {chunk.space.dim} dims; "
                         f"expected {EXPECTED_SPACE} with 7"
                     )
-        except ValueError as exc:
-            self.diag.report(ERROR, f"action rejected: {exc}; holding")
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+            self.diag.report(ERROR, f"action rejected: {type(exc).__name__}: {exc}; holding")
             self.diag.count("rejected_actions")
             return
         mismatch = step_dt_mismatch(chunk.space.step_dt_s, self.settings.control_hz)
@@ -158,7 +205,7 @@ class ActuationNode(Node):
                 return
         if chunk.terminate:  # the policy says the episode is over (RT-2's terminate): stop here
             self.executor_.reset()
-            self.waypoints.clear()
+            self.stream.clear()
             self.diag.count("terminate")
             self.diag.report(OK, f"policy '{chunk.policy}' signalled the end of the episode; holding")
             return
@@ -175,8 +222,10 @@ class ActuationNode(Node):
         # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
         # sim): what the graph replica's Timing models (policy phase + processing).
         self.timer.record("frame_to_action", (now_ns - chunk.stamp_ns) * 1e-6)
-        self._on_control_tick()
-        self.control_timer.reset()
+        if self._last_control_ns is None or now_ns - self._last_control_ns >= self.settings.step_dt_s * 1e9:
+            self._on_control_tick()
+            self.control_timer.reset()
+        # else: the timer runs the next step one period after the last: never two steps in one period
 
     def _reject_step_dt(self, message: str) -> None:
         """A chunk timed for another control rate: hold, count it, say why (log throttled)."""
@@ -189,10 +238,11 @@ class ActuationNode(Node):
         if msg.data and not self.estopped:
             self.estopped = True
             self.executor_.reset()
-            self.waypoints.clear()
+            self.stream.clear()
             if self.measured is not None:  # protective stop: hold where the arm is now
-                self.commanded = self.measured.copy()
-                self._publish_arm(self.commanded, 2.0 / self.settings.servo_hz)
+                now_ns = self.get_clock().now().nanoseconds
+                self.stream.anchor(self.measured, now_ns * 1e-9)
+                self._publish_arm(self.measured, 2.0 / self.settings.servo_hz, now_ns)
             self.diag.report(ERROR, "e-stop: protective stop, holding")
         elif not msg.data and self.estopped:
             self.estopped = False
@@ -202,12 +252,15 @@ class ActuationNode(Node):
             self.diag.report(OK, "e-stop released")
 
     def _on_episode(self, msg: String) -> None:
-        event = json.loads(msg.data)
-        if event.get("event") == "start":
-            self._episode_start_ns = int(event.get("stamp_ns", 0))
+        start_ns, problem = parse_episode_event(msg.data)
+        if problem is not None:
+            self.diag.count("rejected_episode_events")
+            self.diag.report(ERROR, f"episode event rejected: {problem}")
+            return
+        if start_ns is not None:  # nothing computed before the reset is sent after it
+            self._episode_start_ns = start_ns
             self.executor_.reset()
-            self.waypoints.clear()
-            self._needs_reset = True
+            self._hold_until_valid_state(reset=True)
 
     # --- control ------------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
@@ -219,7 +272,9 @@ class ActuationNode(Node):
                 ERROR, f"joint_states are {(now_ns - self.measured_stamp_ns) * 1e-9:.2f} s old; holding"
             )
             self.diag.count("stale_joint_states")
+            self._hold_until_valid_state()
             return
+        self._last_control_ns = now_ns
         action = self.executor_.next_action(now_ns * 1e-9)
         if action is None:
             self.diag.count("hold_no_action")
@@ -231,31 +286,47 @@ class ActuationNode(Node):
         if not step.accepted:
             self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
             return
-        start = self.commanded if self.commanded is not None else self.measured
-        self.waypoints.clear()
-        for t_s, joints in servo_waypoints(
-            start, step.joint_targets_rad, self.settings.step_dt_s, self.settings.servo_hz
-        ):
-            self.waypoints.append((now_ns + int(t_s * 1e9), joints))
+        # From where the stream really is, stretched to the distance: the streamed speed holds.
+        self.stream.plan(step.joint_targets_rad, now_ns * 1e-9)
         self._publish_gripper(step.finger_target_m)
         self.diag.report(OK, "ok")
 
     def _on_servo_tick(self) -> None:
-        if self.estopped or not self.waypoints:
+        wall = time.monotonic()
+        late_s = None if self._last_servo_monotonic is None else wall - self._last_servo_monotonic
+        self._last_servo_monotonic = wall
+        if late_s is not None and late_s > self.settings.servo_overrun_s:
+            self._on_overrun(late_s)
+        if self.estopped or self._needs_reset:
             return
         now_ns = self.get_clock().now().nanoseconds
-        due = None
-        while self.waypoints and self.waypoints[0][0] <= now_ns + int(0.5e9 / self.settings.servo_hz):
-            due = self.waypoints.popleft()[1]
-        if due is None:
+        point = self.stream.tick(now_ns * 1e-9)
+        if point is None:
             return
         with self.timer.measure("publish"):
-            self._publish_arm(due, 2.0 / self.settings.servo_hz)
-        self.commanded = due
+            self._publish_arm(point.joints, point.time_from_start_s, now_ns)
 
-    def _publish_arm(self, joints: np.ndarray, time_from_start_s: float) -> None:
+    def _on_overrun(self, late_s: float) -> None:
+        """The loop did not run for ``late_s``: re-plan from the measured joints, within the speed limit."""
+        self.diag.count("servo_overruns")
+        message = (
+            f"servo loop overran: {late_s:.3f} s since the previous tick "
+            f"(period {1.0 / self.settings.servo_hz:.3f} s, servo_overrun_s {self.settings.servo_overrun_s})"
+        )
+        self.diag.report(WARN, message + "; re-planning from the measured joints", log=False)
+        self.get_logger().warning(message, throttle_duration_sec=OVERRUN_LOG_PERIOD_S)
+        target = self.stream.final_target
+        if self.measured is None or self._needs_reset:
+            self.stream.clear()
+            return
+        now_s = self.get_clock().now().nanoseconds * 1e-9
+        self.stream.anchor(self.measured, now_s, keep_speed_reference=True)
+        if target is not None and not self.estopped:
+            self.stream.plan(target, now_s)
+
+    def _publish_arm(self, joints: np.ndarray, time_from_start_s: float, stamp_ns: int) -> None:
         msg = JointTrajectory(joint_names=list(ARM_JOINT_NAMES))
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
         msg.points = [
             JointTrajectoryPoint(
                 positions=[float(j) for j in joints], time_from_start=_duration(time_from_start_s)

@@ -41,6 +41,27 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "joint_state_timeout_s", 0.5, "Hold when joint states are older (s)", minimum=0.01, maximum=10.0
     ),
     ParameterSpec(
+        "servo_overrun_s",
+        0.1,
+        "A servo tick this late after the previous one is an overrun: re-plan from the measured joints (s)",
+        minimum=0.005,
+        maximum=5.0,
+    ),
+    ParameterSpec(
+        "max_joint_state_jump_rad",
+        0.3,
+        "A measured joint moving more than this between two joint states is a reset: re-plan (rad)",
+        minimum=0.01,
+        maximum=6.3,
+    ),
+    ParameterSpec(
+        "max_action_bytes",
+        262144,
+        "Larger /vla/action messages are rejected before decoding (bytes)",
+        minimum=1024,
+        maximum=67108864,
+    ),
+    ParameterSpec(
         "max_translation_step_m",
         _DEFAULT_LIMITS.max_translation_step_m,
         "Per-step tool translation clip (m)",
@@ -96,6 +117,9 @@ class ActuationSettings:
     max_open_loop_s: float
     ensemble_decay: float
     joint_state_timeout_s: float
+    servo_overrun_s: float
+    max_joint_state_jump_rad: float
+    max_action_bytes: int
     limits: SafetyLimits
 
     @property
@@ -141,6 +165,9 @@ def build_settings(values: Mapping[str, Any]) -> ActuationSettings:
         max_open_loop_s=float(values["max_open_loop_s"]),
         ensemble_decay=float(values["ensemble_decay"]),
         joint_state_timeout_s=float(values["joint_state_timeout_s"]),
+        servo_overrun_s=float(values["servo_overrun_s"]),
+        max_joint_state_jump_rad=float(values["max_joint_state_jump_rad"]),
+        max_action_bytes=int(values["max_action_bytes"]),
         limits=limits,
     )
     # Built once here so that a bad combination is refused now, not on the next chunk: the executor

@@ -13,6 +13,7 @@ One call of :meth:`EeDeltaController.step` per control tick (5 Hz for Bridge):
    with the minimum-jerk profile of :func:`servo_waypoints`, whose peak speed is 1.875 times its
    average, so the speed limit is applied over ``step_dt_s / 1.875``: the PEAK servo speed stays
    within ``max_joint_velocity_rad_s`` (pi rad/s -> at most 0.335 rad per 0.2 s step);
+   then ``limit_tool_step``: the realised tool step (FK of the commanded joints) within the bound;
 7. ``gripper_to_finger_m`` for the finger target.
 
 An invalid action or an IK failure holds: the previous joint and finger targets are returned and
@@ -41,6 +42,7 @@ from vla_actuation.safety import (
     clip_ee_delta,
     limit_joint_step,
 )
+from vla_actuation.tool_bound import limit_tool_step
 from vla_common.action_space import BRIDGE_STEP_DT_S
 from vla_common.ee_delta import apply_ee_delta
 
@@ -185,7 +187,11 @@ class EeDeltaController:
             ik.joints_rad, self._joint_targets, self.config.step_dt_s / MIN_JERK_PEAK_SPEED_RATIO, limits
         )
         violations.extend(found)
-        if found:  # the arm will not reach the IK answer this step: track what is really commanded
+        # The realised tool step (FK of what is commanded) obeys the per-step bound after IK and
+        # every clamp, not only the requested delta.
+        joint_targets, tool_found = limit_tool_step(self._joint_targets, joint_targets, limits)
+        violations.extend(tool_found)
+        if found or tool_found:  # the arm will not reach the IK answer: track what is really commanded
             target_pose = forward_kinematics(joint_targets)
         self._joint_targets = joint_targets
         self._target_pose = target_pose

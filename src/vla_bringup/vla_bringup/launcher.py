@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from vla_bringup.paths import params_file
+from vla_bringup.policies import expand_policy_overrides
 from vla_bringup.profiles import NodeSpec
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -64,7 +65,12 @@ class RunningNode:
 
 
 class GraphLauncher:
-    """Runs the graph; ``overrides`` maps node name -> {param: value}."""
+    """Runs the graph; ``overrides`` maps node name -> {param: value}.
+
+    A named policy given as ``policy.backend`` (``--set policy.backend=octo-sim``) is expanded to its
+    backend, checkpoint and options here, so every graph knows the names of vla_bringup.policies.
+    Raises ValueError for an override of a node the graph lacks or an unusable named policy.
+    """
 
     def __init__(
         self,
@@ -77,7 +83,7 @@ class GraphLauncher:
     ) -> None:
         self.nodes = list(nodes)
         self.env = dict(env)
-        self.overrides = overrides or {}
+        self.overrides = expand_policy_overrides(overrides or {})
         unknown = set(self.overrides) - {n.name for n in self.nodes}
         if unknown:
             raise ValueError(

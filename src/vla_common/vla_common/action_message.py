@@ -12,18 +12,28 @@ coding, so a consumer (the actuation node, a bag reader, a plot) needs nothing e
 
 ``stamp_ns`` is the observation time the action was computed from; chunk row k is meant for the
 control step starting at stamp + k * step_dt_s.
+
+Decoding is bounded: at most ``MAX_ACTION_BYTES`` of text nested at most ``MAX_JSON_DEPTH`` deep
+(checked before parsing), at most ``MAX_CHUNK_STEPS`` rows, numbers only (no booleans, no numeric
+strings), exact shapes; anything else is a ``ValueError`` that names the field and value. Non-finite
+values are left to the actuation safety layer (see ``_numeric_rows``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from vla_common.action_space import ActionSpace, NormStats, dequantize_actions
+from vla_common.inbound import is_number, load_bounded_json, require_stamp_ns
 
 SCHEMA = "vla_stack/action_chunk/v1"
+MAX_CHUNK_STEPS = 1000  # 200 s at 0.2 s a step; a 270k-step chunk stalled the arm stream for 1.37 s
+MAX_ACTION_DIMS = 64  # the widest action space we know has 7 dims
+MAX_ACTION_BYTES = 512 * 1024  # 1000 steps x 7 dims of full-precision floats take about 150 KB
 
 
 @dataclass(frozen=True)
@@ -87,50 +97,74 @@ def _require(body: dict, key: str, types: type | tuple[type, ...]) -> object:
     return value
 
 
-def decode_action_chunk(text: str) -> ActionChunk:
-    """Parse and validate an action message; every error names the field and the value."""
+def _numeric_rows(raw: list, field: str, width: int, max_steps: int) -> np.ndarray:
+    """``raw`` as a [horizon x width] float array; numbers only, every row checked.
+
+    NaN and infinity (JSON's ``NaN``/``Infinity``) pass: the actuation safety layer rejects them
+    per step and counts them by name (``violation.nan``), as it does for a policy's own output.
+    """
+    if not 1 <= len(raw) <= max_steps:
+        raise ValueError(f"action message: field '{field}' has {len(raw)} steps; expected 1..{max_steps}")
+    for i, row in enumerate(raw):
+        if not isinstance(row, list) or len(row) != width:
+            shape = f"{len(row)} values" if isinstance(row, list) else f"a {type(row).__name__}"
+            raise ValueError(f"action message: {field}[{i}] is {shape}; expected a list of {width} numbers")
+        for j, value in enumerate(row):
+            if not is_number(value):
+                raise ValueError(
+                    f"action message: {field}[{i}][{j}] is {type(value).__name__} {value!r:.40}; "
+                    "expected a number"
+                )
     try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"action message: not JSON ({exc.msg} at {exc.pos}): {text[:60]!r}") from exc
+        array = np.asarray(raw, dtype=np.float64)
+    except OverflowError as exc:  # an integer beyond float64
+        raise ValueError(f"action message: field '{field}' holds a number beyond float64") from exc
+    return array
+
+
+def decode_action_chunk(
+    text: str | bytes, max_steps: int = MAX_CHUNK_STEPS, max_bytes: int = MAX_ACTION_BYTES
+) -> ActionChunk:
+    """Parse and validate an action message; every error names the field and the value."""
+    body = load_bounded_json(text, what="action message", max_bytes=max_bytes)
     if not isinstance(body, dict):
         raise ValueError(f"action message: expected an object, got {type(body).__name__}")
     schema = body.get("schema")
     if schema != SCHEMA:
-        raise ValueError(f"action message: field 'schema' is {schema!r}, expected {SCHEMA!r}")
-    stamp_ns = _require(body, "stamp_ns", int)
+        raise ValueError(f"action message: field 'schema' is {schema!r:.80}, expected {SCHEMA!r}")
+    stamp_ns = require_stamp_ns(body, "stamp_ns", "action message")
     dims = _require(body, "dims", list)
+    if not 1 <= len(dims) <= MAX_ACTION_DIMS or not all(isinstance(d, str) for d in dims):
+        raise ValueError(
+            f"action message: field 'dims' is {dims!r:.80}; expected 1..{MAX_ACTION_DIMS} dimension names"
+        )
     kind = _require(body, "kind", str)
     step_dt_s = _require(body, "step_dt_s", (int, float))
+    if not math.isfinite(step_dt_s) or step_dt_s <= 0:
+        raise ValueError(f"action message: field 'step_dt_s' is {step_dt_s}; expected a positive number")
     name = _require(body, "space", str)
-    if kind == "discrete":
-        n_bins = _require(body, "n_bins", int)
-        stats = NormStats.from_dict(_require(body, "stats", dict))
-        space = ActionSpace(name, tuple(dims), float(step_dt_s), kind, n_bins, stats)
-        raw = _require(body, "bins", list)
-    elif kind == "continuous":
-        stats_body = body.get("stats")
-        kwargs = {"stats": NormStats.from_dict(stats_body)} if isinstance(stats_body, dict) else {}
-        if not kwargs and len(dims) != 7:
-            # Without statistics, carry neutral ones of the right size (they are unused for continuous).
-            kwargs = {"stats": NormStats((-1.0,) * len(dims), (1.0,) * len(dims), (True,) * len(dims))}
-        space = ActionSpace(name, tuple(dims), float(step_dt_s), kind, **kwargs)
-        raw = _require(body, "values", list)
-    else:
-        raise ValueError(f"action message: field 'kind' is {kind!r}; use 'continuous' or 'discrete'")
     try:
-        array = np.asarray(raw, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"action message: field '{'bins' if kind == 'discrete' else 'values'}' is not numeric"
-        ) from exc
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != len(dims):
-        raise ValueError(
-            f"action message: chunk shape {list(array.shape)} does not match [horizon x {len(dims)}]"
-        )
+        if kind == "discrete":
+            n_bins = _require(body, "n_bins", int)
+            stats = NormStats.from_dict(_require(body, "stats", dict))
+            space = ActionSpace(name, tuple(dims), float(step_dt_s), kind, n_bins, stats)
+            field = "bins"
+        elif kind == "continuous":
+            stats_body = body.get("stats")
+            kwargs = {"stats": NormStats.from_dict(stats_body)} if isinstance(stats_body, dict) else {}
+            if not kwargs and len(dims) != 7:
+                # Without statistics, carry neutral ones of the right size (unused for continuous).
+                kwargs = {"stats": NormStats((-1.0,) * len(dims), (1.0,) * len(dims), (True,) * len(dims))}
+            space = ActionSpace(name, tuple(dims), float(step_dt_s), kind, **kwargs)
+            field = "values"
+        else:
+            raise ValueError(f"action message: field 'kind' is {kind!r:.40}; use 'continuous' or 'discrete'")
+    except (TypeError, OverflowError) as exc:  # statistics of the wrong types; ValueErrors pass as they are
+        raise ValueError(f"action message: field 'stats' cannot be read: {exc}") from exc
+    array = _numeric_rows(_require(body, field, list), field, len(dims), max_steps)
     bins = None
     if kind == "discrete":
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+        if np.any(array != np.round(array)):
             raise ValueError("action message: field 'bins' holds non-integer values")
         bins = array.astype(np.int64)
         if bins.min() < 0 or bins.max() > space.n_bins - 1:
@@ -139,12 +173,16 @@ def decode_action_chunk(text: str) -> ActionChunk:
                 f"{int(bins.min())}..{int(bins.max())}"
             )
         array = dequantize_actions(bins, space)
+    inference_ms = body.get("inference_ms", 0.0)
+    terminate = body.get("terminate", False)
+    if not isinstance(terminate, bool):
+        raise ValueError(f"action message: field 'terminate' is {terminate!r:.40}; expected true or false")
     return ActionChunk(
-        stamp_ns=int(stamp_ns),
+        stamp_ns=stamp_ns,
         space=space,
         values=array,
         bins=bins,
-        policy=str(body.get("policy", "")),
-        terminate=bool(body.get("terminate", False)),
-        inference_ms=float(body.get("inference_ms", 0.0) or 0.0),
+        policy=str(body.get("policy", ""))[:200],
+        terminate=terminate,
+        inference_ms=float(inference_ms) if is_number(inference_ms) and math.isfinite(inference_ms) else 0.0,
     )

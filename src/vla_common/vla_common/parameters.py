@@ -111,6 +111,18 @@ def plain_value(value: Any) -> Any:
     return list(value)
 
 
+def coerce_value(spec: ParameterSpec, value: Any) -> Any:
+    """``value`` as ``spec``'s type where people type it loosely: an integer given for a float.
+
+    ``real_time_factor:=1`` or ``--set sim.real_time_factor=1`` means 1.0; nothing else converts
+    (a bool is not a number here, a string stays a string and ``check_value`` refuses it).
+    """
+    value = plain_value(value)
+    if _kind(spec.default) == "float" and _kind(value) == "int":
+        return float(value)
+    return value
+
+
 def apply_changes(
     specs: Iterable[ParameterSpec], values: Mapping[str, Any], changes: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -127,7 +139,7 @@ def apply_changes(
             continue  # not this node's (use_sim_time belongs to rclpy)
         if spec.read_only:
             raise ValueError(f"parameter '{name}' is read-only: it is fixed when the node starts")
-        value = plain_value(value)
+        value = coerce_value(spec, value)
         check_value(spec, value)
         merged[name] = value
     return merged

@@ -79,6 +79,9 @@ class PlayerStats:
     ticks: int = 0
     observation_stamps: list[int] = field(default_factory=list)
     action_latency_ms: list[float] = field(default_factory=list)
+    # What action_latency_ms measures, by name (replay_report.LATENCY_KINDS): lockstep times from the
+    # tick's /clock to the action, real-time playback from the observation's frame stamp to the action.
+    action_latency_kind: str = "tick_to_action"
     timeouts: int = 0
 
 
@@ -270,6 +273,7 @@ class BagPlayerNode(Node):
             arrivals = dict(self._actions)
         # Graph time from the observation's stamp to the action, in wall milliseconds.
         self.stats.ticks = int((end_ns - start_ns) * 1e-9 * control_hz)
+        self.stats.action_latency_kind = "frame_to_action"
         self.stats.action_latency_ms = [
             ((arrivals[s] - wall_start) * rate * 1e9 + start_ns - s) * 1e-6 / rate
             for s in observations

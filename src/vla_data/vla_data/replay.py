@@ -17,14 +17,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vla_bringup.deployment import load_deployment, node_parameters
 from vla_bringup.launcher import GraphLauncher
 from vla_bringup.paths import repo_root
+from vla_bringup.policies import PolicySpec, policy_parameters, resolve_policy
 from vla_bringup.profiles import NodeSpec, profile
 from vla_bringup.ros_env import apply_loopback_profile
 from vla_data.bag_playback import BagSource, PlayMessage, PlaySettings, PlayTopic, control_ticks, parse_remaps
 from vla_data.replay_report import build_report, write_plot, write_report
+from vla_data.stop_signals import Interrupted, StopSignals
+
+if TYPE_CHECKING:
+    from vla_data.replay_node import PlayOutcome
 
 
 @dataclass(frozen=True)
@@ -80,14 +86,34 @@ def graph_overrides(
     """
     overrides: dict[str, dict[str, object]] = {n.name: {"control_hz": control_hz} for n in nodes}
     overrides["perception"].update(camera_transports(topics))
-    overrides["policy"].update(
-        backend=options.policy,
-        checkpoint=options.checkpoint,
-        use_privileged_state=any(t.target == "/sim/privileged_state" for t in topics),
-    )
+    overrides["policy"].update(policy_parameters(replay_policy(options, topics)))
     for node, params in options.extra_overrides.items():
         overrides.setdefault(node, {}).update(params)
     return overrides
+
+
+PRIVILEGED_TOPIC = "/sim/privileged_state"
+
+
+def replay_policy(options: ReplayOptions, topics: Sequence[PlayTopic]) -> PolicySpec:
+    """The policy to replay (a named one or a backend), if it can run on a bag with ``topics``.
+
+    Raises ValueError before anything starts: for a named policy without its checkpoint, and for
+    one that reads the sim's privileged state (the scripted expert) when the bag does not hold it,
+    saying what to use instead (otherwise every tick would wait for a state that never comes).
+    """
+    try:
+        spec = resolve_policy(options.policy, options.checkpoint)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    if spec.privileged and not any(t.target == PRIVILEGED_TOPIC for t in topics):
+        raise ValueError(
+            f"policy '{options.policy}' acts on the sim's ground truth ({PRIVILEGED_TOPIC}), which this bag "
+            f"does not hold (it plays {sorted(t.target for t in topics)}); replay it with a policy "
+            "that acts on what a robot records, e.g. --policy octo-sim (the cameras and the arm's "
+            "joint states), or record the bag from the sim graph"
+        )
+    return spec
 
 
 def play_settings(options: ReplayOptions) -> PlaySettings:
@@ -148,19 +174,38 @@ def _run_graph(
     log(
         f"[replay] {source.path}: {len(messages)} messages, {len(ticks)} control ticks, {mode}; out {out_dir}"
     )
-    launcher.start()
-    try:
-        outcome = play_through_graph(
-            source.topics,
-            messages,
-            ticks,
-            settings,
-            bag_dir=out_dir / "bag",
-            nodes=nodes,
-            poll_failure=launcher.poll,
-        )
-    finally:
-        launcher.stop()
+    # SIGINT/SIGTERM: the playback stops, then every node is stopped, the bag closed and the
+    # report written as after any other failure (stop_signals); the exit status says which signal.
+    with StopSignals() as stop:
+        launcher.start()
+        try:
+            outcome = play_through_graph(
+                source.topics,
+                messages,
+                ticks,
+                settings,
+                bag_dir=out_dir / "bag",
+                nodes=nodes,
+                poll_failure=launcher.poll,
+                stop=stop,
+            )
+        finally:
+            launcher.stop()
+        return _finish(outcome, source, reference, ticks, settings, mode, out_dir, log, stop.received)
+
+
+def _finish(
+    outcome: PlayOutcome,
+    source: BagSource,
+    reference: list[str],
+    ticks: Sequence[int],
+    settings: PlaySettings,
+    mode: str,
+    out_dir: Path,
+    log: Callable[[str], None],
+    signalled: int | None,
+) -> int:
+    """Write the report and the plot, print the summary; the exit status (0 only with actions)."""
     report = build_report(
         outcome.action_texts,
         reference,
@@ -173,12 +218,19 @@ def _run_graph(
     report["playback"] = playback_speed(ticks, outcome.wall_s)
     if outcome.failure:
         report["failure"] = outcome.failure
+    elif signalled is not None:
+        report["failure"] = str(Interrupted(signalled))
+    elif not outcome.action_texts:
+        report["failure"] = (
+            f"the policy produced no action on this bag ({report['frames']['observations']} observations); "
+            f"its log: {out_dir / 'logs' / 'policy.log'}"
+        )
     write_report(out_dir / "report.json", report)
-    plotted = write_plot(out_dir / "actions.png", outcome.action_texts, reference)
-    _print_summary(report, out_dir, plotted, log)
-    if outcome.failure:
-        log(f"[replay] FAILED: {outcome.failure}")
-        return 1
+    no_plot = write_plot(out_dir / "actions.png", outcome.action_texts, reference)
+    _print_summary(report, out_dir, no_plot, log)
+    if "failure" in report:
+        log(f"[replay] FAILED: {report['failure']}")
+        return 1 if signalled is None else 128 + signalled
     return 0
 
 
@@ -192,7 +244,7 @@ def playback_speed(ticks: Sequence[int], wall_s: float) -> dict[str, float | Non
     }
 
 
-def _print_summary(report: dict, out_dir: Path, plotted: bool, log: Callable[[str], None]) -> None:
+def _print_summary(report: dict, out_dir: Path, no_plot: str | None, log: Callable[[str], None]) -> None:
     frames = report["frames"]
     log(
         f"[replay] ticks {frames['control_ticks']}, observations {frames['observations']}, "
@@ -210,7 +262,7 @@ def _print_summary(report: dict, out_dir: Path, plotted: bool, log: Callable[[st
             f"({playback['speed_x']:.1f}x real time)"
         )
     log(f"[replay] report: {out_dir / 'report.json'}")
-    log(f"[replay] plot:   {out_dir / 'actions.png'}" if plotted else "[replay] no plot: matplotlib missing")
+    log(f"[replay] plot:   {out_dir / 'actions.png'}" if no_plot is None else f"[replay] no plot: {no_plot}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -227,7 +279,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         action_timeout_s=args.step_timeout,
     )
     return run_replay(
-        options, log=lambda line: print(line, file=sys.stderr if "error" in line else sys.stdout)
+        options,
+        log=lambda line: print(line, file=sys.stderr if "error" in line or "FAILED" in line else sys.stdout),
     )
 
 

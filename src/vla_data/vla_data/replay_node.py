@@ -23,6 +23,7 @@ from vla_data.bag_playback import PlayMessage, PlaySettings, PlayTopic
 from vla_data.bag_player_node import BagPlayerNode
 from vla_data.bag_recorder_node import BagRecorderNode
 from vla_data.replay_report import PlaybackStats
+from vla_data.stop_signals import Interrupted, StopSignals
 
 RECORDED_OUTPUTS = (
     "/vla/action",
@@ -48,7 +49,9 @@ class _BackgroundExecutor:
 
     def __init__(self) -> None:
         self.context = Context()
-        rclpy.init(context=self.context)
+        # args=[]: never this process's sys.argv. The replay's --remap rules are applied by the
+        # player itself; rcl reading them again would warn and remap the player's own publishers.
+        rclpy.init(args=[], context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self._spinning = threading.Event()
         self._thread = threading.Thread(target=self._spin, name="replay-executor", daemon=True)
@@ -84,11 +87,15 @@ def play_through_graph(
     bag_dir: Path,
     nodes: int,
     poll_failure: Callable[[], str | None],
+    stop: StopSignals | None = None,
 ) -> PlayOutcome:
     """Play ``messages`` into a running graph of ``nodes`` nodes, recording its outputs into ``bag_dir``.
 
-    ``poll_failure`` reports a node that died (the launcher's poll); the playback stops on it.
+    ``poll_failure`` reports a node that died (the launcher's poll); the playback stops on it. A stop
+    signal (``stop``) ends the waiting and the playback as a failure; the recorder is closed (its
+    bag finished with metadata.yaml) whatever happens.
     """
+    stop = stop or StopSignals()
     session = _BackgroundExecutor()
     player = recorder = None
     wall_s, failure = 0.0, None
@@ -98,9 +105,14 @@ def play_through_graph(
         recorder.get_logger().set_level(LoggingSeverity.WARN)
         session.start(player, recorder)
         start_ns = ticks[0] - settings.period_ns
-        failure = _wait_for_graph(player, recorder, start_ns, settings.startup_timeout_s, nodes, poll_failure)
-        if failure is None:
-            wall_s, failure = _play(player, topics, messages, ticks, start_ns, settings, poll_failure)
+        with stop.armed():
+            failure = _wait_for_graph(
+                player, recorder, start_ns, settings.startup_timeout_s, nodes, poll_failure
+            )
+            if failure is None:
+                wall_s, failure = _play(player, topics, messages, ticks, start_ns, settings, poll_failure)
+    except Interrupted as exc:
+        failure = str(exc)
     finally:
         session.close(recorder)
     return PlayOutcome(tuple(player.action_texts), _stats(player, topics), wall_s, failure)
@@ -182,4 +194,5 @@ def _stats(player: BagPlayerNode, topics: Sequence[PlayTopic]) -> PlaybackStats:
         observation_stamps=tuple(player.stats.observation_stamps),
         action_latency_ms=tuple(player.stats.action_latency_ms),
         cameras=sum(t.is_image for t in topics),
+        action_latency_kind=player.stats.action_latency_kind,
     )

@@ -112,6 +112,15 @@ def action_errors(pairs: Sequence[tuple[TimedAction, TimedAction]]) -> dict[str,
     return out
 
 
+# One name, one quantity: the report's latency_ms key says which one the replay measured.
+LATENCY_KINDS = {
+    # --fast (lockstep): wall time from the tick's /clock to the policy's action on that tick
+    "tick_to_action": "wall ms from the control tick's /clock to the action (--fast)",
+    # --rate R: from the observation's camera frame stamp to the action, in graph time / R
+    "frame_to_action": "ms from the observation's frame stamp to the action (--rate)",
+}
+
+
 @dataclass(frozen=True)
 class PlaybackStats:
     """What the player saw: counts per played topic, control ticks and the graph's answers."""
@@ -120,8 +129,15 @@ class PlaybackStats:
     frame_stamps: frozenset[int]  # header stamps of every published camera frame
     ticks: int
     observation_stamps: tuple[int, ...]  # one per observation perception produced
-    action_latency_ms: tuple[float, ...]  # wall time from the tick's clock to the policy's action
+    action_latency_ms: tuple[float, ...]  # what it measures: action_latency_kind
     cameras: int
+    action_latency_kind: str = "tick_to_action"  # one of LATENCY_KINDS
+
+    def __post_init__(self) -> None:
+        if self.action_latency_kind not in LATENCY_KINDS:
+            raise ValueError(
+                f"action_latency_kind {self.action_latency_kind!r} is not one of {', '.join(LATENCY_KINDS)}"
+            )
 
 
 def build_report(
@@ -155,7 +171,7 @@ def build_report(
         },
         "latency_ms": {
             "inference": latency_stats([a.inference_ms for a in predicted]),
-            "tick_to_action": latency_stats(stats.action_latency_ms),
+            stats.action_latency_kind: latency_stats(stats.action_latency_ms),
         },
     }
     if recorded:
@@ -167,10 +183,11 @@ def write_plot(
     path: Path,
     predicted_texts: Sequence[str],
     recorded_texts: Sequence[str],
-) -> bool:
+) -> str | None:
     """Predicted vs recorded first-step actions over time, one panel per dimension.
 
-    Returns False (and writes nothing) when matplotlib is not installed.
+    Returns None when the plot is written, else why not (and writes nothing): matplotlib is not
+    installed, or there is no action to plot.
     """
     try:
         import matplotlib  # lazy: matplotlib is optional (no plot without it)
@@ -178,12 +195,12 @@ def write_plot(
         matplotlib.use("Agg")  # before pyplot: no display needed
         import matplotlib.pyplot as plt  # lazy: matplotlib is optional
     except ImportError:
-        return False
+        return "matplotlib missing"
     predicted = parse_actions(predicted_texts)
     recorded = parse_actions(recorded_texts)
     series = [s for s in (predicted, recorded) if s]
     if not series:
-        return False
+        return "no action, predicted or recorded"
     dims = series[0][0].dims
     origin = min(s[0].stamp_ns for s in series)
     figure, axes = plt.subplots(len(dims), 1, figsize=(8, 1.6 * len(dims)), sharex=True, squeeze=False)
@@ -199,7 +216,7 @@ def write_plot(
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     plt.close(figure)
-    return True
+    return None
 
 
 def write_report(path: Path, report: dict[str, object]) -> None:

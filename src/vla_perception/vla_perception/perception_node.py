@@ -8,8 +8,6 @@ input size and published as rgb8 on /vla/observation/<camera>, every image under
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -17,7 +15,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_common.control_period import step_period_s
+from vla_common.inbound import check_instruction, check_pixel_count, decode_episode_event
 from vla_common.latency import StageTimer
+from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
@@ -53,6 +53,9 @@ class PerceptionNode(Node):
         self.health = self.checks.health()
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
+        self.guard = CallbackGuard(self.get_logger(), self.diag)  # a bug in a callback: logged, not fatal
+        self.rejections = MessageRejections(self.get_logger(), self.diag)
+        guard = self.guard.wrap
         self.instruction: str | None = None
         self._episode_start_ns = 0
 
@@ -63,13 +66,18 @@ class PerceptionNode(Node):
         for camera in self.cameras:
             msg_type = CompressedImage if camera.transport == "compressed" else Image
             self.create_subscription(
-                msg_type, camera.topic, lambda m, c=camera.name: self._on_frame(c, m), CAMERA_QOS
+                msg_type,
+                camera.topic,
+                guard(f"frame.{camera.name}", lambda m, c=camera.name: self._on_frame(c, m)),
+                CAMERA_QOS,
             )
-        self.create_subscription(String, self.instruction_topic, self._on_instruction, LATCHED_QOS)
-        self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS)
+        self.create_subscription(
+            String, self.instruction_topic, guard("instruction", self._on_instruction), LATCHED_QOS
+        )
+        self.create_subscription(String, "/vla/episode", guard("episode", self._on_episode), EVENTS_QOS)
         self.create_timer(
             step_period_s(values["control_hz"]),
-            self._on_tick,
+            guard("tick", self._on_tick),
             callback_group=MutuallyExclusiveCallbackGroup(),
         )
         self.params.on_change(build_frame_checks, self._apply_frame_checks)
@@ -91,19 +99,33 @@ class PerceptionNode(Node):
         self.checks = checks
 
     def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+        try:
+            self.instruction = check_instruction(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("instruction", str(exc))
+            return
         self.get_logger().info(f"instruction: {msg.data!r}")
 
     def _on_episode(self, msg: String) -> None:
-        event = json.loads(msg.data)
-        if event.get("event") == "start":  # a new episode: frames of the last one must not be used
+        try:
+            event = decode_episode_event(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("episode", str(exc))
+            return
+        if event.event == "start":  # a new episode: frames of the last one must not be used
             self.sync.clear()
-            self._episode_start_ns = int(event.get("stamp_ns", 0))
+            self._episode_start_ns = event.stamp_ns
 
     def _on_frame(self, camera: str, msg: Image | CompressedImage) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns < self._episode_start_ns:
             return
+        if isinstance(msg, Image):  # refused on arrival, before it is queued or decoded
+            try:
+                check_pixel_count(int(msg.width), int(msg.height), what=f"camera '{camera}'")
+            except ValueError as exc:
+                self.rejections.drop(f"frame.{camera}", str(exc))
+                return
         self.sync.add(camera, stamp_ns, msg)
         self.diag.count(f"frames.{camera}")
 

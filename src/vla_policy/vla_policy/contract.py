@@ -92,7 +92,11 @@ def backend_factory(name: str) -> BackendFactory:
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"policy backend '{name}': cannot import it ({exc})") from exc
     if name not in BUILTIN_BACKENDS:
-        raise ValueError(f"policy backend '{name}' is unknown; available: {', '.join(available_backends())}")
+        raise ValueError(
+            f"policy backend '{name}' is unknown; available: {', '.join(available_backends())} "
+            "(a named policy such as octo-sim is a backend with its checkpoint and options: vla-stack "
+            "launch, demo, eval and replay expand it; `vla-stack backends` lists both)"
+        )
     module_name, _, attribute = BUILTIN_BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module_name), attribute)
 

@@ -9,7 +9,6 @@ observation it came from; see vla_common.action_message for the wire format.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -20,8 +19,15 @@ from std_msgs.msg import String
 
 from vla_common.action_message import encode_action_chunk
 from vla_common.control_period import step_dt_mismatch
+from vla_common.inbound import (
+    check_instruction,
+    decode_episode_event,
+    decode_privileged_state,
+    image_to_pixels,
+)
 from vla_common.latency import StageTimer
 from vla_common.robot import PROPRIO_JOINT_NAMES
+from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
@@ -44,18 +50,25 @@ class PolicyNode(Node):
         self.params = NodeParameters(self)
         values = self.params.declare(PARAMETERS)
         self._build(values)
+        guard = self.guard.wrap
         for camera in values["cameras"]:
             self.create_subscription(
                 Image,
                 f"/vla/observation/{camera}",
-                lambda m, c=camera: self._on_image(c, m),
+                guard(f"image.{camera}", lambda m, c=camera: self._on_image(c, m)),
                 RELIABLE_QOS,
             )
-        self.create_subscription(String, "/vla/instruction", self._on_instruction, LATCHED_QOS)
-        self.create_subscription(JointState, values["joint_states_topic"], self._on_joints, 10)
+        self.create_subscription(
+            String, "/vla/instruction", guard("instruction", self._on_instruction), LATCHED_QOS
+        )
+        self.create_subscription(
+            JointState, values["joint_states_topic"], guard("joints", self._on_joints), 10
+        )
         if self.use_privileged:
-            self.create_subscription(String, "/sim/privileged_state", self._on_privileged, RELIABLE_QOS)
-        self.create_subscription(String, "/vla/episode", self._on_episode, EVENTS_QOS)
+            self.create_subscription(
+                String, "/sim/privileged_state", guard("privileged_state", self._on_privileged), RELIABLE_QOS
+            )
+        self.create_subscription(String, "/vla/episode", guard("episode", self._on_episode), EVENTS_QOS)
         self.action_pub = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
         self._inference_thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self._inference_thread.start()
@@ -69,6 +82,8 @@ class PolicyNode(Node):
         self.backend = self._load_backend(values)
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
+        self.guard = CallbackGuard(self.get_logger(), self.diag)  # a bug in a callback: logged, not fatal
+        self.rejections = MessageRejections(self.get_logger(), self.diag)
         self.assembler = ObservationAssembler(values["cameras"])
         self.instruction: str | None = None
         self.proprio: np.ndarray | None = None
@@ -111,29 +126,40 @@ class PolicyNode(Node):
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns < self._episode_start_ns:
             return
-        if msg.encoding != "rgb8":
-            self.diag.report(ERROR, f"observation '{camera}': encoding '{msg.encoding}', expected rgb8")
+        try:
+            image = image_to_pixels(msg, what=f"observation '{camera}'")
+        except ValueError as exc:
+            self.rejections.drop(f"image.{camera}", str(exc))
             return
-        image = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
         with self._obs_lock:
             self.assembler.add(camera, stamp_ns, image)
             if self.assembler.has_complete():
                 self._wake.set()
 
     def _on_instruction(self, msg: String) -> None:
-        self.instruction = msg.data
+        try:
+            self.instruction = check_instruction(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("instruction", str(exc))
 
     def _on_joints(self, msg: JointState) -> None:
         # Proprio in a fixed order (6 arm joints, then the finger), whatever order the driver uses.
         index = {name: i for i, name in enumerate(msg.name)}
         if all(name in index for name in PROPRIO_JOINT_NAMES) and len(msg.position) == len(msg.name):
-            self.proprio = np.array(
-                [msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64
-            )
+            proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64)
+            if not np.all(np.isfinite(proprio)):  # a driver read failure: keep the last sane state
+                self.rejections.drop("joints", f"joint state: non-finite position {proprio.tolist()}")
+                return
+            self.proprio = proprio
 
     def _on_privileged(self, msg: String) -> None:
+        try:
+            state = decode_privileged_state(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("privileged_state", str(exc))
+            return
         with self._state_arrived:
-            self.states.add(json.loads(msg.data))
+            self.states.add(state)
             self._state_arrived.notify_all()
 
     def _privileged_for(self, stamp_ns: int) -> dict | None:
@@ -158,15 +184,19 @@ class PolicyNode(Node):
         return state
 
     def _on_episode(self, msg: String) -> None:
-        event = json.loads(msg.data)
-        if event.get("event") == "start":
+        try:
+            event = decode_episode_event(msg.data)
+        except ValueError as exc:
+            self.rejections.drop("episode", str(exc))
+            return
+        if event.event == "start":
             with self._obs_lock:
                 self.assembler.clear()
             with self._state_arrived:
                 self.states.clear()
-            self._episode_start_ns = int(event.get("stamp_ns", 0))
+            self._episode_start_ns = event.stamp_ns
             with self._backend_lock:
-                self.backend.reset(seed=event.get("seed"))
+                self.backend.reset(seed=event.seed)
 
     def _inference_loop(self) -> None:
         while not self._stop.is_set():
@@ -181,10 +211,10 @@ class PolicyNode(Node):
                 continue
             try:
                 self._infer_newest(now_ns)
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - the inference thread's last-resort guard
                 if not self.context.ok():
                     return  # shutting down: the publisher is gone
-                raise
+                self.guard.caught("inference", exc)
 
     def _infer_newest(self, now_ns: int) -> None:
         with self._obs_lock:

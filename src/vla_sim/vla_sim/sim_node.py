@@ -20,6 +20,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from vla_common.control_period import step_period_s
 from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
+from vla_common.ros.callback_guard import CallbackGuard
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
@@ -42,6 +43,7 @@ class SimNode(Node):
         self._build(values)
 
         ns = f"/{robot}"
+        self.guard = CallbackGuard(self.get_logger())  # a bug in a callback: logged, not fatal
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
         self.image_pubs = {
@@ -53,13 +55,13 @@ class SimNode(Node):
         self.create_subscription(
             JointTrajectory,
             f"{ns}/arm_controller/joint_trajectory",
-            lambda m: self._on_trajectory(self.arm, m),
+            self.guard.wrap("arm_trajectory", lambda m: self._on_trajectory(self.arm, m)),
             10,
         )
         self.create_subscription(
             JointTrajectory,
             f"{ns}/gripper_controller/joint_trajectory",
-            lambda m: self._on_trajectory(self.gripper, m),
+            self.guard.wrap("gripper_trajectory", lambda m: self._on_trajectory(self.gripper, m)),
             10,
         )
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)

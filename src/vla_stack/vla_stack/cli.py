@@ -10,7 +10,7 @@ import yaml
 
 from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
 from vla_bringup.launcher import GraphLauncher
-from vla_bringup.policies import DEFAULT_POLICY
+from vla_bringup.policies import DEFAULT_POLICY, describe_policies
 from vla_bringup.profiles import profile
 from vla_bringup.ros_env import loopback_environment
 from vla_data.dataset_export import add_export_parser
@@ -37,7 +37,10 @@ def _parse_set(items: Sequence[str]) -> dict[str, dict[str, object]]:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     env = loopback_environment()
-    launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
+    try:
+        launcher = GraphLauncher(profile(args.profile), env, overrides=_parse_set(args.set), echo=True)
+    except ValueError as exc:
+        raise SystemExit(f"[vla-stack] launch: {exc}") from None
     print(
         f"[vla-stack] launching '{args.profile}' on ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} "
         f"(Fast DDS profile {env['FASTDDS_DEFAULT_PROFILES_FILE']}); Ctrl-C stops"
@@ -67,8 +70,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
+def backends_listing() -> list[str]:
+    """The policy backends, then the named policies (each a backend with its checkpoint and options)."""
+    lines = ["backends (the policy node's `backend`; a model one needs --checkpoint):"]
+    lines += [f"  {name}" for name in available_backends()]
+    lines.append("named policies (--policy NAME, or --set policy.backend=NAME):")
+    width = max(len(name) for name in describe_policies())
+    lines += [f"  {name:<{width}}  {text}" for name, text in describe_policies().items()]
+    return lines
+
+
 def cmd_backends(_: argparse.Namespace) -> int:
-    print("\n".join(available_backends()))
+    print("\n".join(backends_listing()))
     return 0
 
 
@@ -87,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_train_parsers(sub)
     add_eval_parser(sub)
-    backends = sub.add_parser("backends", help="list the policy backends")
+    backends = sub.add_parser("backends", help="list the policy backends and the named policies")
     backends.set_defaults(func=cmd_backends)
     return parser
 

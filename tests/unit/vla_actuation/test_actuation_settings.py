@@ -50,3 +50,14 @@ def test_a_safety_change_keeps_execution_and_a_mode_change_does_not():
     assert tighter.limits.max_translation_step_m == 0.02 and tighter.same_execution(before)
     ensembled = build_settings({**DEFAULTS, "execution_mode": "temporal_ensembling"})
     assert not ensembled.same_execution(before) and ensembled.chunk_executor().mode == "temporal_ensembling"
+
+
+def test_the_stream_bounds_are_parameters_with_ranges():
+    settings = build_settings(DEFAULTS)
+    assert (settings.servo_overrun_s, settings.max_joint_state_jump_rad, settings.max_action_bytes) == (
+        0.1,
+        0.3,
+        262144,
+    )
+    with pytest.raises(ValueError, match="parameter 'max_action_bytes': 10 is not in"):
+        build_settings(apply_changes(PARAMETERS, DEFAULTS, {"max_action_bytes": 10}))

@@ -11,6 +11,7 @@ from vla_common.parameters import (
     ParameterSpec,
     apply_changes,
     check_value,
+    coerce_value,
     control_hz_spec,
 )
 
@@ -88,3 +89,14 @@ def test_control_hz_is_shared_and_read_only():
     assert spec.name == "control_hz" and spec.default == CONTROL_HZ_DEFAULT and spec.read_only
     assert spec.minimum is not None and spec.minimum > 0
     assert spec.constraints == f"in [{spec.minimum}, {spec.maximum}]"
+
+
+def test_an_integer_is_taken_as_the_float_a_spec_declares_and_nothing_else_converts():
+    assert coerce_value(STEP, 0) == 0.0 and isinstance(coerce_value(STEP, 0), float)
+    assert coerce_value(COUNT, 3) == 3 and isinstance(coerce_value(COUNT, 3), int)
+    assert coerce_value(STEP, True) is True  # a bool is not a number: check_value refuses it
+    assert coerce_value(STEP, "1") == "1"
+    merged = apply_changes(SPECS, VALUES, {"max_step_m": 0})
+    assert merged["max_step_m"] == 0.0 and isinstance(merged["max_step_m"], float)
+    with pytest.raises(ValueError, match=r"parameter 'max_step_m': 1.0 is not in \[0.0, 0.5\]"):
+        apply_changes(SPECS, VALUES, {"max_step_m": 1})

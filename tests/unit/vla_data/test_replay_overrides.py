@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from params_copy import set_control_hz
 
@@ -17,7 +19,7 @@ STATE = PlayTopic("/sim/privileged_state", "/sim/privileged_state", "std_msgs/ms
 def test_every_launched_node_gets_the_one_control_rate(with_actuation):
     nodes = replay_nodes(with_actuation)
     assert ("actuation" in [n.name for n in nodes]) == with_actuation
-    overrides = graph_overrides(ReplayOptions("bag"), [PRIMARY, WRIST], nodes, 7.5)
+    overrides = graph_overrides(ReplayOptions("bag"), [PRIMARY, WRIST, STATE], nodes, 7.5)
     assert set(overrides) == {n.name for n in nodes}
     assert {name: params["control_hz"] for name, params in overrides.items()} == dict.fromkeys(overrides, 7.5)
 
@@ -31,11 +33,26 @@ def test_perception_and_policy_follow_the_bag_and_extra_overrides_come_last():
     assert overrides["perception"]["wrist.transport"] == "compressed"
     assert overrides["policy"]["backend"] == "octo"
     assert overrides["policy"]["checkpoint"] == "/other"
-    assert overrides["policy"]["use_privileged_state"] is True
-    assert (
-        graph_overrides(options, [PRIMARY, WRIST], replay_nodes(False), 5.0)["policy"]["use_privileged_state"]
-        is False
-    )
+    # A model sees pixels only, even where the bag holds the sim's privileged state.
+    assert overrides["policy"]["use_privileged_state"] is False
+    scripted = graph_overrides(ReplayOptions("bag"), [PRIMARY, WRIST, STATE], replay_nodes(False), 5.0)
+    assert scripted["policy"]["backend"] == "scripted" and scripted["policy"]["use_privileged_state"] is True
+
+
+def test_a_named_policy_is_resolved_to_its_backend_checkpoint_and_options(tmp_path):
+    options = ReplayOptions("bag", policy="octo-sim", checkpoint=str(tmp_path))
+    policy = graph_overrides(options, [PRIMARY, WRIST], replay_nodes(False), 5.0)["policy"]
+    assert (policy["backend"], policy["checkpoint"]) == ("octo", str(tmp_path))
+    assert json.loads(policy["backend_options"])["seed"] == 0
+    assert policy["use_privileged_state"] is False
+
+
+def test_a_policy_that_needs_privileged_state_is_refused_on_a_bag_without_it():
+    with pytest.raises(ValueError) as error:
+        graph_overrides(ReplayOptions("bag", policy="scripted"), [PRIMARY, WRIST], replay_nodes(False), 5.0)
+    message = str(error.value)
+    assert "policy 'scripted'" in message and "/sim/privileged_state" in message
+    assert "--policy octo-sim" in message
 
 
 def test_a_camera_the_bag_does_not_feed_is_named():

@@ -118,9 +118,20 @@ def test_plot_is_written_when_matplotlib_is_installed(tmp_path):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert write_plot(tmp_path / "a.png", texts, texts) is False
+        assert write_plot(tmp_path / "a.png", texts, texts) == "matplotlib missing"
         assert not (tmp_path / "a.png").exists()
     else:
-        assert write_plot(tmp_path / "a.png", texts, texts) is True
+        assert write_plot(tmp_path / "a.png", texts, texts) is None
         assert (tmp_path / "a.png").stat().st_size > 1000
-    assert write_plot(tmp_path / "b.png", [], []) is False
+        # Nothing to plot is said as such, not blamed on matplotlib.
+        assert write_plot(tmp_path / "b.png", [], []) == "no action, predicted or recorded"
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_the_latency_is_named_by_what_it_measures():
+    fast = build_report([], [], stats(), tolerance_ns=MS)
+    assert set(fast["latency_ms"]) == {"inference", "tick_to_action"}
+    realtime = build_report([], [], stats(action_latency_kind="frame_to_action"), tolerance_ns=MS)
+    assert set(realtime["latency_ms"]) == {"inference", "frame_to_action"}
+    with pytest.raises(ValueError, match="'tick' is not one of tick_to_action, frame_to_action"):
+        stats(action_latency_kind="tick")

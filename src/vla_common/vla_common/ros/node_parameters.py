@@ -7,6 +7,10 @@ refuses a set on a read-only parameter, of the wrong type or out of range, namin
 one) goes through the node's own pure ``build`` function, the same one that built its settings at
 start-up: a ``ValueError`` refuses the whole set with its message as the reason, otherwise
 ``apply`` swaps the new settings in. No exception ever leaves the callback.
+
+Parameters as people type them: an integer where a double is declared (``real_time_factor:=1``,
+``--set sim.real_time_factor=1``, ``ros2 param set ... 1``) is taken as that double, at start-up and
+at run time, and a value out of range is refused with the parameter's name and range.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from vla_common.parameters import ParameterSpec, apply_changes, check_value, plain_value
+from vla_common.parameters import ParameterSpec, apply_changes, check_value, coerce_value, plain_value
 
 Settings = TypeVar("Settings")
 
@@ -49,6 +53,7 @@ class NodeParameters:
         self._values: dict[str, Any] = {}
         self._build: Callable[[Mapping[str, Any]], Any] | None = None
         self._apply: Callable[[Any], None] | None = None
+        node.add_pre_set_parameters_callback(self._coerce_set)
 
     def declare(self, specs: Iterable[ParameterSpec]) -> dict[str, Any]:
         """Declare ``specs`` (values from the params files or the defaults); return their values.
@@ -58,12 +63,41 @@ class NodeParameters:
         """
         declared = {}
         for spec in specs:
+            self._coerce_override(spec)
             value = plain_value(self._node.declare_parameter(spec.name, spec.default, descriptor(spec)).value)
             check_value(spec, value)
             self._specs[spec.name] = spec
             declared[spec.name] = value
         self._values.update(declared)
         return declared
+
+    def _coerce_override(self, spec: ParameterSpec) -> None:
+        """Take the start-up value (``-p``, a params file) as the spec's type, and check it first.
+
+        rclpy keeps those values in ``Node._parameter_overrides`` until a parameter is declared and
+        offers no public way to read them; declaring a double with an integer override would raise
+        ``InvalidParameterTypeException``, so the override is replaced by its float beforehand.
+        """
+        overrides = getattr(self._node, "_parameter_overrides", {})
+        override = overrides.get(spec.name)
+        if override is None or override.type_ == Parameter.Type.NOT_SET:
+            return
+        value = coerce_value(spec, override.value)
+        check_value(spec, value)  # the name and the allowed range, before rclpy's own exception
+        if type(value) is not type(override.value):
+            overrides[spec.name] = Parameter(spec.name, value=value)
+
+    def _coerce_set(self, parameters: list[Parameter]) -> list[Parameter]:
+        """Before rclpy checks types: an integer set on a declared double becomes that double."""
+        result = []
+        for parameter in parameters:
+            spec = self._specs.get(parameter.name)
+            if spec is not None and parameter.type_ == Parameter.Type.INTEGER:
+                value = coerce_value(spec, parameter.value)
+                if isinstance(value, float):
+                    parameter = Parameter(parameter.name, value=value)
+            result.append(parameter)
+        return result
 
     @property
     def values(self) -> dict[str, Any]:

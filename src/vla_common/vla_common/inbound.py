@@ -1,0 +1,215 @@
+"""Checks for what arrives on the graph's topics, before a node acts on it (pure, no ROS).
+
+Every decoder returns a value or raises ``ValueError`` whose message names the field and the value;
+a node drops such a message, counts it per kind and says why in /diagnostics. JSON is bounded in
+bytes and in nesting depth *before* it is parsed (``json.loads`` recurses once per level, so deeply
+nested arrays would otherwise end in a ``RecursionError``).
+
+The limits are defined here once; the wire formats are the sim's (``vla_sim.sim_node``):
+
+    /vla/episode            {"event": "start", "episode": 0, "seed": 7, "stamp_ns": ..., ...}
+    /sim/privileged_state   {"stamp_ns": ..., "tool_pose": [[4x4]], "objects": {name: {...}}, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_JSON_DEPTH = 16  # the deepest message we send nests 4 levels (privileged state: objects.<name>.position)
+MAX_EPISODE_EVENT_BYTES = 16 * 1024  # an event carries an instruction and a few numbers
+MAX_PRIVILEGED_STATE_BYTES = 256 * 1024  # a few objects; ~2 KB in the sim's scenes
+MAX_INSTRUCTION_CHARS = 2000  # a task instruction is a sentence or two; a tokenizer need not see a book
+MAX_IMAGE_PIXELS = 1920 * 1200  # the largest camera we expect; a 3000x3000 frame is refused
+IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}  # 8-bit encodings
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in ``text`` (brackets inside strings do not count)."""
+    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub('""', text))
+    if not brackets:
+        return 0
+    steps = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    opening = (steps == ord("[")) | (steps == ord("{"))
+    return int(np.cumsum(np.where(opening, 1, -1)).max())
+
+
+def load_bounded_json(
+    text: str | bytes, *, what: str, max_bytes: int, max_depth: int = MAX_JSON_DEPTH
+) -> Any:
+    """``json.loads`` after checking the size and nesting depth; ``what`` names the message."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if not isinstance(text, str):
+        raise ValueError(f"{what}: expected JSON text, got {type(text).__name__}")
+    size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
+    if size > max_bytes:
+        raise ValueError(f"{what}: {size} bytes, more than the limit of {max_bytes}")
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise ValueError(f"{what}: JSON nested {depth} levels deep, more than the limit of {max_depth}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what}: not JSON ({exc.msg} at {exc.pos}): {text[:60]!r}") from exc
+    except (ValueError, RecursionError) as exc:  # e.g. an integer literal longer than int() accepts
+        raise ValueError(f"{what}: JSON that cannot be read: {exc}"[:300]) from exc
+
+
+def is_number(value: Any) -> bool:
+    """An int or float from JSON; booleans and numeric strings ("0.01") are not numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def require_stamp_ns(body: dict, key: str, what: str, default: int | None = None) -> int:
+    """A non-negative integer nanosecond stamp at ``body[key]`` (``default`` when absent, if given)."""
+    if key not in body and default is not None:
+        return default
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what}: field '{key}' is {value!r:.60}; expected a non-negative integer (ns)")
+    return value
+
+
+def check_instruction(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
+    """A /vla/instruction text: returned as is when it holds at most ``max_chars`` characters."""
+    if len(text) > max_chars:
+        raise ValueError(
+            f"instruction: {len(text)} characters, more than the limit of {max_chars}: {text[:40]!r}"
+        )
+    return text
+
+
+# --- /vla/episode ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpisodeEvent:
+    """An episode event: ``event`` is "start", "end" or "done"; ``stamp_ns`` is 0 when not sent."""
+
+    event: str
+    stamp_ns: int = 0
+    seed: int | None = None
+    body: dict = field(default_factory=dict, compare=False)
+
+
+def decode_episode_event(text: str | bytes, max_bytes: int = MAX_EPISODE_EVENT_BYTES) -> EpisodeEvent:
+    """Parse and validate a /vla/episode message."""
+    what = "episode event"
+    body = load_bounded_json(text, what=what, max_bytes=max_bytes)
+    if not isinstance(body, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {type(body).__name__}")
+    event = body.get("event")
+    if not isinstance(event, str):
+        raise ValueError(f"{what}: field 'event' is {event!r:.60}; expected a string such as 'start'")
+    stamp_ns = require_stamp_ns(body, "stamp_ns", what, default=0)
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"{what}: field 'seed' is {seed!r:.60}; expected an integer")
+    return EpisodeEvent(event=event, stamp_ns=stamp_ns, seed=seed, body=body)
+
+
+# --- /sim/privileged_state ------------------------------------------------------------------------
+
+
+def _finite_array(value: Any, shape: tuple[int, ...], what: str, key: str) -> None:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"{what}: field '{key}' is not an array of numbers") from exc
+    if array.shape != shape or array.dtype.kind not in "if":  # bools and strings give other kinds
+        raise ValueError(
+            f"{what}: field '{key}' has shape {list(array.shape)} of {array.dtype.kind!r}; "
+            f"expected {list(shape)} numbers"
+        )
+    if not np.all(np.isfinite(array.astype(np.float64))):
+        raise ValueError(f"{what}: field '{key}' holds a value that is not finite")
+
+
+def decode_privileged_state(text: str | bytes, max_bytes: int = MAX_PRIVILEGED_STATE_BYTES) -> dict:
+    """Parse and validate a /sim/privileged_state message; returns the state as a dict.
+
+    Checked: an object; ``stamp_ns`` a non-negative integer when present; ``tool_pose`` a finite 4x4
+    when present; ``objects`` a mapping of names to objects whose ``position`` is 3 finite numbers and
+    ``size_m`` a positive number; ``target_object`` a string naming one of them when present;
+    ``finger_m`` and ``release_z`` numbers when present. Other keys pass through unchecked.
+    """
+    what = "privileged state"
+    state = load_bounded_json(text, what=what, max_bytes=max_bytes)
+    if not isinstance(state, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {type(state).__name__}")
+    if "stamp_ns" in state:
+        require_stamp_ns(state, "stamp_ns", what)
+    if "tool_pose" in state:
+        _finite_array(state["tool_pose"], (4, 4), what, "tool_pose")
+    objects = state.get("objects", {})
+    if not isinstance(objects, dict):
+        raise ValueError(f"{what}: field 'objects' is {type(objects).__name__}; expected an object")
+    for name, obj in objects.items():
+        if not isinstance(obj, dict):
+            raise ValueError(f"{what}: objects[{name!r}] is {type(obj).__name__}; expected an object")
+        _finite_array(obj.get("position"), (3,), what, f"objects[{name!r}].position")
+        size = obj.get("size_m", 1.0)
+        if not is_number(size) or not math.isfinite(size) or size <= 0:
+            raise ValueError(f"{what}: objects[{name!r}].size_m is {size!r:.60}; expected a positive number")
+    target = state.get("target_object")
+    if target is not None and (not isinstance(target, str) or target not in objects):
+        raise ValueError(f"{what}: field 'target_object' {target!r:.60} is not one of {sorted(objects)[:10]}")
+    for key in ("finger_m", "release_z"):
+        value = state.get(key)
+        if value is not None and (not is_number(value) or not math.isfinite(value)):
+            raise ValueError(f"{what}: field '{key}' is {value!r:.60}; expected a finite number")
+    return state
+
+
+# --- sensor_msgs/Image ----------------------------------------------------------------------------
+
+
+def check_pixel_count(width: int, height: int, *, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an empty image or one of more than ``max_pixels`` before its data is touched."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{what}: size {width}x{height} (width x height) is empty")
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{what}: {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+        )
+
+
+def image_to_pixels(
+    msg_like: Any, *, what: str, encoding: str = "rgb8", max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
+    """The HxWxC uint8 pixels of an Image-like message, after checking its fields against its data.
+
+    ``msg_like`` needs ``height``, ``width``, ``step``, ``encoding`` and ``data``. The encoding must
+    be ``encoding``; ``width * channels <= step``; ``data`` holds at least ``step * height`` bytes
+    (a longer tail is ignored, as cv_bridge does); ``width * height <= max_pixels``. Returns a
+    read-only view when rows carry no padding.
+    """
+    if msg_like.encoding != encoding:
+        raise ValueError(f"{what}: encoding {msg_like.encoding!r}, expected {encoding!r}")
+    channels = IMAGE_CHANNELS[encoding]
+    height, width, step = int(msg_like.height), int(msg_like.width), int(msg_like.step)
+    check_pixel_count(width, height, what=what, max_pixels=max_pixels)
+    row_bytes = width * channels
+    if step < row_bytes:
+        raise ValueError(
+            f"{what}: step {step} is less than width {width} x {channels} channels = {row_bytes} bytes"
+        )
+    data = np.frombuffer(msg_like.data, dtype=np.uint8)
+    if data.size < step * height:
+        raise ValueError(
+            f"{what}: data has {data.size} bytes, fewer than step {step} x height {height} = {step * height}"
+        )
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    return rows.reshape(height, width, channels)

@@ -1,0 +1,136 @@
+"""A last-resort guard for ROS callbacks: an unexpected exception is counted and logged, not fatal.
+
+rclpy lets an exception raised in a subscription or timer callback out of ``executor.spin()``, and
+the node exits (the launcher then stops the whole graph). Every callback validates its input first
+and drops a bad message with a reason (a per-kind counter, /diagnostics, a throttled log); this guard
+is only for what validation did not foresee, i.e. a bug. It counts the exception per callback, puts
+it in /diagnostics (``count.unexpected_error.<callback>`` and an ERROR status) and logs it with its
+traceback, at most once per ``log_interval_s`` per callback, and the node goes on.
+
+    guard = CallbackGuard(self.get_logger(), self.diag)
+    self.create_subscription(String, "/vla/episode", guard.wrap("episode", self._on_episode), qos)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from vla_common.ros.node_runtime import ERROR, WARN
+
+COUNTER_PREFIX = "unexpected_error"
+LOG_INTERVAL_S = 5.0  # one traceback per callback per interval: a bug firing at 30 Hz must not flood logs
+
+
+class _Logger(Protocol):
+    def error(self, message: str) -> Any: ...
+
+
+class _Diagnostics(Protocol):
+    def count(self, key: str, n: int = 1) -> None: ...
+
+    def report(self, level: int, message: str, log: bool = True) -> None: ...
+
+
+class CallbackGuard:
+    """Wraps callbacks so that an exception escaping one is counted and logged instead of raised."""
+
+    def __init__(
+        self,
+        logger: _Logger,
+        diag: _Diagnostics | None = None,
+        log_interval_s: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._diag = diag
+        self._log_interval_s = log_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()  # callbacks may run on several executor threads
+        self._last_log: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    @property
+    def total(self) -> int:
+        """Unexpected exceptions caught so far, over all callbacks."""
+        return sum(self.counts.values())
+
+    def wrap(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """``callback`` with the guard around it; ``name`` names it in counters and logs."""
+
+        @functools.wraps(callback)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the point of the guard; KeyboardInterrupt passes
+                self.caught(name, exc)
+                return None
+
+        return guarded
+
+    def caught(self, name: str, exc: BaseException) -> None:
+        """Count, report and (throttled) log ``exc`` raised by callback ``name``."""
+        now = self._clock()
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            count = self.counts[name]
+            last = self._last_log.get(name)
+            log = last is None or now - last >= self._log_interval_s
+            if log:
+                self._last_log[name] = now
+        message = f"callback '{name}' raised {type(exc).__name__}: {exc} (unexpected, #{count}); node goes on"
+        if self._diag is not None:
+            self._diag.count(f"{COUNTER_PREFIX}.{name}")
+            self._diag.report(ERROR, message, log=False)
+        if log:
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self._logger.error(f"{message}\n{trace}")
+
+
+REJECT_LOG_INTERVAL_S = 5.0  # one log line per message kind per interval; every drop is counted
+
+
+class _WarnLogger(Protocol):
+    def warning(self, message: str) -> Any: ...
+
+
+class MessageRejections:
+    """What a callback does with a message that failed validation: drop it and say why.
+
+    Counts the drop per kind (``count.rejected.<kind>`` in /diagnostics), makes the reason the
+    node's current status (WARN) and logs it at most once per ``log_interval_s`` per kind.
+    """
+
+    def __init__(
+        self,
+        logger: _WarnLogger,
+        diag: _Diagnostics,
+        log_interval_s: float = REJECT_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._diag = diag
+        self._log_interval_s = log_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def drop(self, kind: str, reason: str) -> None:
+        """Record that a message of ``kind`` was dropped because of ``reason``."""
+        self._diag.count(f"rejected.{kind}")
+        self._diag.report(WARN, f"dropped {kind}: {reason}", log=False)
+        now = self._clock()
+        with self._lock:
+            last = self._last_log.get(kind)
+            if last is not None and now - last < self._log_interval_s:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last_log[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} more dropped since the last report)" if suppressed else ""
+        self._logger.warning(f"dropped {kind}: {reason}{more}")
