@@ -1,4 +1,5 @@
-"""The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, backends."""
+"""The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, soak,
+backends."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from vla_data.replay import add_replay_parser
 from vla_eval.bench import run_bench
 from vla_eval.demo import DemoOptions, run_demo
 from vla_eval.evaluate import add_eval_parser
+from vla_eval.soak import add_soak_parser
 from vla_policy.contract import available_backends
 from vla_training.train_cli import add_train_parsers
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     add_train_parsers(sub)
     add_eval_parser(sub)
+    add_soak_parser(sub)
     backends = sub.add_parser("backends", help="list the policy backends and the named policies")
     backends.set_defaults(func=cmd_backends)
     return parser

@@ -126,6 +126,14 @@ SURFACE: dict[str, dict[str, Flag]] = {
         "--execution-mode": Flag(None, choices=EXECUTION_MODES),
         "--replica": Flag(False, nargs=NO_VALUE),
     },
+    "soak": {
+        "--minutes": Flag(None, required=True, type=float),
+        "--warmup-s": Flag(60.0, type=float),
+        "--policy": Flag("octo-sim"),
+        "--seed": Flag(0, type=int),
+        "--json": Flag(None),
+        "--out": Flag(None),
+    },
     "backends": {},
 }
 
