@@ -74,6 +74,7 @@ class Violation:
     value: float
     bound: float
     detail: str
+    stamp_ns: int = 0  # header stamp of the offending command
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ class ArmMonitor:
                         float(value),
                         bound,
                         f"command stamped {cmd.stamp_ns}: {name} {value} rad outside [{low:.4f}, {high:.4f}]",
+                        cmd.stamp_ns,
                     )
                 )
         return found
@@ -277,6 +279,7 @@ class ArmMonitor:
                 limit,
                 f"command stamped {cmd.stamp_ns}: {joint} moves {moved:.4f} rad from the previous command "
                 f"in time_from_start {cmd.time_from_start_s:.4f} s = {speed:.3f} rad/s (limit {limit:.3f})",
+                cmd.stamp_ns,
             )
         ]
 
@@ -300,6 +303,7 @@ class ArmMonitor:
                 f"{abs(positions[index] - episode.measured[index]):.4f} rad "
                 f"from the measured {episode.measured[index]:.4f} rad in time_from_start "
                 f"{cmd.time_from_start_s:.4f} s = {speed:.3f} rad/s (limit {limit:.3f})",
+                cmd.stamp_ns,
             )
         ]
         return found
@@ -343,6 +347,7 @@ class ArmMonitor:
                         f"the tool travels {travel:.4f} {unit} "
                         f"from command #{sent.index}, {abs(arrival_s - sent.arrival_s):.3f} s apart "
                         f"(arrivals, window {self.window_s} s; bound {bound} {unit})",
+                        cmd.stamp_ns,
                     )
                 )
         return found

@@ -74,6 +74,7 @@ def test_a_jump_after_a_stall_is_too_fast():
     assert [v.kind for v in found if v.kind == "joint_speed"] == ["joint_speed"]
     speed = next(v for v in found if v.kind == "joint_speed")
     assert speed.value == pytest.approx(0.29 / 0.04) and speed.bound == pytest.approx(math.pi)
+    assert speed.stamp_ns == int(round((t + 0.5) * 1e9))  # the offending command's stamp
     assert "elbow moves 0.2900 rad" in speed.detail and "7.250 rad/s" in speed.detail
 
 

@@ -1,0 +1,251 @@
+"""Faults injected into the running sim graph (`vla-stack launch sim --set policy.backend=scripted`).
+
+One graph (sim, perception, scripted policy, actuation; real processes over loopback DDS) runs for
+the whole module, with short episodes so that episode starts happen all along. The injector
+(tests/faults/injector.py) publishes hand-built messages on the graph's topics, pauses node
+processes with SIGSTOP, and feeds every arm command, joint state and episode start it sees into
+vla_eval's ArmMonitor. Each test asserts over DDS that every node is still the same live process,
+that no streamed command broke a position, speed or tool-step bound (0 monitor violations), that
+the node's /diagnostics names the cause, and that the graph recovers (the arm moves again, without
+a jump). tests/faults/README.md maps each fault of issue 22 and of safety.md to its test.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from graph_helpers import start_graph, wait_until
+from injector import Injector, all_alive, node_pids, paused, repeat, spinning
+
+from vla_bringup.profiles import PROFILES
+
+pytestmark = pytest.mark.ros
+
+EPISODE_STEPS = 12  # 2.4 s episodes (+0.5 s settle): an episode start every ~3 s
+OVERRIDES = {"policy": {"backend": "scripted"}, "sim": {"max_steps": EPISODE_STEPS}}
+START_TIMEOUT_S = 90.0
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    tmp_path: Path = tmp_path_factory.mktemp("sim_graph_faults")
+    launcher = start_graph(list(PROFILES["sim"]), tmp_path, OVERRIDES)
+    rclpy.init()
+    injector = Injector(sim_time=True, log_dir=tmp_path / "logs")
+    try:
+        with spinning(injector):
+            started = wait_until(
+                lambda: injector.commands() >= 20 or launcher.poll() is not None, START_TIMEOUT_S, 0.1
+            )
+            assert started and launcher.poll() is None, launcher.poll() or "no arm commands from the graph"
+            yield injector, launcher, node_pids(launcher), tmp_path
+    finally:
+        injector.destroy_node()
+        rclpy.try_shutdown()
+        launcher.stop()
+
+
+def _violations_during(injector: Injector, body) -> list:
+    first = injector.violation_count()
+    body()
+    time.sleep(0.6)  # the commands of the last step are streamed and received
+    return injector.violations_since(first)
+
+
+def test_the_plain_graph_streams_within_bounds_across_episode_starts(graph):
+    injector, launcher, pids, _ = graph
+    starts = len(injector.episode_starts)
+    assert wait_until(lambda: len(injector.episode_starts) >= starts + 2, 15.0), injector.episode_starts
+    assert injector.violations_since(0) == []
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+def _moves_again(injector: Injector, timeout_s: float = 10.0) -> bool:
+    """Recovery: the policy's actions drive the arm again (new commands stream)."""
+    before = injector.commands()
+    return wait_until(lambda: injector.commands() >= before + 10, timeout_s)
+
+
+def test_a_stalled_actuation_loop_resumes_within_the_bounds_and_counts_the_overrun(graph):
+    """Why: the actuation loop stalled 0.3 s and 0.6 s; the next command jumped 0.29 rad in 0.04 s."""
+    injector, launcher, pids, _ = graph
+    overruns = injector.count("actuation", "servo_overruns")
+
+    def stall() -> None:
+        for pause_s in (0.3, 0.6):
+            with paused(pids["actuation"]):
+                time.sleep(pause_s)
+            time.sleep(1.0)
+
+    assert _violations_during(injector, stall) == []
+    assert wait_until(lambda: injector.count("actuation", "servo_overruns") >= overruns + 2, 5.0), (
+        injector.counters.get("actuation")
+    )
+    assert injector.named("actuation", "servo loop overran")
+    assert all_alive(launcher, pids), launcher.poll()
+    assert _moves_again(injector)
+
+
+def test_nan_and_read_failure_joint_states_hold_and_resume_without_a_jump(graph):
+    """Why: NaN joint states for 2 s (all joints, the elbow only); safety.md 7: NaN, -pi everywhere."""
+    injector, launcher, pids, _ = graph
+    bad = injector.count("actuation", "bad_joint_states")
+    nan = float("nan")
+
+    def inject() -> None:
+        repeat(1.0, 0.01, lambda _: injector.send_joint_state([nan] * 6))
+        elbow = injector.latest_measured()
+        elbow[2] = nan
+        repeat(1.0, 0.01, lambda _: injector.send_joint_state(elbow))
+        repeat(0.5, 0.01, lambda _: injector.send_joint_state([-np.pi] * 6))
+
+    assert _violations_during(injector, inject) == []
+    assert wait_until(lambda: injector.count("actuation", "bad_joint_states") >= bad + 100, 5.0)
+    assert injector.named("actuation", "joint_states rejected", "elbow")
+    assert injector.named("actuation", "joint_states rejected", "-pi")
+    assert all_alive(launcher, pids), launcher.poll()
+    assert _moves_again(injector)
+
+
+def _ten_times_the_bound(rng: np.random.Generator) -> list[list[float]]:
+    signs = rng.choice([-1.0, 1.0], 6)
+    return [[*(signs[:3] * 0.5), *(signs[3:] * 2.5), 1.0]]  # 10x 0.05 m and 0.25 rad
+
+
+def test_ten_times_the_bound_at_5_and_6_25_hz_moves_within_the_bounds(graph):
+    """Why: 10x actions as fresh chunks at 5 Hz and 6.25 Hz moved the tool 0.080 m / 0.414 rad per step."""
+    injector, launcher, pids, _ = graph
+    clipped = injector.count("actuation", "violation.translation_clipped")
+    rng = np.random.default_rng(22)
+
+    def inject() -> None:
+        for period_s in (0.2, 0.16):
+            repeat(2.0, period_s, lambda _: injector.send_action(_ten_times_the_bound(rng)))
+
+    assert _violations_during(injector, inject) == []
+    assert wait_until(lambda: injector.count("actuation", "violation.translation_clipped") > clipped, 5.0), (
+        injector.counters.get("actuation")
+    )
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+def test_fuzzed_chunks_landing_between_the_policys_chunks_stay_within_the_bounds(graph):
+    """Why: fuzzed chunks between the policy's chunks streamed up to 4.32 rad/s (the soak)."""
+    injector, launcher, pids, _ = graph
+    rng = np.random.default_rng(7)
+    bound = np.array([0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0])
+
+    def inject() -> None:
+        end = time.monotonic() + 4.0
+        while time.monotonic() < end:
+            rows = rng.uniform(-1.5, 1.5, (int(rng.integers(1, 5)), 7)) * bound
+            injector.send_action(rows, age_s=float(rng.uniform(0.0, 0.15)))
+            time.sleep(float(rng.uniform(0.03, 0.3)))
+
+    assert _violations_during(injector, inject) == []
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+def test_bad_action_values_and_stamps_are_refused_by_name(graph):
+    """Why: numeric strings and booleans as action values moved the arm; safety.md 1 (dtype) and 4
+    (zero and future stamps count as stale)."""
+    injector, launcher, pids, _ = graph
+    rejected = injector.count("actuation", "rejected_actions")
+    stale = injector.count("actuation", "stale_actions")
+    step = [0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+    def inject() -> None:
+        injector.send_action([["0.01", 0, 0, 0, 0, 0, 1]])
+        injector.send_action([[True, 0, 0, 0, 0, 0, 1]])
+        injector.send_action([step], stamp_ns=0)
+        injector.send_action([step], age_s=-30.0)  # 30 s in the future
+
+    assert _violations_during(injector, inject) == []
+    assert wait_until(lambda: injector.count("actuation", "rejected_actions") >= rejected + 2, 5.0)
+    assert wait_until(lambda: injector.count("actuation", "stale_actions") >= stale + 2, 5.0)
+    assert injector.named("actuation", "action rejected", "str", "expected a number")
+    assert injector.named("actuation", "action rejected", "bool", "expected a number")
+    assert injector.named("actuation", "command stamp is zero")
+    assert injector.named("actuation", "in the future")
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+def test_a_hung_policy_is_followed_open_loop_for_at_most_0_5_s_then_the_arm_holds(graph):
+    """safety.md 4 (policy stops sending), 11 (remote policy hangs mid-chunk), 5 (late chunks), 3
+    (target outside the workspace): the policy process is paused; its last chunk runs open loop for
+    at most max_open_loop_s (0.5 s), then the arm holds; a chunk whose steps are all in the past is
+    rejected, one partly in the past runs its remaining steps without a jump; actions pushing the tool
+    out of the workspace box are clamped; the policy resumes and the arm follows without a jump."""
+    injector, launcher, pids, _ = graph
+    holds = injector.count("actuation", "hold_no_action")
+    late = injector.count("actuation", "rejected_chunks")
+    clamped = injector.count("actuation", "violation.workspace_clamped")
+    first = injector.violation_count()
+    with paused(pids["policy"]):
+        quiet = wait_until(lambda: _quiet_for(injector, 1.0), 8.0, 0.1)
+        with injector.lock:
+            last_step_ns, chunk_ns = injector.gripper_stamp_ns, injector.policy_stamp_ns
+        assert quiet, "the arm kept moving with the policy paused"
+        # The last control step ran within max_open_loop_s of the chunk's stamp (+ a tick's jitter).
+        assert (last_step_ns - chunk_ns) * 1e-9 <= 0.5 + 0.1, (last_step_ns - chunk_ns) * 1e-9
+        assert wait_until(lambda: injector.count("actuation", "hold_no_action") > holds, 5.0)
+
+        step = [0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        injector.send_action([step] * 4, age_s=1.0)  # steps end 0.2 .. 0.8 s after the stamp: all past
+        assert wait_until(lambda: injector.count("actuation", "rejected_chunks") > late, 5.0)
+        assert injector.named("actuation", "all 4 steps are in the past")
+        # Its first step is past (nearer step 1 than 0): dropped, step 1 accepted (it runs if a control
+        # tick comes before it ends too: max_open_loop_s leaves 2 steps of a chunk).
+        accepted = injector.count("actuation", "actions")
+        injector.send_action([step] * 4, age_s=0.12)
+        assert wait_until(lambda: injector.count("actuation", "actions") > accepted, 5.0)
+
+        out = [[0.05, 0.05, 0.05, 0.0, 0.0, 0.0, 1.0]] * 2
+        repeat(3.0, 0.2, lambda _: injector.send_action(out))
+        assert wait_until(lambda: injector.count("actuation", "violation.workspace_clamped") > clamped, 5.0)
+    time.sleep(0.6)
+    assert injector.violations_since(first) == []
+    assert all_alive(launcher, pids), launcher.poll()
+    assert _moves_again(injector)
+    assert injector.violations_since(first) == []
+
+
+def _quiet_for(injector: Injector, seconds: float) -> bool:
+    with injector.lock:
+        return bool(injector.arm) and time.monotonic() - injector.arm[-1][0] >= seconds
+
+
+@pytest.mark.xfail(
+    strict=False,  # a race: it shows at some starts only (1 in 5 here, 3 in 50 in the issue)
+    reason="helper C (actuation): at an episode start the servo timer fires on the new episode's first "
+    "/clock before the start event is handled and streams a pending waypoint of the previous episode "
+    "stamped at the start (seen: elbow 0.85 rad from the reset pose in time_from_start 0.04 s); the sim "
+    "accepts it (it drops only stamps before the start)",
+)
+def test_no_episode_start_sends_a_waypoint_of_the_previous_episode(graph):
+    """Why: at an episode start (injector relaying joint states and commands arriving), a waypoint of
+    the previous episode went out stamped in the new one and swung the wrist 2.39 rad in 0.17 s.
+
+    Runs last: judges every episode start of the module (the arm moving at many of them), plus two
+    more with joint states relayed 50 ms late and fresh chunks arriving all along."""
+    injector, launcher, pids, _ = graph
+    starts = len(injector.episode_starts)
+    rng = np.random.default_rng(50)
+    bound = np.array([0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0])
+    injector.relay_joint_states = True
+    try:
+        end = time.monotonic() + 15.0
+        while len(injector.episode_starts) < starts + 2 and time.monotonic() < end:
+            injector.send_action(rng.uniform(-1.0, 1.0, (4, 7)) * bound)
+            time.sleep(0.2)
+        time.sleep(0.6)
+    finally:
+        injector.relay_joint_states = False
+    assert len(injector.episode_starts) >= starts + 2
+    assert all_alive(launcher, pids), launcher.poll()
+    assert injector.violations_near_episode_starts() == []
+    assert injector.monitor.summary()["violations"]["previous_episode"] == 0
