@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from vla_bringup.launcher import GraphLauncher
@@ -17,6 +20,28 @@ def start_graph(nodes: list[NodeSpec], tmp_path: Path, overrides: dict | None = 
     launcher = GraphLauncher(nodes, env, overrides=overrides or {}, log_dir=tmp_path / "logs")
     launcher.start()
     return launcher
+
+
+@contextlib.contextmanager
+def spinning(node_factory) -> Iterator:
+    """rclpy initialised, ``node_factory()``'s node spun on a background thread while the block runs;
+    afterwards the thread stops, the node is destroyed and rclpy shut down."""
+    import rclpy  # lazy: only the ROS tests that spin a probe need it
+
+    rclpy.init()
+    node = node_factory()
+    stop = threading.Event()
+    spinner = threading.Thread(
+        target=lambda: [rclpy.spin_once(node, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
+    )
+    spinner.start()
+    try:
+        yield node
+    finally:
+        stop.set()
+        spinner.join()
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def udp_bindings(pid: int) -> list[tuple[str, int]]:

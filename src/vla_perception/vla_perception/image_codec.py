@@ -18,8 +18,12 @@ when one is given.
 
 from __future__ import annotations
 
+import contextlib
 import operator
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +55,7 @@ _LAYOUTS: dict[str, _Layout] = {
     "8UC4": _Layout(np.dtype(np.uint8), 4, "bgra"),
 }
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
+MAX_BYTES_PER_PIXEL = max(layout.channels * layout.dtype.itemsize for layout in _LAYOUTS.values())
 # Encodings whose pixel values are measurements (depth) rather than intensities: to_rgb8 stretches
 # them per frame unless a value range is given.
 _MEASUREMENT_ENCODINGS = frozenset({"16UC1", "32FC1"})
@@ -201,18 +206,108 @@ def _codec_from_format(format_str: str) -> str | None:
     return None
 
 
+_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame (not DHT, JPG, DAC)
+# Markers that may follow a scan before the next one (progressive JPEG): tables, restart interval,
+# comments, application data, start of scan.
+_JPEG_BETWEEN_SCANS = frozenset({0xC4, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xFE}) | frozenset(range(0xE0, 0xF0))
+_JPEG_EOI_SEARCH_BYTES = 64  # some cameras pad a few bytes after the end-of-image marker
+# libjpeg prints these (and goes on, filling with grey or garbage) for data it could not decode
+_LIBJPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid JPEG file structure")
+
+
+def _jpeg_segments(payload: bytes, at: int, camera: str | None) -> tuple[tuple[int, int] | None, int]:
+    """Walk marker segments from byte ``at`` to the next SOS: ((width, height) from SOF, scan start)."""
+    size = None
+    while True:
+        if at + 4 > len(payload):
+            raise ValueError(f"{_prefix(camera)}corrupt JPEG ({len(payload)} bytes): ends inside its headers")
+        if payload[at] != 0xFF:
+            raise ValueError(
+                f"{_prefix(camera)}corrupt JPEG: byte {at} is {payload[at]:#04x} where a marker belongs"
+            )
+        marker = payload[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        length = int.from_bytes(payload[at + 2 : at + 4], "big")
+        if length < 2 or at + 2 + length > len(payload):
+            raise ValueError(
+                f"{_prefix(camera)}corrupt JPEG: segment 0xff{marker:02x} at byte {at} has length {length}, "
+                f"less than 2 or beyond the {len(payload)} bytes of data"
+            )
+        if marker in _JPEG_SOF_MARKERS and length >= 7:
+            height = int.from_bytes(payload[at + 5 : at + 7], "big")
+            width = int.from_bytes(payload[at + 7 : at + 9], "big")
+            size = (width, height)
+        at += 2 + length
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            return size, at
+
+
+def _check_jpeg_scans(payload: bytes, scan_start: int, camera: str | None) -> None:
+    """Check the entropy-coded data of every scan, and that the image ends with EOI.
+
+    Inside a scan a 0xFF byte is followed only by 0x00 (stuffing), a restart marker, another 0xFF
+    (fill) or a marker that ends the scan (tables and the next scan, or EOI at the very end).
+    Overwritten or spliced data breaks this almost surely; what it misses, libjpeg's warnings catch.
+    """
+    end = payload.rfind(b"\xff\xd9", max(0, len(payload) - _JPEG_EOI_SEARCH_BYTES))
+    if end < scan_start:
+        raise ValueError(
+            f"{_prefix(camera)}data ({len(payload)} bytes) is a truncated JPEG: no EOI marker at the end"
+        )
+    data = np.frombuffer(payload, dtype=np.uint8)
+    at = scan_start
+    while True:
+        ff = at + np.flatnonzero(data[at:end] == 0xFF)
+        following = data[ff + 1]
+        ends = ff[(following != 0x00) & (following != 0xFF) & ((following < 0xD0) | (following > 0xD7))]
+        if ends.size == 0:
+            return
+        stop = int(ends[0])
+        marker = int(data[stop + 1])
+        if marker not in _JPEG_BETWEEN_SCANS:
+            what = "an end of image before the end" if marker == 0xD9 else "a marker that cannot occur there"
+            raise ValueError(
+                f"{_prefix(camera)}corrupt JPEG: bytes {stop}-{stop + 1} of {len(payload)} in the image data "
+                f"read 0xff{marker:02x}, {what} (overwritten or spliced data)"
+            )
+        _, at = _jpeg_segments(payload, stop, camera)
+
+
+def jpeg_size(payload: bytes, *, camera: str | None = None) -> tuple[int, int]:
+    """(width, height) from a JPEG's frame header, without decoding; ValueError if there is none."""
+    if not payload.startswith(_JPEG_MAGIC):
+        raise ValueError(f"{_prefix(camera)}data starts {payload[:8].hex()}, not JPEG")
+    size, _ = _jpeg_segments(payload, 2, camera)
+    if size is None:
+        raise ValueError(f"{_prefix(camera)}JPEG has no frame header (SOF) before its scan")
+    return size
+
+
+def png_size(payload: bytes, *, camera: str | None = None) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, without decoding; ValueError if it is missing."""
+    if not payload.startswith(_PNG_MAGIC) or payload[12:16] != b"IHDR" or len(payload) < 24:
+        raise ValueError(f"{_prefix(camera)}data starts {payload[:16].hex()}, not a PNG with its IHDR")
+    return int.from_bytes(payload[16:20], "big"), int.from_bytes(payload[20:24], "big")
+
+
+def compressed_size(format_str: str, payload: bytes, *, camera: str | None = None) -> tuple[int, int]:
+    """(width, height) of CompressedImage data read from its header, so a limit holds before decoding."""
+    codec, payload = _codec_and_payload(format_str, payload, camera)
+    return jpeg_size(payload, camera=camera) if codec == "jpeg" else png_size(payload, camera=camera)
+
+
 def _check_complete(codec: str, payload: bytes, format_str: str, camera: str | None) -> None:
-    """Reject data that does not start with the codec's signature or lacks its end marker."""
+    """Reject data that does not start with the codec's signature, lacks its end marker or (JPEG)
+    whose structure is broken: headers, markers inside the scan, the end-of-image marker."""
     head = payload[:8]
     if codec == "jpeg":
         if not payload.startswith(_JPEG_MAGIC):
             raise ValueError(f"{_prefix(camera)}format '{format_str}' but data starts {head.hex()}, not JPEG")
-        # Decoders fill a truncated JPEG with grey and only warn, so insist on the end-of-image marker
-        # near the end (some cameras pad a few bytes after it).
-        if payload.rfind(b"\xff\xd9", max(0, len(payload) - 64)) < 0:
-            raise ValueError(
-                f"{_prefix(camera)}data ({len(payload)} bytes) is a truncated JPEG: no EOI marker"
-            )
+        # Decoders fill a truncated or overwritten JPEG with grey or garbage and only warn.
+        _, scan_start = _jpeg_segments(payload, 2, camera)
+        _check_jpeg_scans(payload, scan_start, camera)
     else:
         if not payload.startswith(_PNG_MAGIC):
             raise ValueError(f"{_prefix(camera)}format '{format_str}' but data starts {head.hex()}, not PNG")
@@ -222,15 +317,11 @@ def _check_complete(codec: str, payload: bytes, format_str: str, camera: str | N
             )
 
 
-def compressed_to_array(format_str: str, data: Any, *, camera: str | None = None) -> np.ndarray:
-    """Decode CompressedImage data (JPEG, PNG, or 16UC1 compressedDepth PNG) to an array.
-
-    Colour comes back BGR (BGRA for PNG with alpha), grey as HxW, 16-bit PNG as uint16, exactly as
-    OpenCV's IMREAD_UNCHANGED decode. An empty format is accepted and the codec read from the data.
-    """
+def _codec_and_payload(format_str: object, payload: bytes, camera: str | None) -> tuple[str, bytes]:
+    """The codec ("jpeg" or "png") named by ``format_str`` (or the data when it is empty) and the
+    payload without a compressedDepth header."""
     if not isinstance(format_str, str):
         raise ValueError(f"{_prefix(camera)}format {format_str!r} is not a string")
-    payload = _as_byte_array(data, camera).tobytes()
     codec = _codec_from_format(format_str)
     if codec == "compressedDepth":
         if not format_str.strip().startswith("16UC1") or "rvl" in format_str.lower():
@@ -247,15 +338,67 @@ def compressed_to_array(format_str: str, data: Any, *, camera: str | None = None
         raise ValueError(f"{_prefix(camera)}format '{format_str}' names no supported codec; use jpeg or png")
     if not payload:
         raise ValueError(f"{_prefix(camera)}data is empty for format '{format_str}'")
+    return codec, payload
+
+
+def check_compressed(format_str: str, data: Any, *, camera: str | None = None) -> str:
+    """Check CompressedImage data without decoding it (format, signature, structure); returns the codec."""
+    codec, payload = _codec_and_payload(format_str, _as_byte_array(data, camera).tobytes(), camera)
     _check_complete(codec, payload, format_str, camera)
+    return codec
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Capture what C code writes to file descriptor 2 (libjpeg's warnings) into the yielded list.
+
+    Used around one decode on the caller's thread; anything captured that is not a decoder warning
+    is written back to stderr, so nothing another thread logs in that window is lost.
+    """
+    captured: list[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode(errors="replace")
+    for line in text.splitlines():
+        if line.startswith(_LIBJPEG_WARNINGS):
+            captured.append(line)
+        else:
+            print(line, file=sys.stderr)
+
+
+def compressed_to_array(format_str: str, data: Any, *, camera: str | None = None) -> np.ndarray:
+    """Decode CompressedImage data (JPEG, PNG, or 16UC1 compressedDepth PNG) to an array.
+
+    Colour comes back BGR (BGRA for PNG with alpha), grey as HxW, 16-bit PNG as uint16, exactly as
+    OpenCV's IMREAD_UNCHANGED decode. An empty format is accepted and the codec read from the data.
+    """
+    codec, payload = _codec_and_payload(format_str, _as_byte_array(data, camera).tobytes(), camera)
+    _check_complete(codec, payload, format_str, camera)
+    warnings: list[str] = []
     try:
-        decoded = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if codec == "jpeg":
+            with _stderr_captured() as warnings:
+                decoded = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        else:
+            decoded = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:
         raise ValueError(
             f"{_prefix(camera)}data ({len(payload)} bytes) is corrupt {codec}: {error}"
         ) from None
     if decoded is None or decoded.size == 0:
         raise ValueError(f"{_prefix(camera)}data ({len(payload)} bytes) is corrupt {codec}: decoder failed")
+    if warnings:
+        raise ValueError(
+            f"{_prefix(camera)}corrupt JPEG ({len(payload)} bytes): the decoder said '{warnings[0]}'"
+        )
     return decoded
 
 

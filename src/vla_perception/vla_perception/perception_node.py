@@ -1,26 +1,37 @@
 """Perception: any number of cameras in, one synchronised observation per control tick out.
 
 Each camera (raw sensor_msgs/Image or CompressedImage, sensor-data QoS) feeds an approximate time
-synchroniser. On every control tick the newest set whose stamps lie within the slop is checked
-(stale, frozen, future frames are refused with a diagnostic), decoded, resized to the policy's
-input size and published as rgb8 on /vla/observation/<camera>, every image under the set's stamp.
+synchroniser. A frame is checked on arrival (frame_gate: stamps, size bounds, data, structure,
+frozen content) and refused with a reason before it is queued. On every control tick the newest
+set whose stamps lie within the slop is checked for age, decoded, resized to the policy's input
+size and published as rgb8 on /vla/observation/<camera>, every image under the set's stamp.
+
+A refused frame counts ``rejected.frame.<camera>`` and ``refused.<cause>.<camera>`` (causes in
+frame_gate) in /diagnostics, its reason becomes the status and is logged (throttled). No set on a
+tick counts ``no_sync`` and names the camera without frames (and why its topic is silent) or the
+one lagging past the slop; an incompatible QoS on a camera subscription counts
+``qos_incompatible.<camera>`` and is reported as an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_common.control_period import step_period_s
-from vla_common.inbound import check_instruction, check_pixel_count, decode_episode_event
+from vla_common.inbound import check_instruction, decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
+from vla_perception.camera_topics import Publisher, incompatible_qos_reason, silent_camera_reason
+from vla_perception.frame_gate import Refusal, check_stamp
 from vla_perception.image_codec import (
     array_to_image_fields,
     compressed_to_array,
@@ -29,6 +40,7 @@ from vla_perception.image_codec import (
 )
 from vla_perception.perception_settings import (
     PARAMETERS,
+    CameraConfig,
     FrameChecks,
     build_camera,
     build_frame_checks,
@@ -36,6 +48,24 @@ from vla_perception.perception_settings import (
     camera_parameters,
 )
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
+
+NO_SET_LOG_INTERVAL_S = 5.0  # one log line per interval while no synchronised set forms
+_MESSAGE_TYPES = {"raw": Image, "compressed": CompressedImage}
+
+
+def _type_name(msg_type: type) -> str:
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
+def _camera_qos(camera: CameraConfig) -> QoSProfile:
+    """The sensor-data profile with the camera's reliability."""
+    reliable = camera.reliability == "reliable"
+    return QoSProfile(
+        depth=CAMERA_QOS.depth,
+        history=CAMERA_QOS.history,
+        durability=CAMERA_QOS.durability,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+    )
 
 
 class PerceptionNode(Node):
@@ -50,7 +80,7 @@ class PerceptionNode(Node):
         self.instruction_topic = values["instruction_topic"]
         self.checks = build_frame_checks(values)
         self.sync = self.checks.sync(names)
-        self.health = self.checks.health()
+        self.gate = self.checks.gate()
         self.timer = StageTimer()
         self.diag = StageDiagnostics(self, self.timer)
         self.guard = CallbackGuard(self.get_logger(), self.diag)  # a bug in a callback: logged, not fatal
@@ -58,18 +88,24 @@ class PerceptionNode(Node):
         guard = self.guard.wrap
         self.instruction: str | None = None
         self._episode_start_ns = 0
+        self._refused: dict[str, str] = {}  # camera -> its latest refusal since the last observation
+        self._qos_problems: dict[str, str] = {}  # camera -> incompatible QoS, reported from then on
 
         self.obs_pubs = {
             c.name: self.create_publisher(Image, f"/vla/observation/{c.name}", RELIABLE_QOS)
             for c in self.cameras
         }
         for camera in self.cameras:
-            msg_type = CompressedImage if camera.transport == "compressed" else Image
             self.create_subscription(
-                msg_type,
+                _MESSAGE_TYPES[camera.transport],
                 camera.topic,
-                guard(f"frame.{camera.name}", lambda m, c=camera.name: self._on_frame(c, m)),
-                CAMERA_QOS,
+                guard(f"frame.{camera.name}", lambda m, c=camera: self._on_frame(c, m)),
+                _camera_qos(camera),
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=guard(
+                        f"qos.{camera.name}", lambda event, c=camera: self._on_incompatible_qos(c, event)
+                    )
+                ),
             )
         self.create_subscription(
             String, self.instruction_topic, guard("instruction", self._on_instruction), LATCHED_QOS
@@ -86,17 +122,39 @@ class PerceptionNode(Node):
         """Swap in frame checks changed at run time (``ros2 param set``), already validated.
 
         The node spins a single-threaded executor (run_node), so this runs between two callbacks.
-        A new slop drops the queued frames (the next set forms from new ones); new age or frozen
-        limits restart the frozen-frame counts.
+        A new slop drops the queued frames (the next set forms from new ones); new limits restart
+        the frozen-content runs.
         """
         if checks.slop_ns != self.checks.slop_ns:
             self.sync = checks.sync([camera.name for camera in self.cameras])
-        if (checks.max_age_ns, checks.frozen_repeat_limit) != (
-            self.checks.max_age_ns,
-            self.checks.frozen_repeat_limit,
-        ):
-            self.health = checks.health()
+        if checks.limits != self.checks.limits:
+            self.gate = checks.gate()
         self.checks = checks
+
+    def _refuse(self, camera: str, refusal: Refusal) -> None:
+        self.rejections.drop(f"frame.{camera}", refusal.reason)
+        self.diag.count(f"refused.{refusal.cause}.{camera}")
+        self._refused[camera] = refusal.reason
+
+    def _on_incompatible_qos(self, camera: CameraConfig, event: QoSRequestedIncompatibleQoSInfo) -> None:
+        policy = getattr(event.last_policy_kind, "name", str(event.last_policy_kind))
+        reason = incompatible_qos_reason(camera.name, camera.topic, policy, event.total_count)
+        self.diag.count(f"qos_incompatible.{camera.name}")
+        self.diag.report(ERROR, reason)
+        self._qos_problems[camera.name] = reason
+
+    def _silent_camera(self, camera: CameraConfig) -> str:
+        publishers = [
+            Publisher(
+                info.node_name,
+                info.topic_type,
+                info.qos_profile.reliability.name.lower(),
+                info.qos_profile.durability.name.lower(),
+            )
+            for info in self.get_publishers_info_by_topic(camera.topic)
+        ]
+        expected = _type_name(_MESSAGE_TYPES[camera.transport])
+        return silent_camera_reason(camera.name, camera.topic, expected, camera.reliability, publishers)
 
     def _on_instruction(self, msg: String) -> None:
         try:
@@ -114,20 +172,21 @@ class PerceptionNode(Node):
             return
         if event.event == "start":  # a new episode: frames of the last one must not be used
             self.sync.clear()
+            self.gate.reset()
             self._episode_start_ns = event.stamp_ns
 
-    def _on_frame(self, camera: str, msg: Image | CompressedImage) -> None:
+    def _on_frame(self, camera: CameraConfig, msg: Image | CompressedImage) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        if stamp_ns < self._episode_start_ns:
+        now_ns = self.get_clock().now().nanoseconds
+        refusal = self.gate.admit(camera.name, camera.transport, msg, stamp_ns, now_ns)
+        if refusal is not None:  # refused on arrival, before it is queued or decoded
+            self._refuse(camera.name, refusal)
             return
-        if isinstance(msg, Image):  # refused on arrival, before it is queued or decoded
-            try:
-                check_pixel_count(int(msg.width), int(msg.height), what=f"camera '{camera}'")
-            except ValueError as exc:
-                self.rejections.drop(f"frame.{camera}", str(exc))
-                return
-        self.sync.add(camera, stamp_ns, msg)
-        self.diag.count(f"frames.{camera}")
+        if stamp_ns < self._episode_start_ns:  # in flight across an episode start: not a fault
+            self.diag.count(f"before_episode.{camera.name}")
+            return
+        self.sync.add(camera.name, stamp_ns, msg)
+        self.diag.count(f"frames.{camera.name}")
 
     def _on_tick(self) -> None:
         now_ns = self.get_clock().now().nanoseconds
@@ -137,14 +196,20 @@ class PerceptionNode(Node):
         with self.timer.measure("sync"):
             synced = self.sync.pop_newest_set()
         if synced is None:
-            missing = self.sync.missing()
-            reason = f"cameras without frames: {missing}" if missing else "no new set within the slop"
-            self.diag.report(WARN, f"no synchronised camera set: {reason}")
+            refused = "".join(f"; refused {reason}" for reason in self._refused.values())
+            refused += "".join(f"; {reason}" for reason in self._qos_problems.values())
+            message = f"no synchronised camera set: {self._why_no_set()}{refused}"
+            self.diag.report(WARN, message, log=False)  # its numbers change every tick: log throttled
+            self.get_logger().warning(message, throttle_duration_sec=NO_SET_LOG_INTERVAL_S)
             self.diag.count("no_sync")
             return
         frames: dict[str, tuple[np.ndarray, str, CameraPreprocess]] = {}
         for camera in self.cameras:
             stamp_ns, msg = synced.frames[camera.name]
+            refusal = check_stamp(camera.name, stamp_ns, now_ns, self.checks.limits)
+            if refusal is not None:  # aged in the queue since it arrived
+                self._refuse(camera.name, refusal)
+                return
             try:
                 with self.timer.measure("image_decode"):
                     if camera.transport == "compressed":
@@ -152,14 +217,8 @@ class PerceptionNode(Node):
                         encoding = decoded_encoding(array, msg.format)
                     else:
                         array, encoding = image_to_array(msg, camera=camera.name, copy=False), msg.encoding
-            except ValueError as exc:
-                self.diag.report(ERROR, f"camera '{camera.name}': {exc}")
-                self.diag.count(f"bad_frame.{camera.name}")
-                return
-            problems = self.health.check(camera.name, stamp_ns, array, now_ns)
-            if problems:
-                self.diag.report(ERROR, "; ".join(problems))
-                self.diag.count(f"refused.{camera.name}")
+            except ValueError as exc:  # what only the decoder sees (libjpeg warnings)
+                self._refuse(camera.name, Refusal("corrupt", str(exc)))
                 return
             frames[camera.name] = (array, encoding, camera.preprocess)
         try:
@@ -184,7 +243,25 @@ class PerceptionNode(Node):
                 out.header.frame_id = name
                 self.obs_pubs[name].publish(out)
         self.diag.count("observations")
-        self.diag.report(OK, "ok")
+        if self._qos_problems:  # observations flow, but a publisher's frames never reach us
+            self.diag.report(WARN, "; ".join(self._qos_problems.values()), log=False)
+        else:
+            self.diag.report(OK, "ok")
+        self._refused.clear()
+
+    def _why_no_set(self) -> str:
+        """The camera without frames (and why its topic is silent), or the one lagging past the slop."""
+        missing = [camera for camera in self.cameras if camera.name in self.sync.missing()]
+        if missing:
+            return "cameras without frames: " + "; ".join(self._silent_camera(camera) for camera in missing)
+        lagging = self.sync.lagging()
+        if lagging:
+            return "; ".join(
+                f"camera '{name}' lags {lag_ns / 1e9:.3f} s behind the newest frame "
+                f"(sync_slop_s={self.checks.slop_ns / 1e9:.3f})"
+                for name, lag_ns in lagging.items()
+            )
+        return "no new frames within the slop since the last set"
 
 
 def main(args=None) -> int:

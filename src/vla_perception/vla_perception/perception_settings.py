@@ -1,9 +1,10 @@
 """The perception node's parameters in one place, and what they build (pure, no ROS).
 
-The cameras, their topics and policy input sizes, the instruction topic and the control rate shape
-the node's subscriptions, publishers and timer: read-only. The frame checks (synchronisation slop,
-maximum image age, frozen-frame limit) may change while the node runs; :func:`build_frame_checks`
-checks them as at start-up and the node swaps the result in whole.
+The cameras, their topics, transports, QoS and policy input sizes, the instruction topic and the
+control rate shape the node's subscriptions, publishers and timer: read-only. The frame checks
+(synchronisation slop, maximum image age and future offset, frozen-frame time, size limits) may
+change while the node runs; :func:`build_frame_checks` checks them as at start-up and the node
+swaps the result in whole.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vla_common.inbound import MAX_IMAGE_PIXELS
 from vla_common.parameters import ParameterSpec, control_hz_spec
+from vla_perception.camera_topics import RELIABILITIES
+from vla_perception.frame_gate import NS_PER_S, FrameGate, FrameLimits
 from vla_perception.preprocess import INTERPOLATIONS, MODES, CameraPreprocess
-from vla_perception.sync import ApproximateSync, FrameHealth
+from vla_perception.sync import ApproximateSync
 
 TRANSPORTS = ("raw", "compressed")
 SYNC_QUEUE_SIZE = 5  # frames kept per camera while looking for a set
+MAX_COMPRESSED_BYTES = 8 * 1024 * 1024  # a 1920x1200 PNG of a noisy scene stays below this
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
@@ -34,11 +39,32 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "max_image_age_s", 0.5, "Frames older than this are refused (s)", minimum=0.01, maximum=10.0
     ),
     ParameterSpec(
-        "frozen_repeat_limit",
-        30,
-        "Identical frames in a row that count as frozen",
-        minimum=2,
-        maximum=10000,
+        "max_future_s",
+        0.5,
+        "Frames stamped further ahead of the node's clock are refused (s)",
+        minimum=0.0,
+        maximum=10.0,
+    ),
+    ParameterSpec(
+        "frozen_after_s",
+        1.0,
+        "Frames with unchanged content (fresh stamps) for this long count as frozen (s); 0: off",
+        minimum=0.0,
+        maximum=60.0,
+    ),
+    ParameterSpec(
+        "max_pixels",
+        MAX_IMAGE_PIXELS,
+        "Camera frames of more pixels (raw, or declared by a compressed header) are refused on arrival",
+        minimum=1,
+        maximum=100_000_000,
+    ),
+    ParameterSpec(
+        "max_compressed_bytes",
+        MAX_COMPRESSED_BYTES,
+        "Compressed camera frames of more bytes are refused on arrival",
+        minimum=1024,
+        maximum=1_000_000_000,
     ),
     ParameterSpec(
         "instruction_topic", "/vla/instruction", "Latched std_msgs/String instruction", read_only=True
@@ -57,6 +83,13 @@ def camera_parameters(name: str) -> tuple[ParameterSpec, ...]:
             "raw",
             f"sensor_msgs/Image (raw) or CompressedImage for camera '{name}'",
             choices=TRANSPORTS,
+            read_only=True,
+        ),
+        ParameterSpec(
+            f"{name}.reliability",
+            "best_effort",
+            f"QoS reliability of the subscription to camera '{name}' (reliable needs a reliable publisher)",
+            choices=RELIABILITIES,
             read_only=True,
         ),
         ParameterSpec(
@@ -80,12 +113,13 @@ def camera_parameters(name: str) -> tuple[ParameterSpec, ...]:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """One camera: its name, image topic, transport and how it becomes a policy input."""
+    """One camera: its name, image topic, transport, QoS reliability and how it becomes a policy input."""
 
     name: str
     topic: str
     transport: str  # raw | compressed
     preprocess: CameraPreprocess
+    reliability: str = "best_effort"  # best_effort | reliable
 
 
 def camera_names(values: Mapping[str, Any]) -> list[str]:
@@ -104,7 +138,13 @@ def build_camera(name: str, values: Mapping[str, Any]) -> CameraConfig:
         mode=values[f"{name}.resize_mode"],
         interpolation=values[f"{name}.interpolation"],
     )
-    return CameraConfig(name, values[f"{name}.topic"], values[f"{name}.transport"], preprocess)
+    return CameraConfig(
+        name, values[f"{name}.topic"], values[f"{name}.transport"], preprocess, values[f"{name}.reliability"]
+    )
+
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * NS_PER_S))
 
 
 @dataclass(frozen=True)
@@ -112,22 +152,25 @@ class FrameChecks:
     """The frame checks that may change at run time, in the units the checkers take."""
 
     slop_ns: int
-    max_age_ns: int
-    frozen_repeat_limit: int
+    limits: FrameLimits
 
     def sync(self, cameras: list[str]) -> ApproximateSync:
-        return ApproximateSync(cameras, self.slop_ns, queue_size=SYNC_QUEUE_SIZE)
+        # a camera's frame more than the slop older than its newest: its clock jumped back
+        return ApproximateSync(cameras, self.slop_ns, queue_size=SYNC_QUEUE_SIZE, max_reorder_ns=self.slop_ns)
 
-    def health(self) -> FrameHealth:
-        return FrameHealth(self.max_age_ns, frozen_repeat_limit=self.frozen_repeat_limit)
+    def gate(self) -> FrameGate:
+        return FrameGate(self.limits)
 
 
 def build_frame_checks(values: Mapping[str, Any]) -> FrameChecks:
     """Frame checks from the parameter values; ValueError names the parameter and the value."""
-    checks = FrameChecks(
-        slop_ns=int(round(values["sync_slop_s"] * 1e9)),
-        max_age_ns=int(round(values["max_image_age_s"] * 1e9)),
-        frozen_repeat_limit=int(values["frozen_repeat_limit"]),
+    return FrameChecks(
+        slop_ns=_ns(values["sync_slop_s"]),
+        limits=FrameLimits(
+            max_age_ns=_ns(values["max_image_age_s"]),
+            max_future_ns=_ns(values["max_future_s"]),
+            frozen_after_ns=_ns(values["frozen_after_s"]),
+            max_pixels=int(values["max_pixels"]),
+            max_compressed_bytes=int(values["max_compressed_bytes"]),
+        ),
     )
-    checks.health()  # the checker validates its own settings
-    return checks

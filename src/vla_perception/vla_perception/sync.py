@@ -8,9 +8,11 @@ all lie within ``slop_ns`` of each other. Unlike message_filters it does not con
 camera's frame may pair with several frames of a fast one. To avoid handing the same set out twice,
 use ``pop_newest_set()``, which only returns a set newer than the last one it returned
 (``last_returned_stamp_ns``). A camera that drops out, or lags by more than the slop beyond what the
-queues still hold, yields no set; a set can still be old, so check ``SyncedSet.stamp_ns`` (or
-``FrameHealth``) against the clock before acting on it. After a clock jump backwards (simulation
-reset, bag loop) call ``clear()``.
+queues still hold, yields no set (``missing()`` and ``lagging()`` name it); a set can still be old,
+so check ``SyncedSet.stamp_ns`` against the clock before acting on it. A camera whose stamps go
+back by more than ``max_reorder_ns`` (its clock had jumped ahead; None: never) drops its frames
+stamped later, so the next set is handed out at once; a smaller step back is a late arrival.
+After a clock jump backwards of the node itself (simulation reset, bag loop) call ``clear()``.
 
 ``FrameHealth`` checks one frame of one camera for a zero stamp, a stale or future stamp, and a
 frozen image (same content fingerprint ``frozen_repeat_limit`` frames in a row). A static simulated
@@ -71,7 +73,13 @@ class _Entry:
 class ApproximateSync:
     """Newest set of frames, one per camera, with stamps within ``slop_ns`` of each other."""
 
-    def __init__(self, camera_names: Sequence[str], slop_ns: int, queue_size: int = 5) -> None:
+    def __init__(
+        self,
+        camera_names: Sequence[str],
+        slop_ns: int,
+        queue_size: int = 5,
+        max_reorder_ns: int | None = None,
+    ) -> None:
         names = list(camera_names)
         if isinstance(camera_names, str) or not names:
             raise ValueError(f"sync: camera_names {camera_names!r} must be a non-empty list of names")
@@ -81,6 +89,9 @@ class ApproximateSync:
         size = _stamp(queue_size, "sync: queue_size")
         if size < 1:
             raise ValueError(f"sync: queue_size {size} must be at least 1")
+        self._max_reorder_ns = (
+            None if max_reorder_ns is None else _stamp(max_reorder_ns, "sync: max_reorder_ns")
+        )
         self._names = tuple(names)
         self._queues: dict[str, deque[_Entry]] = {name: deque(maxlen=size) for name in names}
         self._arrivals = 0
@@ -100,8 +111,37 @@ class ApproximateSync:
         queue = self._queues.get(camera)
         if queue is None:
             raise ValueError(f"sync: camera {camera!r} is not one of {list(self._names)}")
+        stamp_ns = _stamp(stamp_ns, f"camera '{camera}': stamp_ns")
+        if (
+            self._max_reorder_ns is not None
+            and queue
+            and stamp_ns < max(entry.stamp_ns for entry in queue) - self._max_reorder_ns
+        ):
+            self._stamps_went_back(camera, stamp_ns)
         self._arrivals += 1
-        queue.append(_Entry(_stamp(stamp_ns, f"camera '{camera}': stamp_ns"), self._arrivals, frame))
+        queue.append(_Entry(stamp_ns, self._arrivals, frame))
+
+    def _stamps_went_back(self, camera: str, stamp_ns: int) -> None:
+        """A camera's clock jumped back (it had jumped ahead, or was reset): its frames stamped after
+        this one are dropped and a set as new as this frame may be handed out again, so a future
+        stamp never blocks the sets that follow."""
+        queue = self._queues[camera]
+        kept = [entry for entry in queue if entry.stamp_ns <= stamp_ns]
+        queue.clear()
+        queue.extend(kept)
+        if self._last_returned_stamp_ns is not None and self._last_returned_stamp_ns >= stamp_ns:
+            self._last_returned_stamp_ns = stamp_ns - 1
+
+    def lagging(self) -> dict[str, int]:
+        """Cameras whose newest frame is more than the slop older than the newest frame of any camera,
+        with how far behind (ns): the cameras that keep a set from forming."""
+        newest = {
+            name: max(entry.stamp_ns for entry in queue) for name, queue in self._queues.items() if queue
+        }
+        if not newest:
+            return {}
+        latest = max(newest.values())
+        return {name: latest - stamp for name, stamp in newest.items() if latest - stamp > self._slop_ns}
 
     def missing(self) -> list[str]:
         """Cameras with no frame queued, in the configured order."""

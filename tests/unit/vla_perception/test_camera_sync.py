@@ -240,3 +240,37 @@ def test_fingerprint_sees_global_changes_and_shape_and_is_cheap() -> None:
     assert frame_fingerprint(image) != frame_fingerprint(brighter)
     assert frame_fingerprint(image) != frame_fingerprint(image[:, :320])
     assert frame_fingerprint(np.zeros((4, 4), np.uint16)) != frame_fingerprint(np.zeros((4, 4), np.float32))
+
+
+def test_a_camera_dropping_out_is_named_as_lagging() -> None:
+    sync = ApproximateSync(["primary", "wrist"], slop_ns=50 * MS)
+    for i in range(3):
+        sync.add("primary", i * 100 * MS, "p")
+        sync.add("wrist", i * 100 * MS, "w")
+    assert sync.pop_newest_set().stamp_ns == 200 * MS and sync.lagging() == {}
+    for i in range(3, 8):  # the wrist camera stops
+        sync.add("primary", i * 100 * MS, "p")
+    assert sync.pop_newest_set() is None
+    assert sync.lagging() == {"wrist": 500 * MS}
+    assert sync.missing() == []
+    sync.clear()
+    sync.add("primary", S, "p")
+    assert sync.missing() == ["wrist"] and sync.lagging() == {}
+
+
+def test_stamps_going_back_past_max_reorder_drop_the_newer_frames_of_that_camera() -> None:
+    sync = ApproximateSync(["a", "b"], slop_ns=10 * MS, max_reorder_ns=10 * MS)
+    for camera in "ab":
+        sync.add(camera, 5 * S, "ahead")
+    assert sync.pop_newest_set().stamp_ns == 5 * S
+    for camera in "ab":
+        sync.add(camera, 1 * S, "sane")
+    synced = sync.pop_newest_set()
+    assert synced is not None and stamps(synced) == {"a": S, "b": S}
+    assert synced.frames["a"][1] == "sane"
+    late = ApproximateSync(["a"], slop_ns=10 * MS, max_reorder_ns=10 * MS)
+    late.add("a", 100 * MS, "a100")
+    late.add("a", 95 * MS, "a95")  # within max_reorder: a late arrival, both kept
+    assert late.newest_set().stamp_ns == 100 * MS
+    with pytest.raises(ValueError, match="max_reorder_ns -1 is negative"):
+        ApproximateSync(["a"], slop_ns=0, max_reorder_ns=-1)
