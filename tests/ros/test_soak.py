@@ -28,6 +28,7 @@ FIGURES = {
     "max_rss_growth_pct",
     "unexpected_errors",
     "arm_commands_judged",
+    "foreign_nodes_on_domain",
 }
 
 
@@ -44,6 +45,7 @@ def test_a_short_soak_runs_the_graph_fuzzes_every_kind_and_reports_every_figure(
     assert "| crashes | 0 | 0 | yes |" in run.stdout, output
 
     assert report["crashes"] == [], report["crashes"]
+    assert report["foreign_nodes"] == {}, report["foreign_nodes"]  # this worker's domain is its own
     assert set(report["acceptance"]) == FIGURES
     assert set(report["rss"]) == NODES
     assert all(r["after_warmup_mb"] > 20 and r["end_mb"] > 20 for r in report["rss"].values()), report["rss"]

@@ -143,6 +143,11 @@ def log_counts(log_dir: Path, names: list[str]) -> dict[str, dict[str, int]]:
     return out
 
 
+def foreign_nodes(census: dict[str, int], expected: list[str]) -> dict[str, int]:
+    """Nodes on the domain that are not this soak's (or more of one name than it started)."""
+    return {name: n for name, n in sorted(census.items()) if name not in expected or n > 1}
+
+
 def acceptance(report: dict) -> dict[str, dict]:
     """Each acceptance figure: its value, its bound and whether it passes."""
     violations = Counter(report["arm"]["violations"])
@@ -174,6 +179,7 @@ def acceptance(report: dict) -> dict[str, dict]:
         ),
         "unexpected_errors": (unexpected, "0", unexpected == 0),
         "arm_commands_judged": (report["arm"]["commands"], "> 0", report["arm"]["commands"] > 0),
+        "foreign_nodes_on_domain": (len(report["foreign_nodes"]), "0", not report["foreign_nodes"]),
     }
     return {name: {"value": v, "bound": b, "pass": bool(ok)} for name, (v, b, ok) in figures.items()}
 
@@ -203,6 +209,8 @@ def build_report(
         "warmup_s": options.warmup_s,
         "soak_s": round(soak_s, 1),
         "crashes": crashes,
+        "domain_id": os.environ.get("ROS_DOMAIN_ID", ""),
+        "foreign_nodes": observed["foreign_nodes"],
         "rss": rss_growth(rss_after_warmup, rss_end),
         "arm": {
             "commands": summary["commands"],
@@ -328,6 +336,12 @@ def run_soak(options: SoakOptions) -> int:
     json_path = Path(options.json_path) if options.json_path else out_dir / "soak.json"
     json_path.write_text(json.dumps(report, indent=2))
     print(f"[soak] report written to {json_path}")
+    if report["foreign_nodes"]:
+        print(
+            f"[soak] other nodes share ROS_DOMAIN_ID={report['domain_id']}: {report['foreign_nodes']}; their "
+            "messages reached this graph and its judge. Run again with an unused ROS_DOMAIN_ID.",
+            file=sys.stderr,
+        )
     failed = [name for name, figure in report["acceptance"].items() if not figure["pass"]]
     if failed:
         print(f"[soak] FAILED: {', '.join(failed)}", file=sys.stderr)
@@ -337,22 +351,29 @@ def run_soak(options: SoakOptions) -> int:
 
 def _soak(options: SoakOptions, launcher: GraphLauncher, out_dir: Path) -> dict:
     # lazy: soak_node imports rclpy; soak.py stays ROS-free (the CLI builds its parser from it)
-    from vla_eval.soak_node import FuzzTopic, SoakSession
+    from vla_eval.soak_node import FUZZ_NODE, FuzzTopic, SoakSession
 
     pids = {n.spec.name: n.process.pid for n in launcher.running}
     crashes: list[str] = []
     with SoakSession() as node:
-        if not _wait(lambda: node.episode_starts > 0, options.startup_timeout_s, launcher, crashes):
+        started = _wait(
+            lambda: node.episode_starts > 0,
+            options.startup_timeout_s,
+            launcher,
+            crashes,
+            each=node.take_census,
+        )
+        if not started:
             if not crashes:
                 crashes.append(f"no episode started within {options.startup_timeout_s:.0f} s")
         node.start_fuzz([FuzzTopic(*t) for t in FUZZ_TOPICS], options.seed)
         if not crashes:
-            _wait(lambda: False, options.warmup_s, launcher, crashes)
+            _wait(lambda: False, options.warmup_s, launcher, crashes, each=node.take_census)
         rss_after_warmup = rss_mb(pids)
         sim_start = (node.get_clock().now().nanoseconds, time.monotonic())
         soak_start = time.monotonic()
         if not crashes:
-            _soak_with_bar(options.minutes, launcher, crashes)
+            _soak_with_bar(options.minutes, launcher, crashes, node.take_census)
         soak_s = time.monotonic() - soak_start
         rss_end = rss_mb(pids)
         sim_rate = (
@@ -364,6 +385,7 @@ def _soak(options: SoakOptions, launcher: GraphLauncher, out_dir: Path) -> dict:
         time.sleep(DIAGNOSTICS_SETTLE_S)
         observed = _observed(node)
         observed["sim_time_per_wall_s"] = round(sim_rate, 3)
+        observed["foreign_nodes"] = foreign_nodes(observed.pop("census"), [*pids, FUZZ_NODE])
     return build_report(
         options,
         observed=observed,
@@ -389,13 +411,17 @@ def _observed(node) -> dict:
             "unpublishable": by_kind_and_label(node.unpublishable),
             "fuzz_lag_s": list(node.fuzz_lag_s),
             "starved": dict(node.starved),
+            "census": dict(node.node_census),
         }
 
 
-def _wait(done, timeout_s: float, launcher: GraphLauncher, crashes: list[str]) -> bool:
-    """Poll until ``done()`` or the timeout; a node that exits is a crash (recorded, returns False)."""
+def _wait(done, timeout_s: float, launcher: GraphLauncher, crashes: list[str], each=None) -> bool:
+    """Poll until ``done()`` or the timeout, calling ``each()`` every poll; a node that exits is a
+    crash (recorded, returns False)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if each is not None:
+            each()
         if done():
             return True
         failure = launcher.poll()
@@ -406,7 +432,7 @@ def _wait(done, timeout_s: float, launcher: GraphLauncher, crashes: list[str]) -
     return done()
 
 
-def _soak_with_bar(minutes: float, launcher: GraphLauncher, crashes: list[str]) -> None:
+def _soak_with_bar(minutes: float, launcher: GraphLauncher, crashes: list[str], census) -> None:
     total_s = minutes * 60.0
     start = time.monotonic()
     with tqdm(
@@ -417,6 +443,7 @@ def _soak_with_bar(minutes: float, launcher: GraphLauncher, crashes: list[str]) 
             if failure:
                 crashes.append(failure)
                 return
+            census()
             bar.n = round(min(elapsed, total_s) / 60.0, 2)
             bar.refresh()
             time.sleep(min(1.0, max(0.0, total_s - elapsed)))

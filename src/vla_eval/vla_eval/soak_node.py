@@ -124,6 +124,7 @@ class SoakNode(Node):
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.starved: Counter[str] = Counter()  # a topic's turn came and no drawn message was ready
+        self.node_census: Counter[str] = Counter()  # the most nodes of each name seen at once on the domain
         ns = f"/{robot_name}"
         self.arm_topic = f"{ns}/arm_controller/joint_trajectory"
         self.joint_topic = f"{ns}/joint_states"
@@ -141,6 +142,13 @@ class SoakNode(Node):
                 self._gid_names[bytes(endpoint.endpoint_gid)] = endpoint.node_name
             name = self._gid_names.get(gid, "?")
         return name
+
+    def take_census(self) -> None:
+        """Note the nodes on the domain: another graph there would feed ours (and our judge) its messages."""
+        seen = Counter(self.get_node_names())
+        with self.lock:
+            for name, count in seen.items():
+                self.node_census[name] = max(self.node_census[name], count)
 
     # --- observations ---------------------------------------------------------------------------
     def _on_arm(self, msg: JointTrajectory, info: Mapping) -> None:

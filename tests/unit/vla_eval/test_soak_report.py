@@ -15,6 +15,7 @@ from vla_eval.soak import (
     SoakOptions,
     build_report,
     by_kind_and_label,
+    foreign_nodes,
     log_counts,
     markdown_table,
     rss_growth,
@@ -57,6 +58,7 @@ def _observed(**changes) -> dict:
         "starved": {},
         "fuzz_lag_s": [0.0, 0.01, 0.5],
         "sim_time_per_wall_s": 0.8,
+        "foreign_nodes": {},
     }
     observed.update(changes)
     return observed
@@ -154,6 +156,15 @@ def test_a_crash_memory_growth_and_unexpected_errors_each_fail():
     logs = copy.deepcopy(LOGS)
     logs["sim"]["unexpected_error_lines"] = 1
     assert not _report(logs=logs)["acceptance"]["unexpected_errors"]["pass"]
+
+
+def test_another_graph_on_the_domain_is_found_and_fails_the_run():
+    census = {"sim": 2, "actuation": 1, "soak_fuzz": 1, "fake_robot": 1}
+    found = foreign_nodes(census, ["sim", "actuation", "soak_fuzz"])
+    assert found == {"fake_robot": 1, "sim": 2}
+    report = _report(_observed(foreign_nodes=found))
+    assert not report["passed"] and not report["acceptance"]["foreign_nodes_on_domain"]["pass"]
+    assert foreign_nodes({"sim": 1, "soak_fuzz": 1}, ["sim", "soak_fuzz"]) == {}
 
 
 def test_a_soak_that_judged_no_command_fails():
