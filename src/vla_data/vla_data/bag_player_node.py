@@ -12,7 +12,16 @@ Two ways to play (the plan comes from the pure :mod:`vla_data.bag_playback`):
   frame); then the clock is published and the player waits for the tick's outcome: perception's
   observation and then the policy's /vla/action carrying that observation's stamp. Only then does
   the clock move on, so no camera set is skipped however slow inference is, and two replays feed
-  the policy identical inputs. Whether a
+  the policy identical inputs. Start-up handshake: the first tick's latched messages (instruction,
+  episode start) are published and acknowledged by every matched reader before the first /clock.
+  The replay waits until every node that reads a played topic has matched the player
+  (replay_node._graph_ready), so an acknowledgement means each node holds them and handles them
+  before that clock's tick; it also means the reader's participant has matched the player's
+  earlier-created publishers, the cameras (DDS announces a participant's endpoints in order), so the
+  first camera set is not lost to a best-effort reader that has not matched yet. Without it, on a
+  loaded machine, the instruction or the episode start reached perception after the first camera
+  set: that tick gave no observation and the replay was one action short. Later ticks are not
+  acknowledged (an acknowledgement waits for a heartbeat, about 3 s). Whether a
   tick can yield an observation is predicted with perception's own synchroniser
   (vla_perception.sync) over the frames played so far: a tick that cannot waits only
   ``idle_tick_s``; one that should but yields nothing ends after ``observation_timeout_s``.
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rosgraph_msgs.msg import Clock
@@ -38,6 +48,10 @@ from vla_common.ros.node_runtime import ns_to_stamp
 from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_data.bag_playback import PlayMessage, PlayTopic, stamp_ns
 from vla_perception.sync import ApproximateSync
+
+DELIVERY_TIMEOUT_S = 5.0  # for every reader to acknowledge the first tick's latched messages
+# What every node must hold before the first tick: the instruction and the episode start.
+LATCHED_TARGETS = ("/vla/instruction", "/vla/episode")
 
 ROS_TYPES: dict[str, type] = {
     "sensor_msgs/msg/Image": Image,
@@ -102,7 +116,9 @@ class BagPlayerNode(Node):
         self._episode_seed = episode_seed
         self._play_pubs: dict[str, Publisher] = {}
         self._ros_types: dict[str, type] = {}
-        for topic in topics:
+        # Cameras first: DDS announces them before the latched topics, whose acknowledgement is the
+        # start-up handshake (module docstring).
+        for topic in sorted(topics, key=lambda t: not t.is_image):
             ros_type = ROS_TYPES[topic.msgtype]
             qos = {"/vla/instruction": LATCHED_QOS, "/vla/episode": EVENTS_QOS}.get(
                 topic.target, RELIABLE_QOS
@@ -166,6 +182,20 @@ class BagPlayerNode(Node):
         """A synthetic episode start (for bags without /vla/episode): resets the policy with the seed."""
         event = {"event": "start", "episode": 0, "seed": int(self._episode_seed or 0), "stamp_ns": int(stamp)}
         self._play_pubs["/vla/episode"].publish(String(data=json.dumps(event)))
+        self.await_delivery(["/vla/episode"])
+
+    def await_delivery(self, targets: Sequence[str], timeout_s: float = DELIVERY_TIMEOUT_S) -> bool:
+        """Block until every matched reliable reader of ``targets`` acknowledged what was published.
+
+        An acknowledgement means the sample is in the reader's queue, so a node handles it before the
+        /clock published next (its executor takes ready messages before the timer that clock fires).
+        Best-effort readers (cameras) are not waited for. False (and a warning) after ``timeout_s``.
+        """
+        timeout = Duration(nanoseconds=int(timeout_s * 1e9))
+        late = [t for t in dict.fromkeys(targets) if not self._play_pubs[t].wait_for_all_acked(timeout)]
+        if late:
+            self.get_logger().warning(f"no acknowledgement from every reader of {late} within {timeout_s} s")
+        return not late
 
     def subscriber_counts(self) -> dict[str, int]:
         counts = {topic: pub.get_subscription_count() for topic, pub in self._play_pubs.items()}
@@ -187,21 +217,25 @@ class BagPlayerNode(Node):
         idle_tick_s: float = 0.01,
         settle_s: float = 0.03,
         poll_failure: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        """Lockstep playback (see the module docstring); returns after the last tick."""
+    ) -> float:
+        """Lockstep playback (see the module docstring); returns the wall seconds from the first tick."""
         index = 0
         cameras = sorted({m.topic.target for m in messages if m.topic.is_image})
         predictor = ApproximateSync(cameras, sync_slop_ns, queue_size=5) if cameras else None
+        first_tick = time.monotonic()
         for tick_ns in ticks:
-            published = 0
+            published: list[str] = []
             while index < len(messages) and messages[index].play_ns <= tick_ns:
                 item = messages[index]
                 self.publish_message(item)
-                published += 1
+                published.append(item.topic.target)
                 if item.topic.is_image:
                     predictor.add(item.topic.target, stamp_ns(item.message.header.stamp), None)
                     time.sleep(0.001)  # let perception take it before the next overwrites its queue
                 index += 1
+            if tick_ns == ticks[0]:  # the start-up handshake (module docstring)
+                self.await_delivery([t for t in published if t in LATCHED_TARGETS])
+                first_tick = time.monotonic()
             if published:
                 time.sleep(settle_s)
             with self._condition:
@@ -227,6 +261,7 @@ class BagPlayerNode(Node):
             failure = poll_failure()
             if failure:
                 raise RuntimeError(failure)
+        return time.monotonic() - first_tick
 
     def is_image_target(self, target: str) -> bool:
         return self._ros_types.get(target) in (Image, CompressedImage)

@@ -93,6 +93,30 @@ def graph_overrides(
 
 
 PRIVILEGED_TOPIC = "/sim/privileged_state"
+INSTRUCTION_TOPIC = "/vla/instruction"
+EPISODE_TOPIC = "/vla/episode"
+
+
+def expected_readers(
+    topics: Sequence[PlayTopic], nodes: Sequence[NodeSpec], spec: PolicySpec
+) -> dict[str, int]:
+    """How many of the launched nodes read each played topic: the playback starts when all have matched.
+
+    Perception reads every camera, perception and the policy the instruction, every node the episode
+    events, the policy the joint states (actuation too, when launched) and, if it acts on the sim's
+    ground truth, the privileged state. Waiting for these (not only for some reader per topic) is
+    what lets the first tick's latched instruction and episode start reach every node before the
+    clock moves (see :meth:`vla_data.bag_player_node.BagPlayerNode.publish_tick`).
+    """
+    names = {n.name for n in nodes}
+    readers = {t.target: 1 for t in topics if t.is_image}
+    readers[INSTRUCTION_TOPIC] = 2
+    readers[EPISODE_TOPIC] = len(names)
+    for topic in topics:
+        if topic.msgtype.endswith("JointState"):
+            readers[topic.target] = 1 + ("actuation" in names)
+    readers[PRIVILEGED_TOPIC] = int(spec.privileged)
+    return readers
 
 
 def replay_policy(options: ReplayOptions, topics: Sequence[PlayTopic]) -> PolicySpec:
@@ -153,12 +177,14 @@ def run_replay(options: ReplayOptions, log: Callable[[str], None] = print) -> in
         overrides=overrides,
         log_dir=out_dir / "logs",
     )
-    return _run_graph(launcher, len(nodes), source, messages, reference, settings, out_dir, log)
+    readers = expected_readers(source.topics, nodes, replay_policy(options, source.topics))
+    return _run_graph(launcher, len(nodes), readers, source, messages, reference, settings, out_dir, log)
 
 
 def _run_graph(
     launcher: GraphLauncher,
     nodes: int,
+    readers: dict[str, int],
     source: BagSource,
     messages: list[PlayMessage],
     reference: list[str],
@@ -186,6 +212,7 @@ def _run_graph(
                 settings,
                 bag_dir=out_dir / "bag",
                 nodes=nodes,
+                readers=readers,
                 poll_failure=launcher.poll,
                 stop=stop,
             )

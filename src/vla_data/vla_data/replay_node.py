@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +86,14 @@ def play_through_graph(
     *,
     bag_dir: Path,
     nodes: int,
+    readers: Mapping[str, int],
     poll_failure: Callable[[], str | None],
     stop: StopSignals | None = None,
 ) -> PlayOutcome:
     """Play ``messages`` into a running graph of ``nodes`` nodes, recording its outputs into ``bag_dir``.
+
+    ``readers`` says how many of the graph's nodes read each played topic; the playback starts
+    only when every one of them has matched the player (see :func:`_graph_ready`).
 
     ``poll_failure`` reports a node that died (the launcher's poll); the playback stops on it. A stop
     signal (``stop``) ends the waiting and the playback as a failure; the recorder is closed (its
@@ -107,7 +111,7 @@ def play_through_graph(
         start_ns = ticks[0] - settings.period_ns
         with stop.armed():
             failure = _wait_for_graph(
-                player, recorder, start_ns, settings.startup_timeout_s, nodes, poll_failure
+                player, recorder, start_ns, settings.startup_timeout_s, nodes, readers, poll_failure
             )
             if failure is None:
                 wall_s, failure = _play(player, topics, messages, ticks, start_ns, settings, poll_failure)
@@ -118,11 +122,22 @@ def play_through_graph(
     return PlayOutcome(tuple(player.action_texts), _stats(player, topics), wall_s, failure)
 
 
-def _graph_ready(player: BagPlayerNode, recorder: BagRecorderNode, nodes: int) -> bool:
+def _graph_ready(
+    player: BagPlayerNode, recorder: BagRecorderNode, nodes: int, readers: Mapping[str, int]
+) -> bool:
+    """Every node listens: each played topic has matched its ``readers`` (at least one per camera).
+
+    Counting only "some reader" per topic let the first tick race discovery: the latched instruction
+    or the episode start reached perception after the first camera set, so that set gave no
+    observation (one action short of the golden replay, on a loaded machine). With every reader
+    matched, the player's acknowledged delivery (publish_tick) holds for each of them.
+    """
     counts = player.subscriber_counts()
     images_fed = all(n > 0 for t, n in counts.items() if player.is_image_target(t))
+    readers_matched = all(counts[t] >= n for t, n in readers.items() if t in counts)
     return (
         images_fed
+        and readers_matched
         and counts["/clock"] >= nodes
         and player.action_publishers() > 0
         and "/vla/action" in recorder.subscribed_topics()
@@ -135,11 +150,12 @@ def _wait_for_graph(
     start_ns: int,
     timeout_s: float,
     nodes: int,
+    readers: Mapping[str, int],
     poll_failure: Callable[[], str | None],
 ) -> str | None:
     """Hold the clock at ``start_ns`` until every node listens; a failure message otherwise."""
     deadline = time.monotonic() + timeout_s
-    while not _graph_ready(player, recorder, nodes):
+    while not _graph_ready(player, recorder, nodes, readers):
         failure = poll_failure()
         if failure:
             return failure
@@ -163,11 +179,11 @@ def _play(
     player.publish_clock(start_ns)
     if not any(t.target == "/vla/episode" for t in topics):
         player.publish_episode_start(start_ns)
-    failure = None
+    failure = wall_s = None
     play_start = time.monotonic()
     try:
-        if settings.fast:
-            player.play_stepped(
+        if settings.fast:  # timed from its first tick: the start-up handshake is not playback
+            wall_s = player.play_stepped(
                 messages, ticks, action_timeout_s=settings.action_timeout_s, poll_failure=poll_failure
             )
         else:
@@ -181,7 +197,8 @@ def _play(
             )
     except RuntimeError as exc:
         failure = str(exc)
-    wall_s = time.monotonic() - play_start
+    if wall_s is None:
+        wall_s = time.monotonic() - play_start
     time.sleep(DRAIN_S)
     return wall_s, failure
 

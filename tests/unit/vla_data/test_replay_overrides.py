@@ -7,8 +7,16 @@ import json
 import pytest
 from params_copy import set_control_hz
 
+from vla_bringup.policies import resolve_policy
 from vla_data.bag_playback import PlaySettings, PlayTopic
-from vla_data.replay import ReplayOptions, camera_transports, graph_overrides, play_settings, replay_nodes
+from vla_data.replay import (
+    ReplayOptions,
+    camera_transports,
+    expected_readers,
+    graph_overrides,
+    play_settings,
+    replay_nodes,
+)
 
 PRIMARY = PlayTopic("/cam/a", "/camera/third_person/image_raw", "sensor_msgs/msg/Image")
 WRIST = PlayTopic("/cam/b", "/camera/wrist/image_raw", "sensor_msgs/msg/CompressedImage")
@@ -77,3 +85,23 @@ def test_play_settings_refuse_a_rate_that_is_not_positive():
         PlaySettings(control_hz=0)
     with pytest.raises(ValueError, match="rate -1"):
         PlaySettings(control_hz=5.0, rate=-1)
+
+
+JOINTS = PlayTopic("/wx250s/joint_states", "/wx250s/joint_states", "sensor_msgs/msg/JointState")
+
+
+@pytest.mark.parametrize("with_actuation", [False, True])
+def test_the_playback_waits_for_every_node_that_reads_a_played_topic(with_actuation):
+    nodes = replay_nodes(with_actuation)
+    topics = [PRIMARY, WRIST, STATE, JOINTS]
+    readers = expected_readers(topics, nodes, resolve_policy("scripted"))
+    assert readers == {
+        PRIMARY.target: 1,  # perception
+        WRIST.target: 1,
+        "/vla/instruction": 2,  # perception and the policy
+        "/vla/episode": 3 if with_actuation else 2,  # every node resets on an episode start
+        JOINTS.target: 2 if with_actuation else 1,  # the policy (and actuation)
+        "/sim/privileged_state": 1,  # the scripted expert acts on it
+    }
+    # A policy that sees pixels alone does not read the privileged state: nobody to wait for.
+    assert expected_readers(topics, nodes, resolve_policy("octo"))["/sim/privileged_state"] == 0
