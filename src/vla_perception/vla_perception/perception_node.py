@@ -32,6 +32,7 @@ from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_perception.camera_topics import Publisher, incompatible_qos_reason, silent_camera_reason
 from vla_perception.frame_gate import Refusal, check_stamp
+from vla_perception.heap import fix_mmap_threshold
 from vla_perception.image_codec import (
     array_to_image_fields,
     compressed_to_array,
@@ -265,6 +266,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> int:
+    fix_mmap_threshold()  # image buffers go back to the system when freed: no RSS creep
     return run_node(PerceptionNode, args)
 
 
