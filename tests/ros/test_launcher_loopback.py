@@ -124,3 +124,50 @@ def test_a_stop_signal_stops_every_node_of_vla_stack_launch(tmp_path, signum, ar
     finally:
         if cli.poll() is None:
             cli.kill()
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_stops_vla_stack_demo_closes_its_bag_and_reports(tmp_path, signum):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vla_bringup.ros_env import loopback_environment
+
+    out, results = tmp_path / "run", tmp_path / "results.json"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "vla_stack.cli", "demo", "--policy", "scripted", "--episodes", "3"]
+        + ["--max-steps", "40", "--no-video", "--out", str(out), "--json", str(results)],
+        env=loopback_environment(log_dir=str(tmp_path / "ros")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The recorder's bag exists once the monitor runs; every node is started by then.
+        assert wait_until(lambda: (out / "bag").exists() or demo.poll() is not None, 60.0)
+        time.sleep(1.0)
+        assert demo.poll() is None, demo.communicate()
+        pids = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", str(demo.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        assert len(pids) == 4, pids  # sim, perception, policy, actuation
+        demo.send_signal(getattr(signal, signum))
+        stdout, stderr = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 128 + getattr(signal, signum), stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert f"FAILED: interrupted by {signum}" in stderr
+    assert (out / "bag" / "metadata.yaml").exists(), stdout + stderr[-3000:]
+    assert "episodes" in json.loads(results.read_text())  # the result so far is written
+    assert all(
+        not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        for pid in pids
+    )

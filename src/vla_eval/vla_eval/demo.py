@@ -21,6 +21,7 @@ from vla_bringup.paths import repo_root
 from vla_bringup.policies import DEFAULT_POLICY, PolicySpec, resolve_policy
 from vla_bringup.profiles import profile
 from vla_bringup.ros_env import apply_loopback_profile
+from vla_data.stop_signals import Interrupted, StopSignals
 from vla_data.video import Mp4Writer
 
 # Stage name -> the node that measures it, in pipeline order.
@@ -101,15 +102,17 @@ def run_demo(options: DemoOptions) -> int:
         f"[demo] policy={options.policy} action_kind={options.action_kind} episodes={options.episodes} "
         f"seed={options.seed}; artefacts in {out_dir}"
     )
-    events, latency, failure = _run_graph(options, launcher, out_dir)
-    summary = summarise(events, latency)
-    print_summary(summary, out_dir)
-    if options.json_path:
-        Path(options.json_path).write_text(json.dumps(summary, indent=2))
-        print(f"[demo] results written to {options.json_path}")
+    stop = StopSignals()
+    with stop:
+        events, latency, failure = _run_graph(options, launcher, out_dir, stop)
+        summary = summarise(events, latency)
+        print_summary(summary, out_dir)
+        if options.json_path:
+            Path(options.json_path).write_text(json.dumps(summary, indent=2))
+            print(f"[demo] results written to {options.json_path}")
     if failure:
         print(f"[demo] FAILED: {failure}", file=sys.stderr)
-        return 1
+        return 1 if stop.received is None else 128 + stop.received
     return 0 if summary["episodes"] else 1
 
 
@@ -153,21 +156,29 @@ def time_budget_s(options: DemoOptions, step_dt_s: float) -> float:
 
 
 def _run_graph(
-    options: DemoOptions, launcher: GraphLauncher, out_dir: Path
+    options: DemoOptions, launcher: GraphLauncher, out_dir: Path, stop: StopSignals
 ) -> tuple[list[dict], dict[str, dict], str | None]:
-    """Start the graph, watch it until the sim is done or a node fails, stop it.
+    """Start the graph, watch it until the sim is done, a node fails or a stop signal comes; stop it.
 
-    Returns (episode events, latency per node, failure or None).
+    Returns (episode events, latency per node, failure or None). On SIGINT or SIGTERM (``stop``)
+    the monitor stops (its bag closed with metadata.yaml), every node is stopped, and the episodes
+    finished so far are the result, with "interrupted by <signal>" as the failure.
     """
     # lazy: demo_monitor_node imports rclpy; demo.py stays ROS-free (the CLI builds its parser from it)
     from vla_eval.demo_monitor_node import monitor_run
 
     artefacts = _EpisodeArtefacts(options, out_dir)
+
+    def poll_failure() -> str | None:
+        # A stop signal ends the monitor as a failure would: at its next poll, never mid-callback,
+        # so its recorder always closes the bag.
+        return str(Interrupted(stop.received)) if stop.received is not None else launcher.poll()
+
     launcher.start()
     try:
         return monitor_run(
             timeout_s=time_budget_s(options, load_deployment().step_dt_s),
-            poll_failure=launcher.poll,
+            poll_failure=poll_failure,
             on_episode_end=artefacts.end_episode,
             video_topic=VIDEO_TOPIC if artefacts.wants_frames else None,
             on_frame=artefacts.add_frame if artefacts.wants_frames else None,
@@ -195,6 +206,7 @@ class _EpisodeArtefacts:
             disable=not sys.stdout.isatty(),
         )
         self.successes = 0
+        self.ended: list[dict] = []  # the episodes' end events so far (the result if interrupted)
 
     @property
     def wants_frames(self) -> bool:
@@ -207,6 +219,7 @@ class _EpisodeArtefacts:
             self.failure_clips.add_frame(frame)
 
     def end_episode(self, event: dict) -> None:
+        self.ended.append(event)
         self.successes += bool(event["success"])
         if self.failure_clips is not None:
             self.failure_clips.end_episode(event)
@@ -231,7 +244,9 @@ def print_summary(summary: dict, out_dir: Path) -> None:
     print(f"{'stage':<15}{'p50 ms':>10}{'p99 ms':>10}")
     for stage, values in summary["latency_ms"].items():
         print(f"{stage:<15}{values['p50']:>10.3f}{values['p99']:>10.3f}")
-    print(f"video: {out_dir / 'third_person.mp4'}\nbag:   {out_dir / 'bag'}\nlogs:  {out_dir / 'logs'}")
+    for label, path in (("video", "third_person.mp4"), ("bag", "bag"), ("logs", "logs")):
+        if (out_dir / path).exists():  # --no-video, --no-bag: nothing to point at
+            print(f"{label + ':':<7}{out_dir / path}")
 
 
 class FailureClips:

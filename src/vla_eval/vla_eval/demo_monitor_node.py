@@ -13,6 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -63,7 +64,9 @@ def monitor_run(
     bag_path: Path | None = None,
 ) -> tuple[list[dict], dict[str, dict], str | None]:
     """Spin until the sim reports 'done', a node fails, or the timeout; returns (events, latency, failure)."""
-    rclpy.init()
+    # The caller's SIGINT/SIGTERM handlers decide (vla_eval.demo: a stop ends the run at the next poll
+    # with its bag closed); rclpy's own would shut the context down under the executor mid-spin.
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     recorder = None
     failure: str | None = None
     try:
