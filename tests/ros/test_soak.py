@@ -29,6 +29,7 @@ FIGURES = {
     "unexpected_errors",
     "arm_commands_judged",
     "foreign_nodes_on_domain",
+    "soak_minutes_completed",
 }
 
 

@@ -180,6 +180,12 @@ def acceptance(report: dict) -> dict[str, dict]:
         "unexpected_errors": (unexpected, "0", unexpected == 0),
         "arm_commands_judged": (report["arm"]["commands"], "> 0", report["arm"]["commands"] > 0),
         "foreign_nodes_on_domain": (len(report["foreign_nodes"]), "0", not report["foreign_nodes"]),
+        # a soak cut short (a crash, Ctrl-C) judged less than it was asked to
+        "soak_minutes_completed": (
+            round(report["soak_s"] / 60.0, 2),
+            f">= {report['minutes']:g}",
+            report["soak_s"] >= report["minutes"] * 60.0 - 1.0,
+        ),
     }
     return {name: {"value": v, "bound": b, "pass": bool(ok)} for name, (v, b, ok) in figures.items()}
 
@@ -197,6 +203,7 @@ def build_report(
     """The soak's report (JSON-serialisable) from what was observed; ``acceptance`` and ``passed`` judged."""
     summary = observed["monitor"]
     unexpected, rejections, overruns = split_counters(observed["counters"])
+    overruns_before = split_counters(observed.get("counters_after_warmup", {}))[2]
     ends = observed["episode_ends"]
     lag = np.asarray(observed["fuzz_lag_s"] or [0.0])
     report = {
@@ -238,6 +245,7 @@ def build_report(
         },
         "load": {
             "overruns": overruns,
+            "overruns_during_soak": {k: v - overruns_before.get(k, 0) for k, v in overruns.items()},
             "sim_time_per_wall_s": observed["sim_time_per_wall_s"],
             "fuzz_lag_p50_s": round(float(np.percentile(lag, 50)), 3),
             "fuzz_lag_p99_s": round(float(np.percentile(lag, 99)), 3),
@@ -284,7 +292,7 @@ def markdown_table(report: dict) -> str:
         ("episodes completed (succeeded)", f"{episodes['completed']} ({episodes['succeeded']})", "", ""),
         ("fuzzed messages", str(report["fuzz"]["total"]), "", ""),
         ("rejections (all nodes)", str(sum(sum(v.values()) for v in report["rejections"].values())), "", ""),
-        ("servo overruns", str(sum(load["overruns"].values())), "", ""),
+        ("servo overruns (during the soak)", str(sum(load["overruns_during_soak"].values())), "", ""),
         ("sim time per wall second", _fmt(load["sim_time_per_wall_s"]), "", ""),
         (
             "fuzz lag p50 / p99 (s)",
@@ -370,6 +378,8 @@ def _soak(options: SoakOptions, launcher: GraphLauncher, out_dir: Path) -> dict:
         if not crashes:
             _wait(lambda: False, options.warmup_s, launcher, crashes, each=node.take_census)
         rss_after_warmup = rss_mb(pids)
+        with node.lock:
+            counters_after_warmup = {k: dict(v) for k, v in node.counters.items()}
         sim_start = (node.get_clock().now().nanoseconds, time.monotonic())
         soak_start = time.monotonic()
         if not crashes:
@@ -385,6 +395,7 @@ def _soak(options: SoakOptions, launcher: GraphLauncher, out_dir: Path) -> dict:
         time.sleep(DIAGNOSTICS_SETTLE_S)
         observed = _observed(node)
         observed["sim_time_per_wall_s"] = round(sim_rate, 3)
+        observed["counters_after_warmup"] = counters_after_warmup
         observed["foreign_nodes"] = foreign_nodes(observed.pop("census"), [*pids, FUZZ_NODE])
     return build_report(
         options,
@@ -433,6 +444,14 @@ def _wait(done, timeout_s: float, launcher: GraphLauncher, crashes: list[str], e
 
 
 def _soak_with_bar(minutes: float, launcher: GraphLauncher, crashes: list[str], census) -> None:
+    """The soak's minutes, with a progress bar; Ctrl-C ends them early (the report still comes)."""
+    try:
+        _minutes_with_bar(minutes, launcher, crashes, census)
+    except KeyboardInterrupt:
+        print("[soak] interrupted: reporting what was seen so far", file=sys.stderr)
+
+
+def _minutes_with_bar(minutes: float, launcher: GraphLauncher, crashes: list[str], census) -> None:
     total_s = minutes * 60.0
     start = time.monotonic()
     with tqdm(

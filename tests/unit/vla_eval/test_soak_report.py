@@ -167,6 +167,24 @@ def test_another_graph_on_the_domain_is_found_and_fails_the_run():
     assert foreign_nodes({"sim": 1, "soak_fuzz": 1}, ["sim", "soak_fuzz"]) == {}
 
 
+def test_a_soak_cut_short_fails_and_overruns_count_from_the_warm_up():
+    short = build_report(
+        SoakOptions(minutes=1.0),
+        observed=_observed(counters_after_warmup={"actuation": {"servo_overruns": 1}}),
+        rss_after_warmup=RSS,
+        rss_end=RSS,
+        crashes=[],
+        soak_s=30.0,
+        logs=copy.deepcopy(LOGS),
+    )
+    assert not short["passed"] and short["acceptance"]["soak_minutes_completed"] == {
+        "value": 0.5,
+        "bound": ">= 1",
+        "pass": False,
+    }
+    assert short["load"]["overruns_during_soak"] == {"actuation.servo_overruns": 2}
+
+
 def test_a_soak_that_judged_no_command_fails():
     observed = _observed()
     observed["monitor"]["commands"] = 0
