@@ -19,7 +19,7 @@ from vla_eval.soak import FUZZ_TOPICS
 
 pytestmark = pytest.mark.ros
 
-NODES = {"sim", "perception", "policy", "actuation"}
+NODES = {"sim", "perception", "policy", "actuation", "perception_jpeg"}
 FIGURES = {
     "crashes",
     "position_or_speed_limit",
@@ -57,5 +57,7 @@ def test_a_short_soak_runs_the_graph_fuzzes_every_kind_and_reports_every_figure(
     # the fuzz reached the nodes: each rejects some of it, per kind
     rejected = {node: sum(counts.values()) for node, counts in report["rejections"].items()}
     assert all(rejected.get(node, 0) > 0 for node in ("perception", "policy", "actuation")), rejected
+    jpeg = report["counters"]["perception_jpeg"]
+    assert jpeg.get("frames.jpeg", 0) > 0, jpeg  # the compressed camera's node got the fuzzed JPEGs
     assert report["load"]["sim_time_per_wall_s"] > 0
     assert report["command"].startswith("vla-stack soak --minutes 0.1 --warmup-s 3 --policy scripted")

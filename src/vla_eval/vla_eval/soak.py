@@ -29,15 +29,30 @@ from tqdm import tqdm
 from vla_bringup.launcher import GraphLauncher
 from vla_bringup.paths import repo_root
 from vla_bringup.policies import DEFAULT_POLICY, resolve_policy
-from vla_bringup.profiles import profile
+from vla_bringup.profiles import NodeSpec, profile
 from vla_bringup.ros_env import apply_loopback_profile
 from vla_eval.bench_report import machine_description
 from vla_eval.demo import DemoOptions, demo_overrides
 
-# Topic, fuzz kind and messages per second: every topic the sim graph subscribes to (the sim's
-# arm and gripper commands: malformed only). Camera topics carry raw Images in the sim graph; no
-# node subscribes to a CompressedImage there.
+# The sim's cameras are raw: a second perception node, on a compressed camera that only the fuzzer
+# feeds, gives the CompressedImage path a subscriber (its observations go to no policy).
+JPEG_PERCEPTION = NodeSpec(
+    "perception_jpeg",
+    "vla_perception.perception_node",
+    ("control",),
+    {
+        "use_sim_time": True,
+        "cameras": ["jpeg"],
+        "jpeg.topic": "/soak/camera/jpeg/compressed",
+        "jpeg.transport": "compressed",
+        "jpeg.height": 64,
+        "jpeg.width": 64,
+    },
+)
+# Topic, fuzz kind and messages per second: every topic the graph subscribes to (the sim's arm and
+# gripper commands: malformed only).
 FUZZ_TOPICS: tuple[tuple[str, str, float], ...] = (
+    ("/soak/camera/jpeg/compressed", "compressed_image", 2.0),
     ("/camera/third_person/image_raw", "image", 2.0),
     ("/camera/wrist/image_raw", "image", 2.0),
     ("/vla/observation/primary", "image", 1.0),
@@ -236,6 +251,7 @@ def build_report(
         },
         "unexpected_errors": unexpected,
         "rejections": rejections,
+        "counters": observed["counters"],  # every node's /diagnostics counters at the end
         "logs": logs,
         "fuzz": {
             "published": observed["published"],
@@ -330,7 +346,8 @@ def run_soak(options: SoakOptions) -> int:
     out_dir = Path(options.out_dir) if options.out_dir else repo_root() / "out" / f"soak-{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
     env = apply_loopback_profile(log_dir=str(out_dir / "ros_logs"))
-    launcher = GraphLauncher(profile("sim"), env, overrides=soak_overrides(options), log_dir=out_dir / "logs")
+    nodes = [*profile("sim"), JPEG_PERCEPTION]
+    launcher = GraphLauncher(nodes, env, overrides=soak_overrides(options), log_dir=out_dir / "logs")
     print(
         f"[soak] policy={options.policy} minutes={options.minutes:g} warm-up={options.warmup_s:g} s "
         f"seed={options.seed}; logs in {out_dir / 'logs'}"
