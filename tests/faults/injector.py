@@ -39,6 +39,10 @@ JOINT_STATES_TOPIC = "/wx250s/joint_states"
 ACTION_DIMS = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
 INJECTED_POLICY = "fault_injector"
 INJECTED = "fault_injector"  # frame_id of the joint states the injector makes up
+# Each test judges the joints (limits, speed, the first command of an episode); the tool step per
+# window has a test of its own that judges every command of the module.
+JOINT_KINDS = ("position_limit", "joint_speed", "previous_episode")
+TOOL_KINDS = ("tool_step_m", "tool_step_rad")
 EPISODE_START_WINDOW_NS = 500_000_000  # what follows an episode start this closely is the start's doing
 
 
@@ -241,11 +245,13 @@ class Injector(Node):
         with self.lock:
             return len(self.arm)
 
-    def violations_since(self, index: int, near_episode_starts: bool = False) -> list[Violation]:
-        """Monitor violations after the first ``index``; by default without those stamped within
-        EPISODE_START_WINDOW_NS after an episode start (the episode-start test owns those)."""
+    def violations_since(
+        self, index: int, kinds: Sequence[str] = JOINT_KINDS, near_episode_starts: bool = False
+    ) -> list[Violation]:
+        """Monitor violations of ``kinds`` after the first ``index``; by default without those stamped
+        within EPISODE_START_WINDOW_NS after an episode start (the episode-start test owns those)."""
         with self.lock:
-            found = list(self.monitor.violations[index:])
+            found = [v for v in self.monitor.violations[index:] if v.kind in kinds]
             starts = [stamp for _, stamp in self.episode_starts]
         if near_episode_starts:
             return found

@@ -5,13 +5,16 @@ the whole module, with short episodes so that episode starts happen all along. T
 (tests/faults/injector.py) publishes hand-built messages on the graph's topics, pauses node
 processes with SIGSTOP, and feeds every arm command, joint state and episode start it sees into
 vla_eval's ArmMonitor. Each test asserts over DDS that every node is still the same live process,
-that no streamed command broke a position, speed or tool-step bound (0 monitor violations), that
-the node's /diagnostics names the cause, and that the graph recovers (the arm moves again, without
-a jump). tests/faults/README.md maps each fault of issue 22 and of safety.md to its test.
+that no streamed command broke a joint position or speed bound (0 monitor violations), that the
+node's /diagnostics (or its log) names the cause, and that the graph recovers (the arm moves again,
+without a jump). Two tests near the end judge all the module's commands: the tool step per 0.2 s
+window and the first command after each episode start. tests/faults/README.md maps each fault of
+issue 22 and of safety.md to its test.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import numpy as np
 import pytest
 import rclpy
 from graph_helpers import start_graph, wait_until
-from injector import Injector, all_alive, node_pids, paused, repeat, spinning
+from injector import TOOL_KINDS, Injector, all_alive, node_pids, paused, repeat, rgb_image, spinning
 
 from vla_bringup.profiles import PROFILES
 
@@ -36,6 +39,7 @@ def graph(tmp_path_factory):
     launcher = start_graph(list(PROFILES["sim"]), tmp_path, OVERRIDES)
     rclpy.init()
     injector = Injector(sim_time=True, log_dir=tmp_path / "logs")
+    injector.watch_observations(["primary"])
     try:
         with spinning(injector):
             started = wait_until(
@@ -85,7 +89,7 @@ def test_a_stalled_actuation_loop_resumes_within_the_bounds_and_counts_the_overr
     assert wait_until(lambda: injector.count("actuation", "servo_overruns") >= overruns + 2, 5.0), (
         injector.counters.get("actuation")
     )
-    assert injector.named("actuation", "servo loop overran")
+    assert _names(injector, "actuation", "servo loop overran")
     assert all_alive(launcher, pids), launcher.poll()
     assert _moves_again(injector)
 
@@ -105,8 +109,8 @@ def test_nan_and_read_failure_joint_states_hold_and_resume_without_a_jump(graph)
 
     assert _violations_during(injector, inject) == []
     assert wait_until(lambda: injector.count("actuation", "bad_joint_states") >= bad + 100, 5.0)
-    assert injector.named("actuation", "joint_states rejected", "elbow")
-    assert injector.named("actuation", "joint_states rejected", "-pi")
+    assert _names(injector, "actuation", "joint_states rejected", "elbow")
+    assert _names(injector, "actuation", "joint_states rejected", "-pi")
     assert all_alive(launcher, pids), launcher.poll()
     assert _moves_again(injector)
 
@@ -167,10 +171,10 @@ def test_bad_action_values_and_stamps_are_refused_by_name(graph):
     assert _violations_during(injector, inject) == []
     assert wait_until(lambda: injector.count("actuation", "rejected_actions") >= rejected + 2, 5.0)
     assert wait_until(lambda: injector.count("actuation", "stale_actions") >= stale + 2, 5.0)
-    assert injector.named("actuation", "action rejected", "str", "expected a number")
-    assert injector.named("actuation", "action rejected", "bool", "expected a number")
-    assert injector.named("actuation", "command stamp is zero")
-    assert injector.named("actuation", "in the future")
+    assert _names(injector, "actuation", "action rejected", "str", "expected a number")
+    assert _names(injector, "actuation", "action rejected", "bool", "expected a number")
+    assert _names(injector, "actuation", "command stamp is zero")
+    assert _names(injector, "actuation", "in the future")
     assert all_alive(launcher, pids), launcher.poll()
 
 
@@ -195,18 +199,26 @@ def test_a_hung_policy_is_followed_open_loop_for_at_most_0_5_s_then_the_arm_hold
         assert wait_until(lambda: injector.count("actuation", "hold_no_action") > holds, 5.0)
 
         step = [0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        # Stamped after the episode start (a chunk from before it is dropped as the last episode's)
+        assert wait_until(lambda: 1.1 <= _episode_time_s(injector) <= 1.7, 10.0)
         injector.send_action([step] * 4, age_s=1.0)  # steps end 0.2 .. 0.8 s after the stamp: all past
         assert wait_until(lambda: injector.count("actuation", "rejected_chunks") > late, 5.0)
-        assert injector.named("actuation", "all 4 steps are in the past")
+        assert _names(injector, "actuation", "all 4 steps are in the past")
         # Its first step is past (nearer step 1 than 0): dropped, step 1 accepted (it runs if a control
         # tick comes before it ends too: max_open_loop_s leaves 2 steps of a chunk).
         accepted = injector.count("actuation", "actions")
         injector.send_action([step] * 4, age_s=0.12)
         assert wait_until(lambda: injector.count("actuation", "actions") > accepted, 5.0)
 
-        out = [[0.05, 0.05, 0.05, 0.0, 0.0, 0.0, 1.0]] * 2
-        repeat(3.0, 0.2, lambda _: injector.send_action(out))
-        assert wait_until(lambda: injector.count("actuation", "violation.workspace_clamped") > clamped, 5.0)
+        # Down through the table from the reset pose (tool z 0.20 m; the box ends at z -0.01 m): 5 steps
+        # of 0.05 m, sent until one is clamped (a loaded machine runs the sim slower than real time).
+        down = [[0.0, 0.0, -0.05, 0.0, 0.0, 0.0, 1.0]] * 2
+
+        def clamped_yet() -> bool:
+            injector.send_action(down)
+            return injector.count("actuation", "violation.workspace_clamped") > clamped
+
+        assert wait_until(clamped_yet, 10.0, 0.2), injector.counters.get("actuation")
     time.sleep(0.6)
     assert injector.violations_since(first) == []
     assert all_alive(launcher, pids), launcher.poll()
@@ -214,9 +226,102 @@ def test_a_hung_policy_is_followed_open_loop_for_at_most_0_5_s_then_the_arm_hold
     assert injector.violations_since(first) == []
 
 
+def _names(injector: Injector, node: str, *words: str) -> bool:
+    """Does ``node`` name the cause within 3 s (its /diagnostics come at 1 Hz)?"""
+    return wait_until(lambda: injector.named(node, *words), 3.0)
+
+
+def _observed_since(injector: Injector, t: float) -> bool:
+    with injector.lock:
+        return any(r > t for r in injector.observations["primary"])
+
+
+def _episode_time_s(injector: Injector) -> float:
+    """Sim time since the newest episode start (episodes last EPISODE_STEPS control steps)."""
+    with injector.lock:
+        start_ns = injector.episode_starts[-1][1] if injector.episode_starts else 0
+    return (injector.now_ns() - start_ns) * 1e-9
+
+
 def _quiet_for(injector: Injector, seconds: float) -> bool:
     with injector.lock:
         return bool(injector.arm) and time.monotonic() - injector.arm[-1][0] >= seconds
+
+
+def test_camera_stamps_30_s_in_the_future_for_1_s_do_not_stop_the_observations(graph):
+    """Why: camera stamps 30 s in the future for 1 s: observations resumed only 36.6 s after the fault
+    ended (the synchroniser kept the future stamp as its newest). Issue 22 point 4: a source whose
+    clock jumped is used again within one control period after its stamps are sane again (here 3 s
+    are allowed: a loaded machine)."""
+    injector, launcher, pids, _ = graph
+    topic = "/camera/third_person/image_raw"  # the sim's camera behind perception's 'primary'
+
+    def future_frame(i: int) -> None:
+        injector.publish_camera(topic, rgb_image(injector.now_ns() + 30 * 1_000_000_000, seed=i))
+
+    repeat(1.0, 0.05, future_frame)  # beside the sim's own frames of that camera
+    ended = time.monotonic()
+
+    assert wait_until(lambda: _observed_since(injector, ended), 3.0), (
+        "no observation within 3 s of the fault's end"
+    )
+    assert _names(injector, "perception", "future")
+    assert all_alive(launcher, pids), launcher.poll()
+    assert _moves_again(injector)
+
+
+def test_camera_frames_with_a_wrong_encoding_or_truncated_data_are_refused_by_name(graph):
+    """safety.md 8 (wrong encoding, truncated data) on the sim graph: each is refused on arrival,
+    counted and named by perception; the sim's good frames keep the observations coming."""
+    injector, launcher, pids, _ = graph
+    topic = "/camera/third_person/image_raw"  # perception's 'primary'
+    refused = injector.count("perception", "refused.bad_data.primary")
+
+    def yuv(i: int) -> None:
+        frame = rgb_image(injector.now_ns(), seed=100 + i)
+        frame.encoding = "yuv422"
+        injector.publish_camera(topic, frame)
+
+    def truncated(i: int) -> None:
+        frame = rgb_image(injector.now_ns(), seed=200 + i)
+        frame.data = bytes(frame.data[: len(frame.data) // 3])
+        injector.publish_camera(topic, frame)
+
+    def until_named(send, *words: str) -> bool:
+        """Send bad frames until perception names them (its last reason per kind: last_rejected.*)."""
+        frames = itertools.count()  # fresh content each: never a frozen camera
+        return wait_until(lambda: (send(next(frames)), injector.named("perception", *words))[1], 5.0, 0.05)
+
+    assert until_named(yuv, "camera 'primary'", "encoding 'yuv422' is not supported")
+    assert until_named(truncated, "camera 'primary'", "data has 76800 bytes, fewer than step 960")
+    ended = time.monotonic()
+    assert wait_until(lambda: injector.count("perception", "refused.bad_data.primary") >= refused + 2, 5.0), (
+        injector.counters.get("perception")
+    )
+    assert wait_until(lambda: _observed_since(injector, ended), 3.0), "no observation after the bad frames"
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="helper C (actuation servo stream, not landed): the committed stream bounds the tool only "
+    "between neighbouring points; over a 0.2 s window of arrivals the tool travels up to 0.09-0.12 m "
+    "(bound 0.05 m, tolerance 10 %)",
+)
+def test_the_tool_moves_at_most_the_per_step_bound_in_any_0_2_s_window(graph):
+    """Why: 10x actions moved the commanded tool 0.080 m and 0.414 rad in one 0.2 s step (bound 0.05 m
+    / 0.25 rad); issue 22 point 3: the per-step tool bound holds on what is streamed.
+
+    Judges every command the module has seen (the plain graph, stalls, NaN joint states, 10x and
+    fuzzed chunks, bad inputs, the hung policy), plus 2 s more of 10x actions at 6.25 Hz."""
+    injector, launcher, pids, _ = graph
+    rng = np.random.default_rng(625)
+    repeat(2.0, 0.16, lambda _: injector.send_action(_ten_times_the_bound(rng)))
+    time.sleep(0.6)
+    found = injector.violations_since(0, kinds=TOOL_KINDS)
+    summary = injector.monitor.summary()
+    assert found == [], (len(found), summary["max_tool_step_m"], summary["max_tool_step_rad"], found[:3])
+    assert all_alive(launcher, pids), launcher.poll()
 
 
 @pytest.mark.xfail(
