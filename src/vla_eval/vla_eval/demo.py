@@ -18,7 +18,7 @@ from tqdm import tqdm
 from vla_bringup.deployment import load_deployment
 from vla_bringup.launcher import GraphLauncher
 from vla_bringup.paths import repo_root
-from vla_bringup.policies import DEFAULT_POLICY, PolicySpec, resolve_policy
+from vla_bringup.policies import DEFAULT_POLICY, PolicySpec, policy_parameters, resolve_policy
 from vla_bringup.profiles import profile
 from vla_bringup.ros_env import apply_loopback_profile
 from vla_data.stop_signals import Interrupted, StopSignals
@@ -133,14 +133,7 @@ def demo_overrides(options: DemoOptions, spec: PolicySpec) -> dict[str, dict[str
         sim["real_time_factor"] = options.real_time_factor
     overrides: dict[str, dict[str, object]] = {
         "sim": sim,
-        "policy": {
-            "backend": spec.backend,
-            "action_kind": options.action_kind,
-            "checkpoint": spec.checkpoint,
-            "backend_options": json.dumps(spec.options),
-            # Only the sim's scripted expert reads privileged state; a VLA sees pixels alone.
-            "use_privileged_state": spec.privileged,
-        },
+        "policy": {**policy_parameters(spec), "action_kind": options.action_kind},
     }
     execution_mode = options.execution_mode or spec.execution_mode
     if execution_mode:
