@@ -7,7 +7,8 @@ overwritten (OpenCV decodes it without an error), a 3000x3000 raw frame and a 30
 wrist camera dropping out, and a best-effort publisher on the reliable wrist topic. For each it
 checks over DDS that the cause is counted and named in /diagnostics, that no observation is
 published from the bad frames, and that observations come back within one control period (plus
-a wide margin for a loaded machine) once the frames are good again.
+a wide margin for a loaded machine) once the frames are good again. Before any of it, a publisher
+of the wrong message type on a camera topic is named as the reason that camera is silent.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from graph_helpers import spinning, start_graph
+from graph_helpers import spinning, start_graph, wait_until
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -146,13 +148,27 @@ def middle_zeroed(data: bytes) -> bytes:
 
 def test_bad_camera_frames_are_named_never_used_and_recovered_from(probe, tmp_path):
     node, launcher = probe
+    # safety.md case 9 at start: a camera topic whose publisher sends another type is silent; named.
+    context = rclpy.Context()  # a participant of its own: DDS allows one type per topic in each
+    rclpy.init(context=context)
+    other = rclpy.create_node("wrong_type_camera", context=context)
+    other.create_publisher(CompressedImage, PRIMARY, CAMERA_QOS)
+    silent = (
+        "cameras without frames: camera 'primary' on /camera/test/primary: publisher 'wrong_type_camera' "
+        "sends sensor_msgs/msg/CompressedImage, but primary.transport expects sensor_msgs/msg/Image"
+    )
+    try:
+        assert wait_until(lambda: node.said(silent) or launcher.poll() is not None, 60.0), node.messages[-3:]
+    finally:
+        other.destroy_node()
+        rclpy.try_shutdown(context=context)
     deadline = time.monotonic() + 60
     while node.first_received_from(0) is None and time.monotonic() < deadline and launcher.poll() is None:
         node.pump(0.5)
     assert node.first_received_from(0) is not None, f"no observation before the faults: {node.messages[-3:]}"
 
     def fault(
-        name: str, counter: str, text: str, grace_s: float = 0.1, seconds: float = 1.0, **frames
+        name: str, counter: str, text: str, grace_s: float = 0.1, seconds: float = 2.0, **frames
     ) -> None:
         before = node.count(counter)
         start, end = node.pump(seconds, **frames)
@@ -198,7 +214,7 @@ def test_bad_camera_frames_are_named_never_used_and_recovered_from(probe, tmp_pa
         "refused.frozen.primary",
         "camera 'primary': frozen: content unchanged for ",
         grace_s=FROZEN_AFTER_S + CONTROL_PERIOD_S + 0.1,
-        seconds=2.0,
+        seconds=2.5,
         primary=lambda now: node.raw(now, frozen),
     )
     good_jpeg = cv2.imencode(".jpg", cv2.resize(node.pixels(), (320, 240)))[1].tobytes()
