@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from vla_perception.frame_gate import FrameGate, FrameLimits, Refusal
 from vla_perception.image_codec import (
     SUPPORTED_ENCODINGS,
     array_to_compressed,
@@ -19,6 +20,8 @@ from vla_perception.image_codec import (
     image_to_array,
     to_rgb8,
 )
+
+S = 1_000_000_000
 
 
 @dataclass
@@ -99,6 +102,45 @@ def test_random_bytes_and_formats_only_ever_raise_value_error() -> None:
             compressed_to_array(formats[rng.integers(len(formats))], data)
 
 
+@dataclass
+class FakeCompressed:
+    format: object
+    data: object
+
+
+def test_the_frame_gate_never_raises_on_random_frames() -> None:
+    """Every arriving frame gets a Refusal or None: random fields, bytes, stamps, damaged JPEGs."""
+    gate = FrameGate(FrameLimits(S // 2, S // 2, S, 640 * 480, 50_000))
+    rng = np.random.default_rng(5)
+    _, jpeg = array_to_compressed(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), "jpeg", "bgr8")
+    encodings = [*SUPPORTED_ENCODINGS, "yuv422", ""]
+    damaged = _damaged_variants(jpeg, rng)
+    outcomes: dict[str, int] = {}
+    for i in range(2000):
+        stamp = int(rng.choice([0, 1000 * S, 1000 * S + 40 * S, 990 * S, int(rng.integers(1, 2000)) * S]))
+        if i % 2:
+            height, width, step = (int(v) for v in rng.integers(-2, 3000, 3))
+            data = rng.integers(0, 256, int(rng.integers(0, 3000)), dtype=np.uint8).tobytes()
+            msg = FakeImage(height, width, encodings[rng.integers(len(encodings))], 0, step, data)
+            refusal = gate.admit("primary", "raw", msg, stamp, 1000 * S)
+        else:
+            data = damaged[int(rng.integers(0, len(damaged)))] if rng.random() < 0.7 else jpeg
+            msg = FakeCompressed(["jpeg", "png", "", "tiff"][rng.integers(4)], data)
+            refusal = gate.admit("wrist", "compressed", msg, stamp, 1000 * S)
+        assert refusal is None or (isinstance(refusal, Refusal) and refusal.reason.startswith("camera '"))
+        key = "admitted" if refusal is None else refusal.cause
+        outcomes[key] = outcomes.get(key, 0) + 1
+    assert set(outcomes) >= {
+        "admitted",
+        "zero_stamp",
+        "future_stamp",
+        "old_stamp",
+        "too_large",
+        "bad_data",
+        "corrupt",
+    }
+
+
 def test_pure_modules_import_without_ros() -> None:
     code = (
         "import sys\n"
@@ -108,6 +150,8 @@ def test_pure_modules_import_without_ros() -> None:
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import vla_perception.image_codec, vla_perception.preprocess, vla_perception.sync\n"
+        "import vla_perception.frame_gate, vla_perception.camera_topics, vla_perception.heap\n"
+        "import vla_perception.perception_settings\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
