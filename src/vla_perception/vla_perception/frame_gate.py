@@ -101,13 +101,20 @@ def _byte_length(data: Any) -> int:
         return len(data)
 
 
+def _pixel_refusal(exc: ValueError) -> Refusal:
+    """check_pixel_count's error: too many pixels (the parameter named) or an empty size."""
+    if "more than" in str(exc):
+        return Refusal("too_large", f"{exc} (max_pixels)")
+    return Refusal("bad_data", str(exc))
+
+
 def check_raw(camera: str, msg_like: Any, max_pixels: int) -> Refusal | None:
     """A raw Image-like frame: its size against ``max_pixels`` first, then its fields against its data."""
     what = f"camera '{camera}'"
     try:
         check_pixel_count(int(msg_like.width), int(msg_like.height), what=what, max_pixels=max_pixels)
     except ValueError as exc:
-        return Refusal("too_large" if "more than" in str(exc) else "bad_data", f"{exc} (max_pixels)")
+        return _pixel_refusal(exc)
     nbytes = _byte_length(msg_like.data)
     if nbytes > max_pixels * MAX_BYTES_PER_PIXEL:
         return Refusal(
@@ -141,7 +148,7 @@ def check_compressed_frame(camera: str, msg_like: Any, limits: FrameLimits) -> R
             width, height, what=f"camera '{camera}': header declares", max_pixels=limits.max_pixels
         )
     except ValueError as exc:
-        return Refusal("too_large" if "more than" in str(exc) else "bad_data", f"{exc} (max_pixels)")
+        return _pixel_refusal(exc)
     try:
         check_compressed(msg_like.format, payload, camera=camera)
     except ValueError as exc:
