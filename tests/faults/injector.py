@@ -154,7 +154,7 @@ class Injector(Node):
         with self.lock:
             if np.all(np.isfinite(joints)) and stamp_ns > 0:
                 self.measured.append((received, stamp_ns, joints))
-            self.monitor.joint_state(received, joints)
+            self.monitor.joint_state(received, joints, stamp_ns)
 
     def _relay_due(self) -> None:
         now = time.monotonic()

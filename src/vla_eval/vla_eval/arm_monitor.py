@@ -178,9 +178,14 @@ class ArmMonitor:
         return self._kinematics or ToolKinematics()
 
     # --- inputs ---------------------------------------------------------------------------------
-    def joint_state(self, received_s: float, positions: Sequence[float]) -> list[Violation]:
+    def joint_state(
+        self, received_s: float, positions: Sequence[float], stamp_ns: int | None = None
+    ) -> list[Violation]:
         """A measured joint state (ARM_JOINT_NAMES order); one with a non-finite value is ignored.
 
+        ``stamp_ns`` (its header stamp, if known): a state stamped before the current episode's start
+        was measured before the reset, even if it arrives after the start event (topics are not
+        ordered with each other), so it does not count as the episode's first measurement.
         Returns the violations of first-of-episode commands that were waiting for this measurement.
         """
         joints = np.asarray(positions, dtype=float).reshape(-1)
@@ -191,6 +196,8 @@ class ArmMonitor:
         self._measured = joints
         episode = self._episode
         if episode is None or received_s < episode.received_s:
+            return []
+        if stamp_ns is not None and stamp_ns < episode.start_ns:
             return []
         episode.measured = joints
         found: list[Violation] = []

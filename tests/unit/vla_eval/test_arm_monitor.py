@@ -178,6 +178,19 @@ def test_the_first_command_waits_for_a_measurement_after_the_start():
     assert [v.kind for v in found] == ["previous_episode"] and monitor.violations == found
 
 
+def test_a_joint_state_stamped_before_the_start_is_not_the_episodes_measurement():
+    """A state measured before the reset may arrive after the start event: its stamp says so."""
+    monitor = ArmMonitor()
+    old = START.copy()
+    t = stream(monitor, [old])
+    start_ns = int(t * 1e9)
+    monitor.episode_start(start_ns, received_s=t)
+    assert monitor.joint_state(t + 0.005, old, stamp_ns=start_ns - 20_000_000) == []  # in flight
+    assert monitor.add(command(t + 0.01, np.zeros(6), 0.04)) == []  # waits for the reset's state
+    assert monitor.joint_state(t + 0.02, np.zeros(6), stamp_ns=start_ns) == []
+    assert monitor.violations == []
+
+
 def test_non_finite_joint_states_are_not_measurements_and_bad_shapes_are_refused():
     monitor = ArmMonitor()
     monitor.episode_start(1_000_000_000, received_s=1.0)
