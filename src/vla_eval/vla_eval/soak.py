@@ -168,8 +168,15 @@ def acceptance(report: dict) -> dict[str, dict]:
     violations = Counter(report["arm"]["violations"])
     growth = {n: g["growth_pct"] for n, g in report["rss"].items()}
     worst_growth = max((g for g in growth.values() if g is not None), default=None)
-    unexpected = sum(sum(v.values()) for v in report["unexpected_errors"].values())
-    unexpected += sum(v["unexpected_error_lines"] for v in report["logs"].values())
+    # per node, the guard's count on /diagnostics or, if higher (a node without it), its log lines
+    nodes = set(report["unexpected_errors"]) | set(report["logs"])
+    unexpected = sum(
+        max(
+            sum(report["unexpected_errors"].get(node, {}).values()),
+            report["logs"].get(node, {}).get("unexpected_error_lines", 0),
+        )
+        for node in nodes
+    )
     figures = {
         "crashes": (len(report["crashes"]), "0", len(report["crashes"]) == 0),
         "position_or_speed_limit": (

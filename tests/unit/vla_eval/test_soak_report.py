@@ -156,6 +156,11 @@ def test_a_crash_memory_growth_and_unexpected_errors_each_fail():
     logs = copy.deepcopy(LOGS)
     logs["sim"]["unexpected_error_lines"] = 1
     assert not _report(logs=logs)["acceptance"]["unexpected_errors"]["pass"]
+    # the same errors on /diagnostics and in the (throttled) log are counted once
+    counted = _observed(counters={"actuation": {"unexpected_error.joint_state": 3}})
+    logs["sim"]["unexpected_error_lines"] = 0
+    logs["actuation"]["unexpected_error_lines"] = 2
+    assert _report(counted, logs=logs)["acceptance"]["unexpected_errors"]["value"] == 3
 
 
 def test_another_graph_on_the_domain_is_found_and_fails_the_run():
