@@ -25,6 +25,7 @@ from graph_helpers import start_graph, wait_until
 from injector import TOOL_KINDS, Injector, all_alive, node_pids, paused, repeat, rgb_image, spinning
 
 from vla_bringup.profiles import PROFILES
+from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME, JOINT_LOWER_RAD, JOINT_UPPER_RAD
 
 pytestmark = pytest.mark.ros
 
@@ -322,6 +323,50 @@ def test_the_tool_moves_at_most_the_per_step_bound_in_any_0_2_s_window(graph):
     summary = injector.monitor.summary()
     assert found == [], (len(found), summary["max_tool_step_m"], summary["max_tool_step_rad"], found[:3])
     assert all_alive(launcher, pids), launcher.poll()
+
+
+def test_no_input_so_far_reached_a_last_resort_callback_guard(graph):
+    """Issue 22 point 1: every callback validates its input; the guard around it is for bugs. After
+    all the faults above, no node counted an unexpected exception."""
+    injector, launcher, pids, _ = graph
+    time.sleep(1.1)  # one more diagnostics period
+    with injector.lock:
+        fired = {
+            node: {k: v for k, v in counts.items() if k.startswith("unexpected_error")}
+            for node, counts in injector.counters.items()
+        }
+    assert set(fired) >= {"perception", "policy", "actuation"}, fired
+    assert not any(fired.values()), fired
+    assert all_alive(launcher, pids), launcher.poll()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="helper C (actuation, not landed): a joint state with finite arm joints and a NaN or infinite "
+    "left_finger raises 'ValueError: finger_m: expected a finite value' in _on_joint_state (caught by "
+    "the last-resort guard: unexpected_error.joint_state)",
+)
+def test_spurious_joint_states_never_pull_the_arm_towards_them(graph):
+    """Found by `vla-stack soak` (docs/reliability.md): joint states whose arm joints are finite but
+    far from the arm, some with a NaN or infinite finger: the arm was commanded towards the false pose
+    (19.2 rad/s) and actuation's joint_state callback raised into its guard."""
+    injector, launcher, pids, _ = graph
+    rng = np.random.default_rng(19)
+    names = [*ARM_JOINT_NAMES, FINGER_JOINT_NAME]
+
+    def spurious(i: int) -> None:
+        joints = rng.uniform(0.8 * JOINT_LOWER_RAD, 0.8 * JOINT_UPPER_RAD)
+        injector.send_joint_state([*joints, (float("nan"), float("inf"), 0.03)[i % 3]], names=names)
+
+    def guard_counts() -> dict[str, int]:
+        with injector.lock:
+            return {k: v for k, v in injector.counters.get("actuation", {}).items() if "unexpected" in k}
+
+    assert _violations_during(injector, lambda: repeat(1.0, 0.1, spurious)) == []
+    time.sleep(1.1)
+    assert guard_counts() == {}
+    assert all_alive(launcher, pids), launcher.poll()
+    assert _moves_again(injector)
 
 
 @pytest.mark.xfail(
