@@ -182,7 +182,7 @@ class SoakNode(Node):
             return
         try:
             positions = [msg.position[list(msg.name).index(name)] for name in ARM_JOINT_NAMES]
-            found = self.monitor.joint_state(time.monotonic(), positions)
+            found = self.monitor.joint_state(time.monotonic(), positions, stamp_to_ns(msg.header.stamp))
         except (ValueError, IndexError) as exc:
             self._monitor_error(f"sim joint state: {exc}")
             return
