@@ -385,7 +385,7 @@ def test_package_xml(package):
 def project_dependencies(package: str) -> set[str]:
     """Every project package `package` depends on, directly or not, per the package.xml files."""
     seen: set[str] = set()
-    todo = [package]
+    todo = [package] if package in PACKAGES else []  # an external package (e.g. builtin_interfaces)
     while todo:
         for dep in exec_depends(todo.pop()) & set(PACKAGES):
             if dep not in seen:
