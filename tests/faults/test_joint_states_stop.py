@@ -63,10 +63,10 @@ def test_joint_states_that_stop_hold_the_arm_and_it_resumes_without_a_jump(graph
     stale = injector.count("actuation", "stale_joint_states")
     with paused(fake.pid):
         stopped = time.monotonic()
-        repeat(2.0, 0.2, act)
-        with injector.lock:
-            late = [r for r, *_ in injector.arm if r > stopped + JOINT_STATE_TIMEOUT_S + 0.5]
-    assert late == [], f"{len(late)} commands streamed more than 1 s after the joint states stopped"
+        repeat(2.5, 0.2, act)
+        with injector.lock:  # the timeout, a control period, and a wide margin for a loaded machine
+            late = [r for r, *_ in injector.arm if r > stopped + JOINT_STATE_TIMEOUT_S + 1.0]
+    assert late == [], f"{len(late)} commands streamed more than 1.5 s after the joint states stopped"
     assert wait_until(lambda: injector.count("actuation", "stale_joint_states") > stale, 5.0)
     assert wait_until(lambda: injector.named("actuation", "joint_states are", "s old; holding"), 3.0)
 
