@@ -318,6 +318,8 @@ class ArmMonitor:
     def _tool_window(self, cmd: StreamedCommand, positions: np.ndarray) -> list[Violation]:
         position_m, rotation = self.kinematics.pose(positions)
         arrival_s = cmd.stamp_ns * 1e-9 + cmd.time_from_start_s
+        if self._recent and self._recent[-1].arrival_s > arrival_s + HISTORY_S:
+            self._recent.clear()  # the clock went back (a restarted sim or bag): a new stream
         while self._recent and self._recent[0].arrival_s < arrival_s - HISTORY_S:
             self._recent.popleft()
         worst_m: tuple[float, _Sent] | None = None

@@ -129,6 +129,14 @@ def test_the_tool_window_is_measured_between_arrivals():
     assert kinds(fast) == {"tool_step_m", "tool_step_rad"}  # the shoulder also turns the tool 0.35 rad
 
 
+def test_the_tool_window_keeps_only_recent_commands_even_when_the_clock_goes_back():
+    monitor = ArmMonitor()
+    stream(monitor, [START] * 200)  # 4 s at 50 Hz
+    assert len(monitor._recent) <= 2.0 / SERVO_S + 2
+    stream(monitor, [START] * 5, t0_s=1.0)  # a restarted clock, 9 s back
+    assert len(monitor._recent) == 5 and monitor.violations == []
+
+
 def test_rotation_of_the_tool_beyond_the_bound():
     monitor = ArmMonitor()
     turned = START + np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.4])  # wrist_rotate: pure tool rotation
