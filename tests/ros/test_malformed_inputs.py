@@ -17,9 +17,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from graph_helpers import start_graph, wait_until
+from graph_helpers import spinning, start_graph, wait_until
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
@@ -46,6 +45,7 @@ class Probe(Node):
         self.actions = 0
         self.counters: dict[str, dict[str, int]] = {}  # node -> counters from its latest diagnostics
         self.messages: dict[str, list[str]] = {}  # node -> every status message seen
+        self.notes: dict[str, dict[str, str]] = {}  # node -> last_rejected.<kind>: its last reason
         self.create_subscription(String, "/vla/action", self._on_action, RELIABLE_QOS)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.episode = self.create_publisher(String, "/vla/episode", EVENTS_QOS)
@@ -68,6 +68,7 @@ class Probe(Node):
                     kv.key[6:]: int(kv.value) for kv in status.values if kv.key.startswith("count.")
                 }
                 self.messages.setdefault(node, []).append(status.message)
+                self.notes[node] = {kv.key: kv.value for kv in status.values if kv.key.startswith("last_")}
 
     def action_count(self) -> int:
         with self.lock:
@@ -76,6 +77,10 @@ class Probe(Node):
     def counter(self, node: str, key: str) -> int:
         with self.lock:
             return self.counters.get(node, {}).get(key, 0)
+
+    def reason(self, node: str, kind: str) -> str:
+        with self.lock:
+            return self.notes.get(node, {}).get(f"last_rejected.{kind}", "")
 
     def said(self, node: str, text: str) -> bool:
         with self.lock:
@@ -89,20 +94,10 @@ class Probe(Node):
 @pytest.fixture()
 def graph(tmp_path: Path):
     launcher = start_graph(NODES, tmp_path, OVERRIDES)
-    rclpy.init()
-    probe = Probe()
-    stop = threading.Event()
-    spinner = threading.Thread(
-        target=lambda: [rclpy.spin_once(probe, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
-    )
-    spinner.start()
     try:
-        yield probe, launcher
+        with spinning(Probe) as probe:
+            yield probe, launcher
     finally:
-        stop.set()
-        spinner.join()
-        probe.destroy_node()
-        rclpy.try_shutdown()
         launcher.stop()
 
 
@@ -155,8 +150,16 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
     assert logged(
         "policy", "dropped image.primary: observation 'primary': data has 100 bytes, fewer than step 672"
     )
+    # The last reason per kind on /diagnostics, whatever the status message says now.
+    # (the last of the two bad episode events: too large to be parsed)
+    assert "episode event: 200011 bytes, more than the limit of" in probe.reason("policy", "episode")
+    assert probe.reason("policy", "privileged_state").startswith("privileged state: not JSON"), probe.notes
+    assert "data has 100 bytes, fewer than step 672" in probe.reason("policy", "image.primary"), probe.notes
+    assert probe.reason("policy", "joints").startswith("joint state: a position is not a finite number")
+    assert f"{MAX_INSTRUCTION_CHARS + 1} characters" in probe.reason("policy", "instruction"), probe.notes
     # Validation caught all of it: the last-resort guards were never reached.
     assert probe.guard_counts("perception") == {} and probe.guard_counts("policy") == {}
+    assert probe.guard_counts("sim") == {} and "sim" in probe.counters, probe.counters
     assert probe.counters.get("perception") and probe.counters.get("policy")  # diagnostics were read
 
     # Still working: fresh actions after the faults, every process alive.

@@ -1,15 +1,12 @@
 """Checks on the actuation node's inputs before they are decoded or acted on (pure, no ROS).
 
-Each returns a value or a reason naming the offending value; none raises on input.
+Each returns a value or a reason naming the offending value; none raises on input. /vla/episode
+is read by vla_common.inbound.decode_episode_event, as in every node.
 """
 
 from __future__ import annotations
 
-import json
-import math
-
-# An episode event is a few fields; anything much larger is not one.
-MAX_EPISODE_EVENT_BYTES = 4096
+import numpy as np
 
 
 def action_size_problem(n_bytes: int, max_bytes: int) -> str | None:
@@ -19,27 +16,15 @@ def action_size_problem(n_bytes: int, max_bytes: int) -> str | None:
     return None
 
 
-def parse_episode_event(text: str) -> tuple[int | None, str | None]:
-    """``(start stamp ns, None)`` for a start event, ``(None, None)`` for another, or ``(None, reason)``."""
-    if len(text) > MAX_EPISODE_EVENT_BYTES:
-        return None, f"episode event of {len(text)} characters exceeds {MAX_EPISODE_EVENT_BYTES}"
-    try:
-        event = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        return None, f"episode event is not JSON ({type(exc).__name__}): {text[:60]!r}"
-    if not isinstance(event, dict):
-        return None, f"episode event: expected a JSON object, got {type(event).__name__}"
-    if event.get("event") != "start":
-        return None, None
-    stamp = event.get("stamp_ns", 0)
-    number = isinstance(stamp, (int, float)) and not isinstance(stamp, bool)
-    if not number or not math.isfinite(stamp) or stamp < 0:
-        return None, f"episode start: stamp_ns must be a number >= 0, got {stamp!r}"
-    return int(stamp), None
-
-
-def joint_state_jump_rad(previous: object, current: object) -> float:
-    """The largest per-joint change between two measured joint vectors (rad); 0 without a previous one."""
+def joint_state_jump_rad(
+    previous: object, current: object, elapsed_s: float = 0.0, speed_rad_s: object = 0.0
+) -> float:
+    """How far a measured joint moved between two joint states beyond what ``speed_rad_s`` (one per
+    joint, or one for all) allows over the ``elapsed_s`` between their stamps (rad, the largest over
+    the joints); 0 without a previous state. An arm moving at its speed limit while joint states
+    arrive late or bunched never counts as a jump; a reset we were not told of does."""
     if previous is None:
         return 0.0
-    return float(max(abs(float(a) - float(b)) for a, b in zip(previous, current, strict=True)))
+    change = np.abs(np.asarray(current, dtype=float) - np.asarray(previous, dtype=float))
+    allowed = np.asarray(speed_rad_s, dtype=float) * max(0.0, float(elapsed_s))
+    return float(np.max(change - allowed))

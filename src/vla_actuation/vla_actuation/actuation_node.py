@@ -20,16 +20,17 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from vla_actuation.actuation_inputs import action_size_problem, joint_state_jump_rad, parse_episode_event
+from vla_actuation.actuation_inputs import action_size_problem, joint_state_jump_rad
 from vla_actuation.actuation_settings import PARAMETERS, ActuationSettings, build_settings
 from vla_actuation.ee_delta_controller import EeDeltaController
 from vla_actuation.safety import command_is_stale, validate_action, validate_joint_state
 from vla_actuation.servo_stream import ServoStream
 from vla_common.action_message import decode_action_chunk
 from vla_common.control_period import step_dt_mismatch
+from vla_common.inbound import decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
-from vla_common.ros.callback_guard import CallbackGuard
+from vla_common.ros.callback_guard import LAST_REASON_PREFIX, CallbackGuard
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, RELIABLE_QOS
@@ -126,24 +127,25 @@ class ActuationNode(Node):
         if joints is None:
             self.measured = None
             self._hold_until_valid_state()  # resume from the measured joints once they are valid again
-            self.diag.report(
-                ERROR, f"joint_states rejected: {'; '.join(v.message for v in violations)}; holding"
-            )
-            self.diag.count("bad_joint_states")
+            reason = f"joint_states rejected: {'; '.join(v.message for v in violations)}; holding"
+            self._refuse(ERROR, reason, "bad_joint_states")
             return
-        jump = joint_state_jump_rad(self.measured, joints)
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        elapsed_s = (stamp_ns - self.measured_stamp_ns) * 1e-9
+        speed = self.settings.limits.joint_velocity_limits()
+        jump = joint_state_jump_rad(self.measured, joints, elapsed_s, speed)
         if jump > self.settings.max_joint_state_jump_rad:  # a reset we were not told of: nothing old goes out
             self._hold_until_valid_state(reset=True)
-            self.diag.count("joint_state_jumps")
-            self.diag.report(
-                WARN,
-                f"measured joints jumped {jump:.3f} rad (> max_joint_state_jump_rad "
-                f"{self.settings.max_joint_state_jump_rad}); pending commands dropped, re-planning",
+            reason = (
+                f"measured joints jumped {jump:.3f} rad beyond the speed limit over {elapsed_s:.3f} s "
+                f"(> max_joint_state_jump_rad {self.settings.max_joint_state_jump_rad}); "
+                "pending commands dropped, re-planning"
             )
+            self._refuse(WARN, reason, "joint_state_jumps")
         self.measured = joints
         if FINGER_JOINT_NAME in msg.name:
             self.measured_finger_m = float(msg.position[list(msg.name).index(FINGER_JOINT_NAME)])
-        self.measured_stamp_ns = stamp_to_ns(msg.header.stamp)
+        self.measured_stamp_ns = stamp_ns
         if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
             self._reset_to_measured()
 
@@ -168,21 +170,24 @@ class ActuationNode(Node):
         now_ns = self.get_clock().now().nanoseconds
         too_large = action_size_problem(len(msg.data), self.settings.max_action_bytes)
         if too_large is not None:  # refused before decoding: a huge chunk never stalls the servo stream
-            self.diag.report(ERROR, f"action rejected: {too_large}; holding")
-            self.diag.count("oversized_actions")
-            self.diag.count("rejected_actions")
+            self._refuse(
+                ERROR, f"action rejected: {too_large}; holding", "oversized_actions", "rejected_actions"
+            )
             return
         try:
             with self.timer.measure("action_decode"):
-                chunk = decode_action_chunk(msg.data)
+                chunk = decode_action_chunk(
+                    msg.data,
+                    max_steps=self.settings.max_action_steps,
+                    max_bytes=self.settings.max_action_bytes,
+                )
                 if chunk.space.name != EXPECTED_SPACE or chunk.space.dim != 7:
                     raise ValueError(
                         f"action space '{chunk.space.name}' with {chunk.space.dim} dims; "
                         f"expected {EXPECTED_SPACE} with 7"
                     )
-        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
-            self.diag.report(ERROR, f"action rejected: {type(exc).__name__}: {exc}; holding")
-            self.diag.count("rejected_actions")
+        except ValueError as exc:  # the decoder's only exception on input (tests/unit: property tests)
+            self._refuse(ERROR, f"action rejected: {exc}; holding", "rejected_actions")
             return
         mismatch = step_dt_mismatch(chunk.space.step_dt_s, self.settings.control_hz)
         if mismatch is not None:
@@ -190,18 +195,17 @@ class ActuationNode(Node):
             return
         stale, reason = command_is_stale(chunk.stamp_ns, now_ns, self.settings.limits)
         if stale and (chunk.horizon == 1 or chunk.stamp_ns == 0 or chunk.stamp_ns > now_ns):
-            self.diag.report(WARN, f"action rejected: {reason}; holding")
-            self.diag.count("stale_actions")
+            self._refuse(WARN, f"action rejected: {reason}; holding", "stale_actions")
             return
-        if chunk.stamp_ns < self._episode_start_ns:
+        if chunk.stamp_ns < self._episode_start_ns:  # computed before the episode started: never sent
+            self.diag.count("previous_episode_actions")
             return
         for row in chunk.values:  # the safety layer sees every step before anything is queued
             _, violations = validate_action(row, chunk.space.dim)
             if violations:
                 for violation in violations:
                     self.diag.count(f"violation.{violation.code}")
-                self.diag.report(ERROR, f"action rejected: {violations[0].message}; holding")
-                self.diag.count("rejected_actions")
+                self._refuse(ERROR, f"action rejected: {violations[0].message}; holding", "rejected_actions")
                 return
         if chunk.terminate:  # the policy says the episode is over (RT-2's terminate): stop here
             self.executor_.reset()
@@ -215,8 +219,7 @@ class ActuationNode(Node):
             self.executor_ = executor
         result = executor.submit(chunk.values, chunk.stamp_ns * 1e-9, now_ns * 1e-9)
         if not result.accepted:
-            self.diag.report(WARN, f"action chunk rejected: {result.reason}")
-            self.diag.count("rejected_chunks")
+            self._refuse(WARN, f"action chunk rejected: {result.reason}", "rejected_chunks")
             return
         self.diag.count("actions")
         # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
@@ -229,36 +232,43 @@ class ActuationNode(Node):
 
     def _reject_step_dt(self, message: str) -> None:
         """A chunk timed for another control rate: hold, count it, say why (log throttled)."""
-        self.diag.count("step_dt_mismatch")
-        self.diag.count("rejected_actions")
-        self.diag.report(ERROR, message, log=False)
+        self._refuse(ERROR, message, "step_dt_mismatch", "rejected_actions", log=False)
         self.get_logger().error(message, throttle_duration_sec=STEP_DT_LOG_PERIOD_S)
+
+    def _refuse(self, level: int, reason: str, *counters: str, log: bool = True) -> None:
+        """Count a refused input under each of ``counters``, keep ``reason`` as the last one of each
+        (``last_rejected.<counter>`` in /diagnostics) and make it the status."""
+        for counter in counters:
+            self.diag.count(counter)
+            self.diag.note(f"{LAST_REASON_PREFIX}.{counter}", reason)
+        self.diag.report(level, reason, log=log)
 
     def _on_estop(self, msg: Bool) -> None:
         if msg.data and not self.estopped:
             self.estopped = True
             self.executor_.reset()
             self.stream.clear()
-            if self.measured is not None:  # protective stop: hold where the arm is now
+            if self.measured is not None:  # protective stop: toward where the arm is now, within the limits
                 now_ns = self.get_clock().now().nanoseconds
-                self.stream.anchor(self.measured, now_ns * 1e-9)
-                self._publish_arm(self.measured, 2.0 / self.settings.servo_hz, now_ns)
+                point = self.stream.stop_toward(self.measured, now_ns * 1e-9)
+                if point is not None:
+                    self._publish_arm(point.joints, point.time_from_start_s, now_ns)
             self.diag.report(ERROR, "e-stop: protective stop, holding")
         elif not msg.data and self.estopped:
             self.estopped = False
             self._needs_reset = True  # resume from where the arm is: no jump
-            if self.measured is not None:
-                self._reset_to_measured()
+            if self.measured is not None and self.measured_stamp_ns >= self._episode_start_ns:
+                self._reset_to_measured()  # (else the first joint state of the episode does it)
             self.diag.report(OK, "e-stop released")
 
     def _on_episode(self, msg: String) -> None:
-        start_ns, problem = parse_episode_event(msg.data)
-        if problem is not None:
-            self.diag.count("rejected_episode_events")
-            self.diag.report(ERROR, f"episode event rejected: {problem}")
+        try:
+            event = decode_episode_event(msg.data)
+        except ValueError as exc:
+            self._refuse(ERROR, f"episode event rejected: {exc}", "rejected_episode_events")
             return
-        if start_ns is not None:  # nothing computed before the reset is sent after it
-            self._episode_start_ns = start_ns
+        if event.event == "start":  # nothing computed before the reset is sent after it
+            self._episode_start_ns = event.stamp_ns
             self.executor_.reset()
             self._hold_until_valid_state(reset=True)
 
@@ -268,10 +278,8 @@ class ActuationNode(Node):
         if self.estopped or self._needs_reset or self.measured is None:
             return
         if (now_ns - self.measured_stamp_ns) * 1e-9 > self.settings.joint_state_timeout_s:
-            self.diag.report(
-                ERROR, f"joint_states are {(now_ns - self.measured_stamp_ns) * 1e-9:.2f} s old; holding"
-            )
-            self.diag.count("stale_joint_states")
+            age_s = (now_ns - self.measured_stamp_ns) * 1e-9
+            self._refuse(ERROR, f"joint_states are {age_s:.2f} s old; holding", "stale_joint_states")
             self._hold_until_valid_state()
             return
         self._last_control_ns = now_ns
@@ -308,12 +316,11 @@ class ActuationNode(Node):
 
     def _on_overrun(self, late_s: float) -> None:
         """The loop did not run for ``late_s``: re-plan from the measured joints, within the speed limit."""
-        self.diag.count("servo_overruns")
         message = (
             f"servo loop overran: {late_s:.3f} s since the previous tick "
             f"(period {1.0 / self.settings.servo_hz:.3f} s, servo_overrun_s {self.settings.servo_overrun_s})"
         )
-        self.diag.report(WARN, message + "; re-planning from the measured joints", log=False)
+        self._refuse(WARN, message + "; re-planning from the measured joints", "servo_overruns", log=False)
         self.get_logger().warning(message, throttle_duration_sec=OVERRUN_LOG_PERIOD_S)
         target = self.stream.final_target
         if self.measured is None or self._needs_reset:

@@ -15,6 +15,7 @@ from typing import Any
 from vla_actuation.chunk_executor import MODES, ChunkExecutor
 from vla_actuation.ee_delta_controller import ControllerConfig
 from vla_actuation.safety import SafetyLimits
+from vla_common.action_message import MAX_ACTION_BYTES, MAX_CHUNK_STEPS
 from vla_common.control_period import step_period_s
 from vla_common.parameters import ParameterSpec, control_hz_spec
 
@@ -56,10 +57,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "max_action_bytes",
-        262144,
+        MAX_ACTION_BYTES,
         "Larger /vla/action messages are rejected before decoding (bytes)",
         minimum=1024,
-        maximum=67108864,
+        maximum=64 * 1024 * 1024,
+    ),
+    ParameterSpec(
+        "max_action_steps",
+        MAX_CHUNK_STEPS,
+        "Action chunks with more steps are rejected (steps)",
+        minimum=1,
+        maximum=100_000,
     ),
     ParameterSpec(
         "max_translation_step_m",
@@ -120,6 +128,7 @@ class ActuationSettings:
     servo_overrun_s: float
     max_joint_state_jump_rad: float
     max_action_bytes: int
+    max_action_steps: int
     limits: SafetyLimits
 
     @property
@@ -168,6 +177,7 @@ def build_settings(values: Mapping[str, Any]) -> ActuationSettings:
         servo_overrun_s=float(values["servo_overrun_s"]),
         max_joint_state_jump_rad=float(values["max_joint_state_jump_rad"]),
         max_action_bytes=int(values["max_action_bytes"]),
+        max_action_steps=int(values["max_action_steps"]),
         limits=limits,
     )
     # Built once here so that a bad combination is refused now, not on the next chunk: the executor

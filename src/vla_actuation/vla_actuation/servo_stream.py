@@ -7,12 +7,23 @@ at the servo rate. This module bounds the stream itself:
   stays within the limit, measured from where the stream really is (the last streamed waypoint),
   not from the previous target;
 - :class:`ServoStream` holds the planned waypoints and the last one sent; :meth:`ServoStream.tick`
-  never sends a point further from the last sent one than the speed limit allows over the time
-  elapsed since (``|q_k - q_{k-1}| / (t_k - t_{k-1}) <= v``) and stretches ``time_from_start`` to
-  the distance, so a late tick or a chunk switch slows the arm down instead of jumping it; and
-  never a point whose tool pose is further than the per-step bound from the last point sent (after
-  a stall the tool moves one bound, not all the missed ones), and optionally from any point sent
-  within ``tool_window_s``.
+  never sends a point further from the last sent one than the joint speed limit allows over the
+  time elapsed since (``|q_k - q_{k-1}| / (t_k - t_{k-1}) <= v``), and stretches
+  ``time_from_start`` to the distance, so a late tick or a chunk switch slows the arm down
+  instead of jumping it;
+- the per-step tool bound holds on the stream over every window of one step: no point is sent whose
+  tool pose (FK) is further than ``max_translation_step_m`` / ``max_rotation_step_rad`` (geodesic
+  angle) from that of any point sent within the last ``step_dt_s``, nor from the last point sent
+  (after a stall the tool moves one bound, not all the missed ones), whatever the plans did:
+  chunk switches, re-plans, stalls. Steps of a policy moving at the bound, one per period, pass
+  unchanged (the tail of one minimum-jerk step and the head of the next add up to one step); a
+  plan that would go faster is slowed to the bound, and once the stream lags its plan it follows
+  the plan's line as fast as the limits allow (not its schedule, whose minimum-jerk start from
+  rest would slow a stream already moving at the bound).
+
+The joint speed counts the time since the last point sent, at most one step: after a stall the
+stream moves one step's worth, and the first point after it is given the time it needs
+(``time_from_start``).
 
 Times are seconds on one clock (the node's), joints radians.
 """
@@ -28,11 +39,14 @@ import numpy as np
 from vla_actuation.ee_delta_controller import MIN_JERK_PEAK_SPEED_RATIO, servo_waypoints
 from vla_actuation.kinematics import forward_kinematics
 from vla_actuation.safety import SafetyLimits
-from vla_actuation.tool_bound import pose_travel, within_tool_bound
+from vla_actuation.tool_bound import pose_travel
 
 # The stream aims a little under the limit: stamps as float seconds since 1970 are only good to
 # about 2e-7 s, i.e. 1e-5 of a 20 ms servo period.
 SPEED_MARGIN = 0.999
+# A point sent this much more than one step ago still counts in the window: stamps as float seconds
+# since 1970 are good to about 2e-7 s, and whoever checks the stream must find the same windows.
+WINDOW_SLACK_S = 1e-4
 _BISECTION_STEPS = 12  # 1/4096 of the move: finer buys nothing, each try costs an FK at 50 Hz
 
 
@@ -41,8 +55,7 @@ def plan_duration(start: object, end: object, step_dt_s: float, limits: SafetyLi
 
     Stretched so the minimum-jerk PEAK joint speed is within ``max_joint_velocity_rad_s``. The tool
     is not stretched for here: the controller bounds each step's target (FK) and
-    :meth:`ServoStream.tick` each streamed point; stretching plans by the tool distance from a stream
-    that lags its targets slowed a policy moving at the bound every step (demo episodes timed out).
+    :meth:`ServoStream.tick` the tool speed of what is streamed.
     """
     start_q = np.asarray(start, dtype=float).reshape(6)
     end_q = np.asarray(end, dtype=float).reshape(6)
@@ -74,6 +87,28 @@ def streamed_speed_violations(
     return found
 
 
+def tool_window_violations(
+    stamps_s: object, joints: object, window_s: float, limits: SafetyLimits, tolerance: float = 1e-9
+) -> list[tuple[int, int, float, float]]:
+    """``(i, j, translation m, rotation rad)`` for each pair of streamed points at most ``window_s``
+    apart (and each consecutive pair, however far apart) whose tool poses (FK) differ by more than
+    the per-step bound."""
+    times = np.asarray(stamps_s, dtype=float).reshape(-1)
+    poses = [forward_kinematics(q) for q in np.asarray(joints, dtype=float).reshape(len(times), -1)]
+    found = []
+    for i in range(len(times)):
+        for j in range(i + 1, len(times)):
+            if times[j] - times[i] > window_s + tolerance and j > i + 1:
+                break
+            translation, rotation = pose_travel(poses[i], poses[j])
+            if (
+                translation > limits.max_translation_step_m + tolerance
+                or rotation > limits.max_rotation_step_rad + tolerance
+            ):
+                found.append((i, j, translation, rotation))
+    return found
+
+
 @dataclass(frozen=True)
 class StreamedPoint:
     """One arm command: where, when (the stamp), and the time the arm is given to get there."""
@@ -84,29 +119,25 @@ class StreamedPoint:
 
 
 class ServoStream:
-    """The planned waypoints and the last streamed point; every point it emits obeys the speed limit."""
+    """The planned waypoints and the last streamed point; every point it emits obeys the speed limits."""
 
-    def __init__(
-        self, servo_hz: float, limits: SafetyLimits, step_dt_s: float, tool_window_s: float = 0.0
-    ) -> None:
-        """``tool_window_s``: no point sent is further (tool pose) than the per-step bound from any
-        point sent that recently, nor from the last one. 0 checks the last one only: the minimum-jerk
-        tail of one step plus the head of the next can add up to a little over one bound in a
-        step-long window, and capping that slows a policy that moves at the bound every step."""
-        if not (math.isfinite(tool_window_s) and tool_window_s >= 0.0):
-            raise ValueError(f"tool_window_s: expected a finite number >= 0, got {tool_window_s!r}")
+    def __init__(self, servo_hz: float, limits: SafetyLimits, step_dt_s: float) -> None:
         for name, value in (("servo_hz", servo_hz), ("step_dt_s", step_dt_s)):
             if not (math.isfinite(value) and value > 0.0):
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
         self.servo_hz = float(servo_hz)
         self.step_dt_s = float(step_dt_s)
-        self.tool_window_s = float(tool_window_s)
         self.limits = limits
-        # (time, tool pose) of the points sent within one step period, and always the last one
-        self.recent: deque[tuple[float, np.ndarray]] = deque()
         self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
         self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
+        # (time s, tool pose) of the points sent within the last step, and always the last one
+        self.recent: deque[tuple[float, np.ndarray]] = deque()
         self._plan_start: np.ndarray | None = None  # where the next plan starts, if not at ``last``
+        # The last tick could not reach its waypoint (the limits held it back): the stream lags.
+        self._lagging = False
+        # This plan started from a lagging stream: follow its line at the limits, not its schedule
+        # (its minimum-jerk start from rest would slow a stream that is already moving at the bound).
+        self._catch_up = False
 
     @property
     def period_s(self) -> float:
@@ -133,13 +164,28 @@ class ServoStream:
         limits instead of jumping to it. Without it (a reset, an episode start) they count from here.
         """
         self.waypoints.clear()
+        self._lagging = self._catch_up = False
         joints_q = np.asarray(joints, dtype=float).reshape(6).copy()
         if keep_speed_reference and self.last is not None:
             self._plan_start = joints_q
             return
         self._plan_start = None
         self.last = (float(now_s), joints_q)
-        self.recent = deque([(self.last[0], forward_kinematics(self.last[1]))])
+        self.recent = deque([(float(now_s), forward_kinematics(joints_q))])
+
+    def stop_toward(self, joints: object, now_s: float) -> StreamedPoint | None:
+        """A protective stop: plans drop and one point is sent toward ``joints`` (where the arm is now),
+        as far as the limits allow from the last point sent (None: nothing to send)."""
+        joints_q = np.asarray(joints, dtype=float).reshape(6)
+        if self.last is None:
+            self.anchor(joints_q, now_s)
+            return StreamedPoint(joints_q.copy(), float(now_s), 2.0 * self.period_s)
+        self.anchor(joints_q, now_s, keep_speed_reference=True)
+        self._plan_start = None
+        self.waypoints.append((float(now_s), joints_q.copy()))
+        point = self.tick(now_s)
+        self.waypoints.clear()
+        return point
 
     def plan(self, target: object, now_s: float) -> float:
         """Replace the plan: from the last streamed point to ``target``; returns the duration used."""
@@ -148,13 +194,14 @@ class ServoStream:
         start = self.last[1] if self._plan_start is None else self._plan_start
         self._plan_start = None
         duration = plan_duration(start, target, self.step_dt_s, self.limits)
+        self._catch_up = self._lagging and start is self.last[1]
         self.waypoints.clear()
         for t_s, joints in servo_waypoints(start, target, duration, self.servo_hz):
             self.waypoints.append((now_s + t_s, joints))
         return duration
 
     def tick(self, now_s: float) -> StreamedPoint | None:
-        """The point to send now, or None. Never faster than the limit since the last point sent."""
+        """The point to send now, or None. Never faster than the limits since the last point sent."""
         if self.last is None or not self.waypoints:
             return None
         due_index = -1
@@ -162,19 +209,20 @@ class ServoStream:
             if due_s > now_s + 0.5 * self.period_s:
                 break
             due_index = index
+        if self._catch_up:  # along the plan's line (joint space) as fast as the limits allow
+            due_index = len(self.waypoints) - 1
         if due_index < 0:
             return None
         last_s, last_q = self.last
-        elapsed = now_s - last_s
+        elapsed = min(now_s - last_s, self.step_dt_s)  # after a stall: one step's worth, not all missed
         if elapsed <= 0.0:
             return None
         candidate = self.waypoints[due_index][1]
         velocity = self.limits.joint_velocity_limits()
         ratio = float(np.max(np.abs(candidate - last_q) / (SPEED_MARGIN * velocity * elapsed)))
         fraction = min(1.0, 1.0 / ratio) if ratio > 0.0 else 1.0
-        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.tool_window_s - 1e-6:
-            self.recent.popleft()  # the last point stays: after a stall the tool moves one bound
-        fraction, pose = self._tool_fraction(last_q, candidate, fraction)
+        fraction, pose = self._tool_fraction(last_q, candidate, fraction, now_s)
+        self._lagging = fraction < 1.0
         if fraction < 1.0:  # late, or a plan off the stream: go at the limit, keep the waypoint
             point = last_q + fraction * (candidate - last_q)
             for _ in range(due_index):
@@ -189,20 +237,30 @@ class ServoStream:
         return StreamedPoint(point.copy(), float(now_s), max(2.0 * self.period_s, needed))
 
     def _tool_fraction(
-        self, last_q: np.ndarray, candidate: np.ndarray, fraction: float
+        self, last_q: np.ndarray, candidate: np.ndarray, fraction: float, now_s: float
     ) -> tuple[float, np.ndarray]:
-        """The largest part (<= ``fraction``) of the move to ``candidate`` within the tool bound of every
-        point sent in the last step period, and the tool pose there (bisection; 0 = stay at ``last_q``)."""
+        """The largest part (<= ``fraction``) of the move to ``candidate`` whose tool pose is within the
+        per-step bound of every point sent in the last step and of the last one, and the tool pose
+        there (bisection; 0 = stay at ``last_q``)."""
+        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.step_dt_s - WINDOW_SLACK_S:
+            self.recent.popleft()  # the last point stays: after a stall the tool moves one bound
+        # No margin here: a distance has no stamp to round, and steps of exactly one bound, one per
+        # period, must pass unchanged (the tail of one and the head of the next add up to one bound).
+        max_translation = self.limits.max_translation_step_m
+        max_rotation = self.limits.max_rotation_step_rad
 
         def pose_if_fits(f: float) -> np.ndarray | None:
             pose = forward_kinematics(last_q + f * (candidate - last_q))
-            fits = all(within_tool_bound(*pose_travel(q, pose), self.limits) for _, q in self.recent)
-            return pose if fits else None
+            for _, sent in self.recent:
+                translation, rotation = pose_travel(sent, pose)
+                if translation > max_translation or rotation > max_rotation:
+                    return None
+            return pose
 
         pose = pose_if_fits(fraction)
         if pose is not None:
             return fraction, pose
-        low, high, low_pose = 0.0, fraction, forward_kinematics(last_q)
+        low, high, low_pose = 0.0, fraction, self.recent[-1][1]
         for _ in range(_BISECTION_STEPS):
             middle = 0.5 * (low + high)
             pose = pose_if_fits(middle)

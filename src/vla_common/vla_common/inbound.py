@@ -213,3 +213,93 @@ def image_to_pixels(
         )
     rows = data[: step * height].reshape(height, step)[:, :row_bytes]
     return rows.reshape(height, width, channels)
+
+
+# --- trajectory_msgs/JointTrajectory (the arm and gripper controllers' command topics) ---------------
+
+MAX_TRAJECTORY_POINTS = 1000  # the actuation streams one point per message; a planner sends tens
+JOINT_LIMIT_TOLERANCE = 1e-6  # float rounding of a target exactly at its limit
+
+
+@dataclass(frozen=True)
+class JointTrajectoryCommand:
+    """A validated trajectory: times from start (s, increasing) and positions in the controller's order."""
+
+    times_from_start_s: np.ndarray  # [points]
+    positions: np.ndarray  # [points x joints]
+
+
+def decode_joint_trajectory(
+    joint_names: Any,
+    points: Any,
+    expected_names: tuple[str, ...],
+    lower: Any,
+    upper: Any,
+    *,
+    what: str,
+    max_points: int = MAX_TRAJECTORY_POINTS,
+) -> JointTrajectoryCommand:
+    """Check a JointTrajectory as ros2_control's joint_trajectory_controller would, before it is used.
+
+    ``points`` is a sequence of ``(time_from_start_s, positions)``. The joint names must be the
+    controller's, each once, in any order; 1..``max_points`` points, each with one finite position
+    per joint within ``[lower, upper]`` (in ``expected_names`` order) and a finite time from start
+    >= 0 that increases strictly. Returns the positions reordered to ``expected_names``.
+    """
+    names = [str(name) for name in joint_names]
+    if len(set(names)) != len(names) or sorted(names) != sorted(expected_names):
+        raise ValueError(
+            f"{what}: joint_names {names[:10]!r:.200} are not the controller's {list(expected_names)}"
+        )
+    if not 1 <= len(points) <= max_points:
+        raise ValueError(f"{what}: {len(points)} points; expected 1..{max_points}")
+    order = [names.index(name) for name in expected_names]
+    low = np.asarray(lower, dtype=float).reshape(len(expected_names)) - JOINT_LIMIT_TOLERANCE
+    high = np.asarray(upper, dtype=float).reshape(len(expected_names)) + JOINT_LIMIT_TOLERANCE
+    times, rows, previous = [], [], -math.inf
+    for k, (time_s, positions) in enumerate(points):
+        if not is_number(time_s) or not math.isfinite(time_s) or time_s < 0 or time_s <= previous:
+            raise ValueError(
+                f"{what}: point {k}: time_from_start {time_s!r:.40} s is not finite, >= 0 and increasing"
+            )
+        row = [positions[i] for i in order] if len(positions) == len(names) else None
+        if row is None or not all(is_number(v) and math.isfinite(v) for v in row):
+            shown = f"{list(positions)[:10]!r:.200}"
+            raise ValueError(f"{what}: point {k}: positions {shown} are not {len(names)} finite numbers")
+        outside = [(expected_names[j], v) for j, v in enumerate(row) if not low[j] <= v <= high[j]]
+        if outside:
+            name, value = outside[0]
+            j = expected_names.index(name)
+            raise ValueError(
+                f"{what}: point {k}: {name} {value:.4f} is outside its limits "
+                f"[{low[j] + JOINT_LIMIT_TOLERANCE:.4f}, {high[j] - JOINT_LIMIT_TOLERANCE:.4f}]"
+            )
+        times.append(float(time_s))
+        rows.append([float(v) for v in row])
+        previous = time_s
+    return JointTrajectoryCommand(np.array(times), np.array(rows))
+
+
+# --- sensor_msgs/JointState ------------------------------------------------------------------------
+
+
+def joint_positions(names: Any, positions: Any, wanted: tuple[str, ...], *, what: str) -> np.ndarray:
+    """The positions of ``wanted`` joints (in that order) from a JointState's names and positions.
+
+    Any order, extra joints ignored; refused: a name/position count mismatch, a wanted joint
+    missing, a position that is not a finite number.
+    """
+    names = [str(name) for name in names]
+    values = list(positions)
+    if len(values) != len(names):
+        raise ValueError(f"{what}: {len(names)} names but {len(values)} positions")
+    index = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)
+    missing = [name for name in wanted if name not in index]
+    if missing:
+        raise ValueError(f"{what}: joint(s) {missing} missing")
+    picked = [values[index[name]] for name in wanted]
+    if not all(is_number(v) and math.isfinite(v) for v in picked):
+        raise ValueError(f"{what}: a position is not a finite number: {picked!r:.200}")
+    return np.array(picked, dtype=np.float64)

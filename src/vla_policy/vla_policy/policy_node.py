@@ -24,6 +24,7 @@ from vla_common.inbound import (
     decode_episode_event,
     decode_privileged_state,
     image_to_pixels,
+    joint_positions,
 )
 from vla_common.latency import StageTimer
 from vla_common.robot import PROPRIO_JOINT_NAMES
@@ -144,13 +145,10 @@ class PolicyNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         # Proprio in a fixed order (6 arm joints, then the finger), whatever order the driver uses.
-        index = {name: i for i, name in enumerate(msg.name)}
-        if all(name in index for name in PROPRIO_JOINT_NAMES) and len(msg.position) == len(msg.name):
-            proprio = np.array([msg.position[index[name]] for name in PROPRIO_JOINT_NAMES], dtype=np.float64)
-            if not np.all(np.isfinite(proprio)):  # a driver read failure: keep the last sane state
-                self.rejections.drop("joints", f"joint state: non-finite position {proprio.tolist()}")
-                return
-            self.proprio = proprio
+        try:
+            self.proprio = joint_positions(msg.name, msg.position, PROPRIO_JOINT_NAMES, what="joint state")
+        except ValueError as exc:  # e.g. a driver read failure: keep the last sane state
+            self.rejections.drop("joints", str(exc))
 
     def _on_privileged(self, msg: String) -> None:
         try:

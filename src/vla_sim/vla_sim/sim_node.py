@@ -19,10 +19,19 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from vla_common.control_period import step_period_s
-from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
-from vla_common.ros.callback_guard import CallbackGuard
+from vla_common.inbound import decode_joint_trajectory
+from vla_common.latency import StageTimer
+from vla_common.robot import (
+    ARM_JOINT_NAMES,
+    FINGER_JOINT_NAME,
+    FINGER_LOWER_M,
+    FINGER_UPPER_M,
+    JOINT_LOWER_RAD,
+    JOINT_UPPER_RAD,
+)
+from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
-from vla_common.ros.node_runtime import ns_to_stamp, run_node, stamp_to_ns
+from vla_common.ros.node_runtime import OK, StageDiagnostics, ns_to_stamp, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_sim.episode_plan import load_episode_plan
 from vla_sim.episode_tracker import EpisodeTracker
@@ -43,7 +52,9 @@ class SimNode(Node):
         self._build(values)
 
         ns = f"/{robot}"
-        self.guard = CallbackGuard(self.get_logger())  # a bug in a callback: logged, not fatal
+        self.diag = StageDiagnostics(self, StageTimer())
+        self.guard = CallbackGuard(self.get_logger(), self.diag)  # a bug in a callback: logged, not fatal
+        self.rejections = MessageRejections(self.get_logger(), self.diag)
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.joint_pub = self.create_publisher(JointState, f"{ns}/joint_states", 10)
         self.image_pubs = {
@@ -55,13 +66,15 @@ class SimNode(Node):
         self.create_subscription(
             JointTrajectory,
             f"{ns}/arm_controller/joint_trajectory",
-            self.guard.wrap("arm_trajectory", lambda m: self._on_trajectory(self.arm, m)),
+            self.guard.wrap("arm_trajectory", lambda m: self._on_trajectory("arm_trajectory", self.arm, m)),
             10,
         )
         self.create_subscription(
             JointTrajectory,
             f"{ns}/gripper_controller/joint_trajectory",
-            self.guard.wrap("gripper_trajectory", lambda m: self._on_trajectory(self.gripper, m)),
+            self.guard.wrap(
+                "gripper_trajectory", lambda m: self._on_trajectory("gripper_trajectory", self.gripper, m)
+            ),
             10,
         )
         self._thread = threading.Thread(target=self._run, name="sim-loop", daemon=True)
@@ -91,9 +104,13 @@ class SimNode(Node):
         arm, finger = self._measured_joints()
         self.arm = TrajectoryFollower(ARM_JOINT_NAMES, arm)
         self.gripper = TrajectoryFollower((FINGER_JOINT_NAME,), finger)
+        self._limits = {  # what each controller accepts (lower, upper)
+            "arm_trajectory": (JOINT_LOWER_RAD, JOINT_UPPER_RAD),
+            "gripper_trajectory": ([FINGER_LOWER_M], [FINGER_UPPER_M]),
+        }
         # The simulator restarts its time at each reset; ROS time (offset + sim time) never goes back.
         self._time_offset_s = 1.0  # start at 1 s: a zero stamp means "no stamp" to ROS consumers
-        self._episode_start_s = 0.0
+        self._episode_start_ns = 0
         self._next_joint_s = 0.0
         self._next_camera_s = 0.0
         self._stop = threading.Event()
@@ -113,20 +130,32 @@ class SimNode(Node):
         return self._time_offset_s + self.sim.time_s
 
     # --- commands -----------------------------------------------------------------------------
-    def _on_trajectory(self, follower: TrajectoryFollower, msg: JointTrajectory) -> None:
+    def _on_trajectory(self, kind: str, follower: TrajectoryFollower, msg: JointTrajectory) -> None:
+        """Validate a controller command as joint_trajectory_controller would (names, sizes, finite,
+        within limits, increasing times), then hand it to the follower; a bad one is dropped."""
         points = [
             (p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points
         ]
+        lower, upper = self._limits[kind]
+        try:
+            decode_joint_trajectory(
+                list(msg.joint_names), points, follower.joint_names, lower, upper, what=kind
+            )
+        except ValueError as exc:
+            self.rejections.drop(kind, str(exc))
+            return
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         with self._lock:
             now = self._now_s()
-            stamp_s = stamp_to_ns(msg.header.stamp) * 1e-9
-            if stamp_s and stamp_s < self._episode_start_s:
-                return  # commanded for the previous episode
-            reason = follower.accept(list(msg.joint_names), points, stamp_s, now)
-        if reason:
-            self.get_logger().warn(
-                f"rejected trajectory on {'arm' if follower is self.arm else 'gripper'}: {reason}"
-            )
+            # Stamped at or before this episode's start: computed before the reset (the clock stands
+            # still at the start while every node resets), so never applied after it.
+            previous_episode = stamp_ns != 0 and stamp_ns <= self._episode_start_ns
+            if not previous_episode:
+                reason = follower.accept(list(msg.joint_names), points, stamp_ns * 1e-9, now)
+        if previous_episode:
+            self.diag.count(f"previous_episode.{kind}")
+        elif reason:
+            self.rejections.drop(kind, reason)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -151,6 +180,7 @@ class SimNode(Node):
     def _wait_for_graph(self) -> None:
         """Hold the first episode until the policy (its model loaded) and the actuation are up."""
         deadline = time.monotonic() + self.wait_for_graph_s
+        waiting: list[str] = []  # wait_for_graph_s 0: start at once
         while time.monotonic() < deadline and not self._stop.is_set():
             waiting = [topic for topic in self.wait_for_publishers if self.count_publishers(topic) == 0]
             waiting += [
@@ -162,7 +192,10 @@ class SimNode(Node):
                 return
             self._publish_clock()
             time.sleep(0.1)
-        self.get_logger().warn(f"no publisher on {waiting} after {self.wait_for_graph_s} s; starting anyway")
+        if waiting:
+            self.get_logger().warn(
+                f"no publisher on {waiting} after {self.wait_for_graph_s} s; starting anyway"
+            )
 
     def _run_episode(self, index: int) -> None:
         seed = self.seed + index
@@ -181,7 +214,8 @@ class SimNode(Node):
             arm, finger = self._measured_joints()
             self.arm.reset(arm, now)
             self.gripper.reset(finger, now)
-            self._episode_start_s = now
+            self._episode_start_ns = int(round(now * 1e9))  # as _stamp() stamps it
+        self.diag.report(OK, f"episode {index} (seed {seed}) running")
         self.instruction_pub.publish(String(data=spec.instruction))
         self._publish_event(
             {
@@ -190,7 +224,7 @@ class SimNode(Node):
                 "seed": seed,
                 "family": spec.family,
                 "instruction": spec.instruction,
-                "stamp_ns": int(now * 1e9),
+                "stamp_ns": self._episode_start_ns,
             }
         )
         self._publish_clock()

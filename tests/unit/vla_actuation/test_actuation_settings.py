@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from vla_actuation.actuation_settings import PARAMETERS, build_settings
 from vla_actuation.safety import SafetyLimits
+from vla_common.action_message import MAX_ACTION_BYTES, MAX_CHUNK_STEPS
 from vla_common.parameters import apply_changes
 
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 DEFAULTS = {spec.name: spec.default for spec in PARAMETERS}
 
 
@@ -54,10 +59,18 @@ def test_a_safety_change_keeps_execution_and_a_mode_change_does_not():
 
 def test_the_stream_bounds_are_parameters_with_ranges():
     settings = build_settings(DEFAULTS)
-    assert (settings.servo_overrun_s, settings.max_joint_state_jump_rad, settings.max_action_bytes) == (
-        0.1,
-        0.3,
-        262144,
-    )
+    assert (settings.servo_overrun_s, settings.max_joint_state_jump_rad) == (0.1, 0.3)
+    assert (settings.max_action_bytes, settings.max_action_steps) == (MAX_ACTION_BYTES, MAX_CHUNK_STEPS)
     with pytest.raises(ValueError, match="parameter 'max_action_bytes': 10 is not in"):
         build_settings(apply_changes(PARAMETERS, DEFAULTS, {"max_action_bytes": 10}))
+    with pytest.raises(ValueError, match="parameter 'max_action_steps': 0 is not in"):
+        build_settings(apply_changes(PARAMETERS, DEFAULTS, {"max_action_steps": 0}))
+
+
+def test_config_yaml_lists_every_parameter_with_the_table_default():
+    """config/actuation.yaml lists every parameter at its default (control_hz is in control.yaml)."""
+    listed = yaml.safe_load((CONFIG / "actuation.yaml").read_text())["actuation"]["ros__parameters"]
+    table = {name: value for name, value in DEFAULTS.items() if name != "control_hz"}
+    assert set(listed) == set(table)
+    for name, value in table.items():
+        assert listed[name] == pytest.approx(value, abs=1e-5) if not isinstance(value, str) else value, name

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController
 from vla_actuation.safety import SafetyLimits
-from vla_actuation.servo_stream import ServoStream, plan_duration, streamed_speed_violations
+from vla_actuation.servo_stream import (
+    ServoStream,
+    plan_duration,
+    streamed_speed_violations,
+    tool_window_violations,
+)
 from vla_actuation.tool_bound import tool_travel
 
 NEUTRAL = np.array([-0.132, -0.762, 0.445, -0.020, 1.756, -0.160])
@@ -97,7 +103,7 @@ def test_the_tool_moves_within_the_bound_over_any_step_window_across_chunk_switc
     """Targets switched mid-plan, stalled ticks: no step window nor stall moves the tool past the bound."""
     rng = np.random.default_rng(625)
     for _ in range(4):
-        stream = ServoStream(SERVO_HZ, LIMITS, STEP_S, tool_window_s=STEP_S)
+        stream = ServoStream(SERVO_HZ, LIMITS, STEP_S)
         stream.anchor(NEUTRAL, 0.0)
         ticks = np.cumsum(rng.choice([0.02] * 20 + [0.4], size=150))  # now and then a stall
         plans, target = {}, NEUTRAL.copy()
@@ -105,13 +111,33 @@ def test_the_tool_moves_within_the_bound_over_any_step_window_across_chunk_switc
             target = target + rng.uniform(-0.15, 0.15, size=6)
             plans[int(index)] = target
         stamps, sent = _run(stream, ticks, plans)
-        for i in range(len(sent)):
-            for j in range(i + 1, len(sent)):
-                if stamps[j] - stamps[i] > STEP_S + 1e-9 and j > i + 1:
-                    break
-                translation, rotation = tool_travel(sent[i], sent[j])
-                assert translation <= LIMITS.max_translation_step_m + 1e-9
-                assert rotation <= LIMITS.max_rotation_step_rad + 1e-9
+        assert tool_window_violations(stamps, sent, STEP_S, LIMITS) == []
+        assert streamed_speed_violations(stamps, sent, SPEED) == []
+
+
+def test_the_window_check_finds_a_window_over_the_bound():
+    along_x = [NEUTRAL, NEUTRAL + [0.0, 0.1, -0.1, 0.0, 0.0, 0.0], NEUTRAL + [0.0, 0.2, -0.2, 0.0, 0.0, 0.0]]
+    assert tool_window_violations([0.0, 0.1, 0.2], along_x, STEP_S, LIMITS)  # in one step window
+    assert tool_window_violations([0.0, 1.0], along_x[:2], STEP_S, LIMITS) == []
+
+
+def test_a_policy_moving_at_the_bound_every_step_keeps_its_pace():
+    """Five steps of one full bound, one per 0.2 s: the stream is within the bound in every window and
+    is less than one bound behind when the last step is due (the tool speed limit slows only plans
+    faster than the bound), then reaches the target."""
+    stream = ServoStream(SERVO_HZ, LIMITS, STEP_S)
+    stream.anchor(NEUTRAL, 0.0)
+    controller = EeDeltaController(ControllerConfig(step_dt_s=STEP_S, limits=LIMITS))
+    controller.reset(NEUTRAL)
+    plans = {}
+    for step in range(5):  # +x: the workspace has room for 0.25 m from NEUTRAL
+        result = controller.step([0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], controller.joint_targets_rad)
+        plans[10 * step] = result.joint_targets_rad
+    stamps, sent = _run(stream, np.arange(1, 61) * 0.02, plans)
+    assert tool_window_violations(stamps, sent, STEP_S, LIMITS) == []
+    due = int(np.argmin(np.abs(np.asarray(stamps) - 1.0)))  # when the last step's plan ends
+    assert tool_travel(sent[due], plans[40])[0] < LIMITS.max_translation_step_m
+    assert tool_travel(sent[-1], plans[40])[0] < 1e-6
 
 
 def test_re_planning_from_measured_joints_keeps_the_speed_reference_within_an_episode():
@@ -120,8 +146,20 @@ def test_re_planning_from_measured_joints_keeps_the_speed_reference_within_an_ep
     assert stream.tick(0.02) is None  # nothing planned
     measured = NEUTRAL + 0.3  # the arm lags its commands
     stream.anchor(measured, 0.02, keep_speed_reference=True)
-    stamps, sent = _run(stream, 0.02 + np.arange(1, 30) * 0.02, {0: measured + 0.05})
+    stamps, sent = _run(stream, 0.02 + np.arange(1, 80) * 0.02, {0: measured + 0.05})
     assert streamed_speed_violations(stamps, sent, SPEED) == []  # from NEUTRAL, never a jump to measured
     assert np.allclose(sent[-1], measured + 0.05)
     stream.anchor(NEUTRAL, 1.0)  # a reset: speed counts from the new state
     assert stream.last[0] == 1.0 and np.array_equal(stream.last[1], NEUTRAL)
+
+
+def test_a_protective_stop_heads_for_the_arm_within_the_limits_and_drops_the_plan():
+    stream = ServoStream(SERVO_HZ, LIMITS, STEP_S)
+    stream.anchor(NEUTRAL, 0.0)
+    stream.plan(NEUTRAL + 0.3, 0.0)
+    stamps, sent = _run(stream, [0.02, 0.04, 0.06], {})
+    arm = sent[-1] - 0.2  # the arm lags far behind its commands
+    point = stream.stop_toward(arm, 0.08)
+    assert streamed_speed_violations([*stamps, point.stamp_s], [*sent, point.joints], SPEED) == []
+    assert np.all(point.joints < sent[-1]) and stream.final_target is None and stream.tick(0.1) is None
+    assert stream.stop_toward(arm, 0.08) is None  # no time has passed: nothing more to send

@@ -16,12 +16,16 @@ class FakeDiag:
     def __init__(self) -> None:
         self.counters: dict[str, int] = {}
         self.reports: list[tuple[int, str]] = []
+        self.notes: dict[str, str] = {}
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
     def report(self, level: int, message: str, log: bool = True) -> None:
         self.reports.append((level, message))
+
+    def note(self, key: str, text: str) -> None:
+        self.notes[key] = text
 
 
 def test_an_exception_is_counted_reported_and_logged_with_its_traceback():
@@ -92,6 +96,11 @@ def test_rejections_count_every_drop_and_log_each_kind_throttled():
     rejections.drop("image.wrist", "data has 5 bytes")
     assert diag.counters == {"rejected.episode": 3, "rejected.image.wrist": 1}
     assert diag.reports[-1] == (WARN, "dropped image.wrist: data has 5 bytes")
+    # the status message now names the image; the episode's reason is still there, under its kind
+    assert diag.notes == {
+        "last_rejected.episode": "not JSON",
+        "last_rejected.image.wrist": "data has 5 bytes",
+    }
     assert logger.warnings == ["dropped episode: not JSON", "dropped image.wrist: data has 5 bytes"]
     now[0] = 6.0
     rejections.drop("episode", "not JSON")

@@ -35,6 +35,8 @@ class _Diagnostics(Protocol):
 
     def report(self, level: int, message: str, log: bool = True) -> None: ...
 
+    def note(self, key: str, text: str) -> None: ...
+
 
 class CallbackGuard:
     """Wraps callbacks so that an exception escaping one is counted and logged instead of raised."""
@@ -91,6 +93,7 @@ class CallbackGuard:
             self._logger.error(f"{message}\n{trace}")
 
 
+LAST_REASON_PREFIX = "last_rejected"  # /diagnostics key of the last reason a kind was dropped
 REJECT_LOG_INTERVAL_S = 5.0  # one log line per message kind per interval; every drop is counted
 
 
@@ -101,8 +104,9 @@ class _WarnLogger(Protocol):
 class MessageRejections:
     """What a callback does with a message that failed validation: drop it and say why.
 
-    Counts the drop per kind (``count.rejected.<kind>`` in /diagnostics), makes the reason the
-    node's current status (WARN) and logs it at most once per ``log_interval_s`` per kind.
+    Counts the drop per kind (``count.rejected.<kind>`` in /diagnostics), keeps the last reason per
+    kind (``last_rejected.<kind>``), makes the reason the node's current status (WARN: ``dropped
+    <kind>: <reason>``) and logs it at most once per ``log_interval_s`` per kind.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class MessageRejections:
     def drop(self, kind: str, reason: str) -> None:
         """Record that a message of ``kind`` was dropped because of ``reason``."""
         self._diag.count(f"rejected.{kind}")
+        self._diag.note(f"{LAST_REASON_PREFIX}.{kind}", reason)
         self._diag.report(WARN, f"dropped {kind}: {reason}", log=False)
         now = self._clock()
         with self._lock:

@@ -19,18 +19,28 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 
 
 class StageDiagnostics:
-    """Publishes a node's stage latencies, counters and last problem on /diagnostics at 1 Hz."""
+    """Publishes a node's stage latencies, counters, notes and last problem on /diagnostics at 1 Hz.
+
+    Counters go out as ``count.<key>``; notes (e.g. ``last_rejected.<kind>``: the last reason a
+    message of that kind was dropped) under their own key, so a reason stays readable after another
+    problem has replaced the status message.
+    """
 
     def __init__(self, node: Node, timer: StageTimer, period_s: float = 1.0) -> None:
         self._node = node
         self._timer = timer
         self.counters: dict[str, int] = {}
+        self.notes: dict[str, str] = {}
         self.problem: tuple[int, str] = (OK, "ok")
         self._pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         node.create_timer(period_s, self.publish)
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+
+    def note(self, key: str, text: str) -> None:
+        """Publish ``text`` under ``key`` (the newest text per key)."""
+        self.notes[key] = text
 
     def report(self, level: int, message: str, log: bool = True) -> None:
         """Set the current status; a changed WARN/ERROR is also logged once (``log=False``: the
@@ -48,6 +58,7 @@ class StageDiagnostics:
         )
         status.values = [KeyValue(key="latency_ms", value=json.dumps(self._timer.summary()))]
         status.values += [KeyValue(key=f"count.{k}", value=str(v)) for k, v in sorted(self.counters.items())]
+        status.values += [KeyValue(key=k, value=v) for k, v in sorted(self.notes.items())]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._pub.publish(array)
