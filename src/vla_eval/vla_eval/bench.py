@@ -183,11 +183,14 @@ def bench_replay(args: argparse.Namespace) -> int:
         "## Rosbag replay, `--fast` (`vla-stack bench replay`)",
         "",
         f"Machine: {machine_description()}. Bag `{args.bag}`: {results[0]['playback']['bag_s']:.1f} s, "
-        f"{results[0]['frames']['control_ticks']} control ticks, 2 cameras 320x240; scripted policy; "
-        f"{args.runs} runs. The clock advances one control period at a time once the graph has answered "
-        "the previous one, so no frame is dropped. Target: >= 5x real time.",
+        f"{results[0]['frames']['control_ticks']} control ticks, "
+        f"{len(results[0]['frames']['published'])} cameras; scripted policy; {args.runs} runs. The clock "
+        "advances one control period at a time once the graph has answered the previous one, so no "
+        "tick is skipped; each tick with new frames waits a 30 ms settling pause before its clock. "
+        "Speed is bag seconds over wall seconds from the first tick (start-up excluded); "
+        "tick_to_action is wall ms from a tick's /clock to the policy's action. Target: >= 5x real time.",
         "",
-        "| run | bag s | playback wall s | speed (x real time) | tick -> action p50 ms | p99 ms |",
+        "| run | bag s | playback wall s | speed (x real time) | tick_to_action p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
     ]
     for i, (r, t) in enumerate(zip(results, ticks, strict=True)):
