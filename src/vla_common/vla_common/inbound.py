@@ -26,6 +26,9 @@ MAX_EPISODE_EVENT_BYTES = 16 * 1024  # an event carries an instruction and a few
 MAX_PRIVILEGED_STATE_BYTES = 256 * 1024  # a few objects; ~2 KB in the sim's scenes
 MAX_INSTRUCTION_CHARS = 2000  # a task instruction is a sentence or two; a tokenizer need not see a book
 MAX_IMAGE_PIXELS = 1920 * 1200  # the largest camera we expect; a 3000x3000 frame is refused
+# Integers from JSON are unbounded; what reads them is not: ROS stamps and episode indices are int64,
+# and torch/numpy generators take seeds below 2**63 (Generator.manual_seed raised on 10**40).
+INT64_LIMIT = 2**63
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}  # 8-bit encodings
 
 _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -73,12 +76,17 @@ def is_number(value: Any) -> bool:
 
 
 def require_stamp_ns(body: dict, key: str, what: str, default: int | None = None) -> int:
-    """A non-negative integer nanosecond stamp at ``body[key]`` (``default`` when absent, if given)."""
+    """A nanosecond stamp at ``body[key]``, an integer in [0, 2**63) (``default`` when absent, if given)."""
     if key not in body and default is not None:
         return default
+    return require_int64(body, key, what, unit=" (ns)")
+
+
+def require_int64(body: dict, key: str, what: str, unit: str = "") -> int:
+    """An integer in [0, 2**63) at ``body[key]`` (what a stamp, an index or a generator's seed can hold)."""
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what}: field '{key}' is {value!r:.60}; expected a non-negative integer (ns)")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < INT64_LIMIT:
+        raise ValueError(f"{what}: field '{key}' is {value!r:.60}; expected an integer in [0, 2**63){unit}")
     return value
 
 
@@ -114,9 +122,9 @@ def decode_episode_event(text: str | bytes, max_bytes: int = MAX_EPISODE_EVENT_B
     if not isinstance(event, str):
         raise ValueError(f"{what}: field 'event' is {event!r:.60}; expected a string such as 'start'")
     stamp_ns = require_stamp_ns(body, "stamp_ns", what, default=0)
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"{what}: field 'seed' is {seed!r:.60}; expected an integer")
+    seed = None if body.get("seed") is None else require_int64(body, "seed", what)
+    if body.get("episode") is not None:  # the episode's index (bags, evaluation): an int64 too
+        require_int64(body, "episode", what)
     return EpisodeEvent(event=event, stamp_ns=stamp_ns, seed=seed, body=body)
 
 

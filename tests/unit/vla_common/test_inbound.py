@@ -44,6 +44,13 @@ def _sim_start_event() -> str:
     )
 
 
+def test_the_largest_int64_seed_and_stamp_decode():
+    event = decode_episode_event(
+        '{"event": "start", "seed": 9223372036854775807, "stamp_ns": 9223372036854775807}'
+    )
+    assert (event.seed, event.stamp_ns) == (2**63 - 1, 2**63 - 1)
+
+
 def test_episode_event_from_the_sim_decodes():
     event = decode_episode_event(_sim_start_event())
     assert (event.event, event.stamp_ns, event.seed) == ("start", 12, 9)
@@ -61,6 +68,14 @@ def test_episode_event_from_the_sim_decodes():
         ('{"event": "start", "stamp_ns": -1}', "field 'stamp_ns' is -1"),
         ('{"event": "start", "seed": 1.5}', "field 'seed' is 1.5"),
         ('{"event": "start", "seed": true}', "field 'seed' is True"),
+        # Generator.manual_seed raised on 10**40 in the Octo backend: bounded here, the range named.
+        ('{"event": "start", "seed": 10000000000000000000000000000000000000000}', r"in \[0, 2\*\*63\)"),
+        ('{"event": "start", "seed": 9223372036854775808}', "field 'seed' is 9223372036854775808"),
+        ('{"event": "start", "seed": -1}', "field 'seed' is -1"),
+        ('{"event": "start", "stamp_ns": 9223372036854775808}', "field 'stamp_ns' is 9223372036854775808"),
+        ('{"event": "start", "episode": -3}', "field 'episode' is -3"),
+        ('{"event": "start", "episode": 1e400}', "field 'episode' is inf"),
+        ('{"event": "start", "episode": 100000000000000000000}', r"field 'episode' .*2\*\*63"),
         ('{"event": ' + "[" * 5000 + "]" * 5000 + "}", "nested 5001 levels"),
         ('{"event": "' + "x" * MAX_EPISODE_EVENT_BYTES + '"}', "more than the limit"),
     ],
