@@ -303,12 +303,6 @@ def test_camera_frames_with_a_wrong_encoding_or_truncated_data_are_refused_by_na
     assert all_alive(launcher, pids), launcher.poll()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="helper C (actuation servo stream, not landed): the committed stream bounds the tool only "
-    "between neighbouring points; over a 0.2 s window of arrivals the tool travels up to 0.09-0.12 m "
-    "(bound 0.05 m, tolerance 10 %)",
-)
 def test_the_tool_moves_at_most_the_per_step_bound_in_any_0_2_s_window(graph):
     """Why: 10x actions moved the commanded tool 0.080 m and 0.414 rad in one 0.2 s step (bound 0.05 m
     / 0.25 rad); issue 22 point 3: the per-step tool bound holds on what is streamed.
@@ -370,11 +364,11 @@ def test_spurious_joint_states_never_pull_the_arm_towards_them(graph):
 
 
 @pytest.mark.xfail(
-    strict=False,  # a race: it shows at some starts only (1 in 5 here, 3 in 50 in the issue)
-    reason="helper C (actuation): at an episode start the servo timer fires on the new episode's first "
-    "/clock before the start event is handled and streams a pending waypoint of the previous episode "
-    "stamped at the start (seen: elbow 0.85 rad from the reset pose in time_from_start 0.04 s); the sim "
-    "accepts it (it drops only stamps before the start)",
+    strict=False,  # a race: before f5281f5 it showed at some starts only (1 in 5 here, 3 in 50 in the issue)
+    reason="helper C (actuation): a servo tick that runs on the new episode's first /clock before the "
+    "start event is handled can stream a pending waypoint of the previous episode stamped at the start "
+    "(seen before f5281f5: elbow 0.85 rad from the reset pose in 0.04 s; not seen since; the sim now "
+    "ignores commands stamped at or before the start, a real arm would not)",
 )
 def test_no_episode_start_sends_a_waypoint_of_the_previous_episode(graph):
     """Why: at an episode start (injector relaying joint states and commands arriving), a waypoint of
