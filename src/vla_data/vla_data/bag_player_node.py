@@ -6,25 +6,31 @@ Two ways to play (the plan comes from the pure :mod:`vla_data.bag_playback`):
   clock (every ``clock_period_s``) and each message goes out when the clock passes its play time.
 * ``play_stepped()`` (``--fast``): lockstep with the graph. The clock advances one control period at a
   time on an absolute grid, so perception's sim-time timer fires exactly once per step. Before a
-  step, every message up to the new clock value is published, followed by a settling pause
-  (``settle_s``, 30 ms: perception's frame callbacks must run before its sim-time timer fires, and
-  3 ms was too short on a loaded 2-core machine, where the tick then took the previous camera
-  frame); then the clock is published and the player waits for the tick's outcome: perception's
-  observation and then the policy's /vla/action carrying that observation's stamp. Only then does
-  the clock move on, so no camera set is skipped however slow inference is, and two replays feed
-  the policy identical inputs. Start-up handshake: the first tick's latched messages (instruction,
-  episode start) are published and acknowledged by every matched reader before the first /clock.
-  The replay waits until every node that reads a played topic has matched the player
-  (replay_node._graph_ready), so an acknowledgement means each node holds them and handles them
-  before that clock's tick; it also means the reader's participant has matched the player's
-  earlier-created publishers, the cameras (DDS announces a participant's endpoints in order), so the
-  first camera set is not lost to a best-effort reader that has not matched yet. Without it, on a
-  loaded machine, the instruction or the episode start reached perception after the first camera
-  set: that tick gave no observation and the replay was one action short. Later ticks are not
-  acknowledged (an acknowledgement waits for a heartbeat, about 3 s). Whether a
-  tick can yield an observation is predicted with perception's own synchroniser
-  (vla_perception.sync) over the frames played so far: a tick that cannot waits only
-  ``idle_tick_s``; one that should but yields nothing ends after ``observation_timeout_s``.
+  step, every non-camera message up to the new clock value is published, and of the camera frames
+  up to it only the set perception will use: the newest synchronised set, predicted with
+  perception's own synchroniser (vla_perception.sync) over every frame played so far. Perception's
+  executor takes one message per subscription per wake-up and runs a due timer before the next
+  messages, so with two frames of a camera queued, the tick could fire between them and take the
+  older set (a 5 ms pause per tick did not prevent it on a loaded machine: 2 of 6 replays
+  differed; a 30 ms pause did, at under 5x real time). With one frame per camera in flight, the
+  frames and the /clock published after them are handled in the same wake-up, before the timer;
+  frames no set uses are never needed by perception and are not played. Then the clock is
+  published and the player waits for the tick's outcome: perception's observation and then the
+  policy's /vla/action carrying that observation's stamp. Only then does the clock move on, so no
+  camera set is skipped however slow inference is, and two replays feed the policy identical
+  inputs. A tick without a new set waits only ``idle_tick_s``; one with a set that yields nothing
+  ends after ``observation_timeout_s``.
+
+  Start-up handshake: the first tick's latched messages (instruction, episode start) are
+  published and acknowledged by every matched reader before the first /clock. The replay waits
+  until every node that reads a played topic has matched the player (replay_node._graph_ready),
+  so an acknowledgement means each node holds them and handles them before that clock's tick; it
+  also means the reader's participant has matched the player's earlier-created publishers, the
+  cameras (DDS announces a participant's endpoints in order), so the first camera set is not lost
+  to a best-effort reader that has not matched yet. Without it, on a loaded machine, the
+  instruction or the episode start could reach perception after the first camera set: that tick
+  gave no observation and the replay was one action short. Later ticks are not acknowledged (an
+  acknowledgement waits for a heartbeat, about 3 s).
 """
 
 from __future__ import annotations
@@ -215,7 +221,6 @@ class BagPlayerNode(Node):
         action_timeout_s: float = 30.0,
         sync_slop_ns: int = 50_000_000,
         idle_tick_s: float = 0.01,
-        settle_s: float = 0.03,
         poll_failure: Callable[[], str | None] = lambda: None,
     ) -> float:
         """Lockstep playback (see the module docstring); returns the wall seconds from the first tick."""
@@ -223,27 +228,28 @@ class BagPlayerNode(Node):
         cameras = sorted({m.topic.target for m in messages if m.topic.is_image})
         predictor = ApproximateSync(cameras, sync_slop_ns, queue_size=5) if cameras else None
         first_tick = time.monotonic()
-        for tick_ns in ticks:
+        for k, tick_ns in enumerate(ticks):
             published: list[str] = []
             while index < len(messages) and messages[index].play_ns <= tick_ns:
                 item = messages[index]
-                self.publish_message(item)
-                published.append(item.topic.target)
-                if item.topic.is_image:
-                    predictor.add(item.topic.target, stamp_ns(item.message.header.stamp), None)
-                    time.sleep(0.001)  # let perception take it before the next overwrites its queue
+                if item.topic.is_image:  # played below if it belongs to the tick's camera set
+                    predictor.add(item.topic.target, stamp_ns(item.message.header.stamp), item)
+                else:
+                    self.publish_message(item)
+                    published.append(item.topic.target)
                 index += 1
-            if tick_ns == ticks[0]:  # the start-up handshake (module docstring)
+            camera_set = predictor.pop_newest_set() if predictor is not None else None
+            for _, frame in camera_set.frames.values() if camera_set is not None else ():
+                self.publish_message(frame)
+            if k == 0:  # the start-up handshake (module docstring)
                 self.await_delivery([t for t in published if t in LATCHED_TARGETS])
                 first_tick = time.monotonic()
-            if published:
-                time.sleep(settle_s)
             with self._condition:
                 seen = len(self._observations)
             started = time.monotonic()
             self.publish_clock(tick_ns)
             self.stats.ticks += 1
-            if predictor is None or predictor.pop_newest_set() is None:
+            if camera_set is None:
                 time.sleep(idle_tick_s)  # no new synchronised set exists: perception will publish nothing
                 continue
             if not self._wait(lambda s=seen: len(self._observations) > s, observation_timeout_s):
