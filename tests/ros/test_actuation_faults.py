@@ -374,3 +374,68 @@ def test_malformed_and_huge_inputs_are_refused_and_the_stream_never_stalls(probe
     assert len(received) > 30 and max(np.diff(received)) < 0.3, max(np.diff(received))
     assert launcher.poll() is None, launcher.poll()
     assert not _quiet_after(node, lambda: node.send([0.02, 0, 0, 0, 0, 0, 1]))
+
+
+def _joint_state(names, positions, stamp_ns: int) -> JointState:
+    msg = JointState(name=list(names), position=[float(p) for p in positions])
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg
+
+
+def test_refused_and_false_joint_states_change_nothing_and_the_stream_keeps_its_bounds(probe):
+    """The soak's joint states (vla_eval.fuzz_messages.joint_state_strategy: a finite arm far from the
+    real one with a NaN/inf finger, wrong or missing names, all NaN, all -pi) and plain lies (a finite
+    state 1.28 rad off, one stamped 10 s ahead), at 100 Hz between the fake robot's true 50 Hz states
+    while actions stream: no callback raises, nothing jumps, and ArmMonitor finds no violation."""
+    from vla_eval.arm_monitor import ArmMonitor, StreamedCommand  # lazy: the judge loads the sim's model
+
+    node, launcher = probe
+    names = [*ARM_JOINT_NAMES, "left_finger", "right_finger"]
+    assert wait_until(lambda: len(node.measured) > 0, 5.0), "no joint states from the fake robot"
+    with node.lock:
+        real = node.measured[-1][1]
+    off = real + np.array([0.0, 0.0, 0.0, 0.0, -1.28, 0.0])  # the soak's wrist_angle lie
+    rng = np.random.default_rng(3)
+
+    def lies(now_ns: int) -> list[JointState]:
+        arm = rng.uniform(-1.0, 1.0, 6)
+        return [
+            _joint_state(names, [*off, np.inf, -0.02], now_ns),  # inf_one on the finger
+            _joint_state(names, [*arm, np.nan, -0.02], now_ns),  # nan_one on the finger
+            _joint_state(names, [*arm, -np.inf, -0.02], now_ns),
+            _joint_state([f"joint_{i}" for i in range(8)], [*arm, 0.03, -0.03], now_ns),  # wrong_names
+            _joint_state(names[:4], [*arm, 0.03, -0.03], now_ns),  # missing_name
+            _joint_state(names, [np.nan] * 8, now_ns),  # nan_all
+            _joint_state(names, [-np.pi] * 8, now_ns),  # minus_pi_all
+            _joint_state(names, [*off, 0.03, -0.03], now_ns),  # a plausible lie
+            _joint_state(names, [*off, 0.03, -0.03], now_ns + 10_000_000_000),  # stamped 10 s ahead
+        ]
+
+    first = node.commands()
+    end = time.monotonic() + 2.5
+    sign, next_action = 1.0, 0.0
+    while time.monotonic() < end:
+        if time.monotonic() >= next_action:
+            node.send([0.02 * sign, 0.0, 0.01, 0.0, 0.0, 0.05 * sign, 1.0])
+            next_action, sign = time.monotonic() + 0.2, -sign if rng.random() < 0.3 else sign
+        for msg in lies(node.get_clock().now().nanoseconds):
+            node.joint_states.publish(msg)
+            time.sleep(0.01)
+    after = node.commands()
+    node.send([0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    assert wait_until(lambda: node.commands() > after + 5, 5.0), node.diagnostics()
+    counters, _ = node.diagnostics()
+    assert not [k for k in counters if k.startswith("unexpected_error")], counters
+    assert counters.get("bad_joint_states", 0) > 0, counters
+    assert counters.get("unconfirmed_joint_state_jumps", 0) > 0, counters
+    assert counters.get("joint_state_jumps", 0) == 0, node.reason("joint_state_jumps")  # no lie believed
+    assert node.commands() > first + 20, "the arm stopped streaming under the faults"
+    stamps, joints, tfs = _streamed_since(node, first)
+    _assert_within_bounds(stamps, joints, tfs)
+    monitor = ArmMonitor()
+    for stamp_s, positions, tfs_s in zip(stamps, joints, tfs, strict=True):
+        monitor.add(StreamedCommand(0.0, int(round(stamp_s * 1e9)), tuple(positions), tfs_s))
+    assert monitor.violations == [], monitor.violations[:3]
+    node.joint_states.publish(lies(node.get_clock().now().nanoseconds)[0])  # the finger named
+    assert wait_until(lambda: "left_finger: inf" in node.reason("bad_joint_states"), 3.0), node.notes
+    assert launcher.poll() is None, launcher.poll()

@@ -4,7 +4,9 @@ Accepts discrete (256-bin) or continuous action chunks from /vla/action, execute
 chosen mode (single step, receding horizon, temporal ensembling), turns Bridge end-effector deltas
 into joint targets by IK on the wx250s kinematics, and streams interpolated targets at the servo
 rate to the ros2_control joint_trajectory_controller topics. It holds the arm (publishes nothing
-new) on stale or invalid commands, bad joint states, and on /vla/estop; resuming never jumps.
+new) on stale or invalid commands, on joint states that stop or are all refused for
+joint_state_timeout_s, and on /vla/estop; resuming never jumps. A refused joint state changes
+nothing; a jump in the measured joints is believed only once later states confirm it.
 All decisions live in pure modules (ee_delta_controller, chunk_executor, safety).
 """
 
@@ -20,13 +22,21 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from vla_actuation.actuation_inputs import action_size_problem, joint_state_jump_rad
+from vla_actuation.actuation_inputs import (
+    RESET,
+    UNCONFIRMED,
+    JointStateContinuity,
+    action_size_problem,
+    decode_joint_state,
+    joint_state_stamp_problem,
+)
 from vla_actuation.actuation_settings import PARAMETERS, ActuationSettings, build_settings
 from vla_actuation.ee_delta_controller import EeDeltaController
-from vla_actuation.safety import command_is_stale, validate_action, validate_joint_state
+from vla_actuation.safety import command_is_stale, validate_action
 from vla_actuation.servo_stream import ServoStream
 from vla_common.action_message import decode_action_chunk
 from vla_common.control_period import step_dt_mismatch
+from vla_common.heap import fix_mmap_threshold
 from vla_common.inbound import decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.robot import ARM_JOINT_NAMES, FINGER_JOINT_NAME
@@ -59,6 +69,7 @@ class ActuationNode(Node):
         self.measured: np.ndarray | None = None
         self.measured_finger_m: float | None = None
         self.measured_stamp_ns = 0
+        self.continuity = self._new_continuity(self.settings)
         # What is streamed: planned waypoints and the last point sent (every point within the speed limit).
         self.stream = ServoStream(self.settings.servo_hz, self.settings.limits, self.settings.step_dt_s)
         self.estopped = False
@@ -102,6 +113,15 @@ class ActuationNode(Node):
         )
         self.params.on_change(build_settings, self._apply_settings)
 
+    @staticmethod
+    def _new_continuity(settings: ActuationSettings) -> JointStateContinuity:
+        return JointStateContinuity(
+            settings.max_joint_state_jump_rad,
+            settings.limits.joint_velocity_limits(),
+            settings.joint_state_jump_confirm_s,
+            arrival_slack_s=settings.joint_state_timeout_s,
+        )
+
     def _new_executors(self) -> None:
         # Chunks run in the chosen mode; one-step actions (OpenVLA, RT-2) always run as single steps:
         # a lone step is never "half in the past", it is the newest command.
@@ -118,33 +138,45 @@ class ActuationNode(Node):
         previous, self.settings = self.settings, settings
         self.controller.config = settings.controller_config  # new limits; its targets stay: no jump
         self.stream.limits = settings.limits
+        accepted, self.continuity = self.continuity.accepted, self._new_continuity(settings)
+        self.continuity.accepted = accepted  # new thresholds, same last measurement
         if not settings.same_execution(previous):
             self._new_executors()  # held chunks are dropped: the next chunk starts afresh
 
     # --- inputs -------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
-        joints, violations = validate_joint_state(list(msg.name), list(msg.position))
-        if joints is None:
-            self.measured = None
-            self._hold_until_valid_state()  # resume from the measured joints once they are valid again
-            reason = f"joint_states rejected: {'; '.join(v.message for v in violations)}; holding"
+        # Every joint used (the finger too) is checked before anything is stored.
+        joints, finger_m, violations = decode_joint_state(msg.name, msg.position)
+        if joints is None:  # refused: changes nothing; with no valid state for joint_state_timeout_s, hold
+            reason = f"joint_states rejected: {'; '.join(v.message for v in violations)}"
             self._refuse(ERROR, reason, "bad_joint_states")
             return
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        elapsed_s = (stamp_ns - self.measured_stamp_ns) * 1e-9
-        speed = self.settings.limits.joint_velocity_limits()
-        jump = joint_state_jump_rad(self.measured, joints, elapsed_s, speed)
-        if jump > self.settings.max_joint_state_jump_rad:  # a reset we were not told of: nothing old goes out
+        stamp_ns, now_ns = stamp_to_ns(msg.header.stamp), self.get_clock().now().nanoseconds
+        ahead = joint_state_stamp_problem(stamp_ns, now_ns, self.settings.joint_state_timeout_s)
+        if ahead is not None:  # refused, changes nothing (the true states keep coming)
+            self._refuse(ERROR, f"joint_states rejected: {ahead}", "bad_joint_states")
+            return
+        verdict, jump = self.continuity.admit(joints, stamp_ns, now_ns)
+        limit = (
+            f"beyond the speed limit (> max_joint_state_jump_rad {self.settings.max_joint_state_jump_rad})"
+        )
+        if verdict == UNCONFIRMED:  # one state is not believed: nothing stored, nothing changes
+            reason = (
+                f"measured joints jumped {jump:.3f} rad {limit}; ignored until joint states agree with it "
+                f"for joint_state_jump_confirm_s {self.settings.joint_state_jump_confirm_s}"
+            )
+            self._refuse(WARN, reason, "unconfirmed_joint_state_jumps", log=False)
+            return
+        if verdict == RESET:  # the arm was moved (a reset we were not told of): nothing old goes out
             self._hold_until_valid_state(reset=True)
             reason = (
-                f"measured joints jumped {jump:.3f} rad beyond the speed limit over {elapsed_s:.3f} s "
-                f"(> max_joint_state_jump_rad {self.settings.max_joint_state_jump_rad}); "
-                "pending commands dropped, re-planning"
+                f"measured joints jumped {jump:.3f} rad {limit}, confirmed; pending commands dropped, "
+                "re-planning"
             )
             self._refuse(WARN, reason, "joint_state_jumps")
         self.measured = joints
-        if FINGER_JOINT_NAME in msg.name:
-            self.measured_finger_m = float(msg.position[list(msg.name).index(FINGER_JOINT_NAME)])
+        if finger_m is not None:
+            self.measured_finger_m = finger_m
         self.measured_stamp_ns = stamp_ns
         if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
             self._reset_to_measured()
@@ -349,6 +381,7 @@ class ActuationNode(Node):
 
 
 def main(args=None) -> int:
+    fix_mmap_threshold()  # refused huge actions go back to the system when freed: no RSS creep
     return run_node(ActuationNode, args)
 
 

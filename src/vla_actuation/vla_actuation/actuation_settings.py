@@ -51,9 +51,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         "max_joint_state_jump_rad",
         0.3,
-        "A measured joint moving more than this between two joint states is a reset: re-plan (rad)",
+        "A measured joint moving more than this between two joint states is a jump (rad)",
         minimum=0.01,
         maximum=6.3,
+    ),
+    ParameterSpec(
+        "joint_state_jump_confirm_s",
+        0.1,
+        "A jump is a reset (re-plan from there) once joint states agreeing with it span this long; "
+        "before, it changes nothing (s)",
+        minimum=0.0,
+        maximum=5.0,
     ),
     ParameterSpec(
         "max_action_bytes",
@@ -127,6 +135,7 @@ class ActuationSettings:
     joint_state_timeout_s: float
     servo_overrun_s: float
     max_joint_state_jump_rad: float
+    joint_state_jump_confirm_s: float
     max_action_bytes: int
     max_action_steps: int
     limits: SafetyLimits
@@ -176,6 +185,7 @@ def build_settings(values: Mapping[str, Any]) -> ActuationSettings:
         joint_state_timeout_s=float(values["joint_state_timeout_s"]),
         servo_overrun_s=float(values["servo_overrun_s"]),
         max_joint_state_jump_rad=float(values["max_joint_state_jump_rad"]),
+        joint_state_jump_confirm_s=float(values["joint_state_jump_confirm_s"]),
         max_action_bytes=int(values["max_action_bytes"]),
         max_action_steps=int(values["max_action_steps"]),
         limits=limits,

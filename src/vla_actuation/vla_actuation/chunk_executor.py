@@ -167,10 +167,14 @@ class ChunkExecutor:
     def _accept(self, stored: _StoredChunk, replace: bool) -> None:
         if replace:
             self._chunks = [stored]
-        else:
-            self._chunks.append(stored)
+        else:  # chunks that end before the new one starts never act again: bounded while held
+            self._chunks = [c for c in self._chunks if not self._ended(c, stored.start_s)] + [stored]
         self._newest_start_s = stored.start_s
         self._dim = stored.actions.shape[1]
+
+    def _ended(self, stored: _StoredChunk, now_s: float) -> bool:
+        """Whether ``stored`` covers no step at ``now_s`` or later (exhausted or past the open-loop bound)."""
+        return self._step_index(stored.start_s, now_s) >= min(stored.actions.shape[0], self.open_loop_steps)
 
     def next_action(self, now_s: float) -> np.ndarray | None:
         """The action for the control tick at ``now_s``, or ``None`` to hold."""
@@ -211,9 +215,9 @@ class ChunkExecutor:
         live = []
         predictions = []
         for stored in self._chunks:  # oldest first: chunks are appended in start order
-            index = self._step_index(stored.start_s, now_s)
-            if index >= min(stored.actions.shape[0], self.open_loop_steps):
+            if self._ended(stored, now_s):
                 continue  # no longer covers now: drop it
+            index = self._step_index(stored.start_s, now_s)
             live.append(stored)
             if index >= max(0, stored.next_index):
                 predictions.append(stored.actions[index])

@@ -117,13 +117,14 @@ class EeDeltaController:
 
         ``finger_m`` (the measured finger) becomes the finger target; ``None`` keeps the previous
         finger target (open on a fresh controller).
+        Everything is checked before anything changes: a ValueError leaves the controller as it was.
         """
         joints = _six_finite(measured_joints_rad, "measured_joints_rad")
+        if finger_m is not None and not math.isfinite(finger_m):
+            raise ValueError(f"finger_m: expected a finite value, got {finger_m}")
         self._joint_targets = joints.copy()
         self._target_pose = forward_kinematics(joints)
         if finger_m is not None:
-            if not math.isfinite(finger_m):
-                raise ValueError(f"finger_m: expected a finite value, got {finger_m}")
             self._finger_target_m = min(max(float(finger_m), FINGER_LOWER_M), FINGER_UPPER_M)
 
     def _hold(self, violations: list[Violation], iterations: int = 0) -> ControlStep:

@@ -24,6 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from vla_common.control_period import step_period_s
+from vla_common.heap import fix_mmap_threshold
 from vla_common.inbound import check_instruction, decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
@@ -32,7 +33,6 @@ from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_perception.camera_topics import Publisher, incompatible_qos_reason, silent_camera_reason
 from vla_perception.frame_gate import Refusal, check_stamp
-from vla_perception.heap import fix_mmap_threshold
 from vla_perception.image_codec import (
     array_to_image_fields,
     compressed_to_array,

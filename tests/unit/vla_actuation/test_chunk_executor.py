@@ -210,3 +210,13 @@ def test_reset_forgets_everything() -> None:
     assert executor.stored_chunks == 0 and executor.next_action(10.2) is None
     assert executor.submit(_chunk(5, 6), 9.0, 9.0).accepted  # older stamps are fine after a reset
     assert math.isclose(_value(executor.next_action(9.0)), 5.0)
+
+
+def test_temporal_ensembling_keeps_only_the_chunks_that_still_act_while_nothing_executes() -> None:
+    """Held (e-stop, no joint states) while chunks keep arriving at 5 Hz for a minute: the executor
+    keeps the chunks that can still contribute, not all 300 (actuation's memory in the soak)."""
+    executor = ChunkExecutor("temporal_ensembling", DT, max_open_loop_s=0.8)
+    for k in range(300):
+        assert executor.submit(_chunk(k, k, k, k), 10.0 + DT * k, 10.0 + DT * k).accepted
+    assert len(executor._chunks) == 4  # 4 steps of 0.2 s: the last 4 chunks still cover now
+    assert _value(executor.next_action(10.0 + DT * 299)) == pytest.approx((296 + 297 + 298 + 299) / 4)

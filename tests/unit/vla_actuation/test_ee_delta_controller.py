@@ -185,6 +185,16 @@ def test_reset_keeps_the_finger_target_when_not_given() -> None:
         controller.reset(np.zeros(5))
 
 
+@pytest.mark.parametrize("finger_m", [math.nan, math.inf, -math.inf])
+def test_a_reset_refused_for_its_finger_changes_nothing(finger_m: float) -> None:
+    controller = _controller()  # reset at NEUTRAL
+    false_pose = NEUTRAL + np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.28])  # the soak's lie: wrist_rotate far off
+    with pytest.raises(ValueError, match=f"finger_m: expected a finite value, got {finger_m}"):
+        controller.reset(false_pose, finger_m)
+    np.testing.assert_array_equal(controller.joint_targets_rad, NEUTRAL)  # not half-applied
+    np.testing.assert_allclose(controller.tool_target_pose, forward_kinematics(NEUTRAL), atol=1e-12)
+
+
 # --- servo_waypoints --------------------------------------------------------------------------
 def test_servo_waypoints_min_jerk() -> None:
     start = np.zeros(6)

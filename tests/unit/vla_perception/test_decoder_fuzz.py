@@ -150,7 +150,7 @@ def test_pure_modules_import_without_ros() -> None:
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import vla_perception.image_codec, vla_perception.preprocess, vla_perception.sync\n"
-        "import vla_perception.frame_gate, vla_perception.camera_topics, vla_perception.heap\n"
+        "import vla_perception.frame_gate, vla_perception.camera_topics, vla_common.heap\n"
         "import vla_perception.perception_settings\n"
         "print('ok')\n"
     )
