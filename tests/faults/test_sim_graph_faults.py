@@ -334,12 +334,6 @@ def test_no_input_so_far_reached_a_last_resort_callback_guard(graph):
     assert all_alive(launcher, pids), launcher.poll()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="helper C (actuation, not landed): a joint state with finite arm joints and a NaN or infinite "
-    "left_finger raises 'ValueError: finger_m: expected a finite value' in _on_joint_state (caught by "
-    "the last-resort guard: unexpected_error.joint_state)",
-)
 def test_spurious_joint_states_never_pull_the_arm_towards_them(graph):
     """Found by `vla-stack soak` (docs/reliability.md): joint states whose arm joints are finite but
     far from the arm, some with a NaN or infinite finger: the arm was commanded towards the false pose
