@@ -4,6 +4,7 @@ backends."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -172,9 +173,22 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=cmd_bench)
 
 
+DEBUG_ENV = "VLA_STACK_DEBUG"  # set to 1 for the traceback of a configuration error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one subcommand. What the user gave wrongly (a value, a missing file) ends with one line
+    naming it and exit status 2, as argparse does for a bad flag; ``VLA_STACK_DEBUG=1`` shows the
+    traceback instead."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

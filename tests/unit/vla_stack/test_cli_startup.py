@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from vla_stack.cli import main
+
 HEAVY = ("torch", "mujoco", "rclpy", "transformers", "matplotlib")
 
 
@@ -27,3 +29,14 @@ def test_building_the_parser_loads_no_heavy_library():
 
 def test_the_check_sees_a_heavy_import():
     assert "mujoco" in modules_loaded_by("import vla_sim.widowx_sim")
+
+
+def test_a_configuration_error_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    """A bad value the user gave (here ROS_DOMAIN_ID) names itself without a traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROS_DOMAIN_ID", "500")
+    monkeypatch.delenv("VLA_STACK_DEBUG", raising=False)
+    assert main(["demo", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "vla-stack demo: error: ROS_DOMAIN_ID '500' is outside 0..101" in err
+    assert "Traceback" not in err
