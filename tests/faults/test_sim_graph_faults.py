@@ -357,13 +357,6 @@ def test_spurious_joint_states_never_pull_the_arm_towards_them(graph):
     assert _moves_again(injector)
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: before f5281f5 it showed at some starts only (1 in 5 here, 3 in 50 in the issue)
-    reason="helper C (actuation): a servo tick that runs on the new episode's first /clock before the "
-    "start event is handled can stream a pending waypoint of the previous episode stamped at the start "
-    "(seen before f5281f5: elbow 0.85 rad from the reset pose in 0.04 s; not seen since; the sim now "
-    "ignores commands stamped at or before the start, a real arm would not)",
-)
 def test_no_episode_start_sends_a_waypoint_of_the_previous_episode(graph):
     """Why: at an episode start (injector relaying joint states and commands arriving), a waypoint of
     the previous episode went out stamped in the new one and swung the wrist 2.39 rad in 0.17 s.

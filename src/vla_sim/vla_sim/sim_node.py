@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
@@ -227,9 +228,21 @@ class SimNode(Node):
                 "stamp_ns": self._episode_start_ns,
             }
         )
+        # The settling pause first waits for every reader to hold the start, before the clock moves
+        # on: a node's executor then handles the start no later than the clock message, so no timer
+        # acts on the new episode's time with the old episode's state. A node that does not answer
+        # within the pause (stopped, overloaded) gets the pause alone, as before: the sim's time
+        # never waits on one node.
+        settle_until = time.monotonic() + self.pacing.settle_wall_s
+        settle = Duration(seconds=self.pacing.settle_wall_s)
+        if self.pacing.settle_wall_s > 0 and not self.episode_pub.wait_for_all_acked(settle):
+            self.get_logger().warning(
+                f"episode {index}: not every /vla/episode reader acknowledged the start within the "
+                f"{self.pacing.settle_wall_s} s settling pause"
+            )
         self._publish_clock()
         self._publish_joint_state()
-        time.sleep(self.pacing.settle_wall_s)  # let every node reset before time moves again
+        time.sleep(max(0.0, settle_until - time.monotonic()))  # let every node reset before time moves on
         tracker = EpisodeTracker(now, max_steps, self.step_dt_s)
         result = None
         while result is None and not self._stop.is_set():
