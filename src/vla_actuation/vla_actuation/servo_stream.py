@@ -130,7 +130,8 @@ class ServoStream:
         self.limits = limits
         self.waypoints: deque[tuple[float, np.ndarray]] = deque()  # (due time s, joints)
         self.last: tuple[float, np.ndarray] | None = None  # (time s, joints) of the last point sent
-        # (time s, tool pose) of the points sent within the last step, and always the last one
+        # (arrival s, tool pose) of the points sent whose arrival (stamp + time_from_start: when the
+        # arm gets there) may lie within one step of the next point's, and always the last one
         self.recent: deque[tuple[float, np.ndarray]] = deque()
         self._plan_start: np.ndarray | None = None  # where the next plan starts, if not at ``last``
         # The last tick could not reach its waypoint (the limits held it back): the stream lags.
@@ -231,10 +232,10 @@ class ServoStream:
             point = candidate.copy()
             for _ in range(due_index + 1):
                 self.waypoints.popleft()
-        needed = float(np.max(np.abs(point - last_q) / velocity))
+        time_from_start_s = max(2.0 * self.period_s, float(np.max(np.abs(point - last_q) / velocity)))
         self.last = (float(now_s), point)
-        self.recent.append((float(now_s), pose))
-        return StreamedPoint(point.copy(), float(now_s), max(2.0 * self.period_s, needed))
+        self.recent.append((float(now_s) + time_from_start_s, pose))
+        return StreamedPoint(point.copy(), float(now_s), time_from_start_s)
 
     def _tool_fraction(
         self, last_q: np.ndarray, candidate: np.ndarray, fraction: float, now_s: float
@@ -242,7 +243,12 @@ class ServoStream:
         """The largest part (<= ``fraction``) of the move to ``candidate`` whose tool pose is within the
         per-step bound of every point sent in the last step and of the last one, and the tool pose
         there (bisection; 0 = stay at ``last_q``)."""
-        while len(self.recent) > 1 and self.recent[0][0] < now_s - self.step_dt_s - WINDOW_SLACK_S:
+        # The arm reaches a point at stamp + time_from_start, and a point sent now gets at least two
+        # periods: every point whose arrival may lie within one step of this one's stays in the window
+        # (a point given more time after a stall arrives later, so it counts longer; the windows by
+        # stamps are a subset).
+        earliest_s = now_s + 2.0 * self.period_s - self.step_dt_s - WINDOW_SLACK_S
+        while len(self.recent) > 1 and self.recent[0][0] < earliest_s:
             self.recent.popleft()  # the last point stays: after a stall the tool moves one bound
         # No margin here: a distance has no stamp to round, and steps of exactly one bound, one per
         # period, must pass unchanged (the tail of one and the head of the next add up to one bound).

@@ -163,3 +163,32 @@ def test_a_protective_stop_heads_for_the_arm_within_the_limits_and_drops_the_pla
     assert streamed_speed_violations([*stamps, point.stamp_s], [*sent, point.joints], SPEED) == []
     assert np.all(point.joints < sent[-1]) and stream.final_target is None and stream.tick(0.1) is None
     assert stream.stop_toward(arm, 0.08) is None  # no time has passed: nothing more to send
+
+
+def test_the_tool_bound_holds_over_every_window_of_arrivals_too():
+    """ArmMonitor (the soak) compares points by their ARRIVAL (stamp + time_from_start): a point given
+    more time after a stall arrives later, closer to the next ones (0.0596 m within 0.194 s of
+    arrivals in a soak, 11 commands apart). Every pair of points arriving within one step stays
+    within the bound."""
+    from vla_actuation.kinematics import forward_kinematics  # lazy: only this test needs FK here
+    from vla_actuation.tool_bound import pose_travel  # lazy: as above
+
+    rng = np.random.default_rng(194)
+    for _ in range(8):
+        stream = ServoStream(SERVO_HZ, LIMITS, STEP_S)
+        stream.anchor(NEUTRAL, 0.0)
+        ticks = np.cumsum(rng.choice([0.02] * 12 + [0.06, 0.15, 0.4], size=150))  # late ticks, stalls
+        target, points = NEUTRAL.copy(), []
+        for index, now_s in enumerate(ticks):
+            if index % 10 == 0:
+                target = NEUTRAL + rng.uniform(-0.6, 0.6, size=6) * [0.2, 0.2, 0.2, 1.0, 1.0, 1.0]
+                stream.plan(target, now_s)
+            point = stream.tick(now_s)
+            if point is not None:
+                points.append((point.stamp_s + point.time_from_start_s, forward_kinematics(point.joints)))
+        for i, (arrival_i, pose_i) in enumerate(points):
+            for arrival_j, pose_j in points[i + 1 :]:
+                if abs(arrival_j - arrival_i) <= STEP_S:
+                    translation, rotation = pose_travel(pose_i, pose_j)
+                    assert translation <= LIMITS.max_translation_step_m + 1e-9, (arrival_i, arrival_j)
+                    assert rotation <= LIMITS.max_rotation_step_rad + 1e-9, (arrival_i, arrival_j)
