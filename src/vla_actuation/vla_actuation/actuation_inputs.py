@@ -81,7 +81,7 @@ class JointStateContinuity:
     last accepted one is a jump. One state is not believed: a jump becomes a reset (the stream's
     speed reference may then follow the measurement) only once states that agree with it (no jump
     between them) span at least ``confirm_s``, by their stamps and by their arrivals (``now_ns``, the
-    node's clock); until then it changes nothing, and a
+    node's clock); until then it is not stored (``in_doubt``: the node sends nothing new), and a
     state continuous with the accepted ones discards it (a lie, a glitch). The time allowed between
     two states is their stamps' interval, at most their arrivals' interval plus ``arrival_slack_s``:
     a state stamped in the future does not buy itself room to jump.
@@ -95,6 +95,11 @@ class JointStateContinuity:
         self.accepted: tuple[np.ndarray, int, int] | None = None  # (joints, stamp ns, arrival ns)
         # (first stamp, first arrival, joints, stamp, arrival) of the states agreeing with a jump
         self._pending: tuple[int, int, np.ndarray, int, int] | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """A jump waits for confirmation: the measurement is in doubt (the node sends nothing new)."""
+        return self._pending is not None
 
     def _jump(self, reference: tuple[np.ndarray, int, int], joints: np.ndarray, stamp_ns: int, now_ns: int):
         by_stamp = (stamp_ns - reference[1]) * 1e-9

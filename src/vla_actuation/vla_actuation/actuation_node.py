@@ -76,6 +76,10 @@ class ActuationNode(Node):
         self._needs_reset = True
         self._stream_reset = False
         self._episode_start_ns = 0
+        # After the stream's reference moved to a measurement (a reset), nothing is sent stamped before
+        # that measurement (a node clock lagging the sim's, e.g. after a stall, would stamp it in the
+        # old episode, where it reads as a jump).
+        self._stream_from_ns = 0
         self._last_control_ns: int | None = None  # node clock of the last control step
         self._last_servo_monotonic: float | None = None  # real time of the last servo tick
         guard = CallbackGuard(self.get_logger(), self.diag)
@@ -160,7 +164,7 @@ class ActuationNode(Node):
         limit = (
             f"beyond the speed limit (> max_joint_state_jump_rad {self.settings.max_joint_state_jump_rad})"
         )
-        if verdict == UNCONFIRMED:  # one state is not believed: nothing stored, nothing changes
+        if verdict == UNCONFIRMED:  # one state is not believed: nothing stored; the stream pauses
             reason = (
                 f"measured joints jumped {jump:.3f} rad {limit}; ignored until joint states agree with it "
                 f"for joint_state_jump_confirm_s {self.settings.joint_state_jump_confirm_s}"
@@ -195,6 +199,8 @@ class ActuationNode(Node):
         self.controller.reset(self.measured, self.measured_finger_m)
         now_s = self.get_clock().now().nanoseconds * 1e-9
         self.stream.anchor(self.measured, now_s, keep_speed_reference=not self._stream_reset)
+        if self._stream_reset:  # the reference follows the measurement: no command stamped before it
+            self._stream_from_ns = self.measured_stamp_ns
         self._needs_reset = False
         self._stream_reset = False
 
@@ -337,9 +343,14 @@ class ActuationNode(Node):
         self._last_servo_monotonic = wall
         if late_s is not None and late_s > self.settings.servo_overrun_s:
             self._on_overrun(late_s)
-        if self.estopped or self._needs_reset:
+        # While a jump in the measured joints waits for confirmation, nothing new goes out: after an
+        # episode start that the start event has not yet announced, the plan heads for the old pose.
+        if self.estopped or self._needs_reset or self.continuity.in_doubt:
             return
         now_ns = self.get_clock().now().nanoseconds
+        if now_ns < self._stream_from_ns:
+            return
+        self._stream_from_ns = 0  # once: a clock that goes back later (a restarted sim) is not waited for
         point = self.stream.tick(now_ns * 1e-9)
         if point is None:
             return

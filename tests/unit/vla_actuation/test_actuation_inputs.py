@@ -71,7 +71,9 @@ def test_a_single_lie_changes_nothing_and_the_next_true_state_is_accepted():
     verdict, jump = continuity.admit(lie, _ns(1.02), _ns(1.02))
     assert verdict == UNCONFIRMED and jump == pytest.approx(1.28 - np.pi * 0.02)
     np.testing.assert_array_equal(continuity.accepted[0], ARM)  # the lie was not stored
+    assert continuity.in_doubt  # the node sends nothing new meanwhile
     assert continuity.admit(ARM, _ns(1.04), _ns(1.04))[0] == ACCEPT
+    assert not continuity.in_doubt
     # The same lie again, later: a fresh pending jump, not one confirmed by the first.
     assert continuity.admit(lie, _ns(1.2), _ns(1.2))[0] == UNCONFIRMED
 
