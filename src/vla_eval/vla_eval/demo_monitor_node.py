@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +16,13 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from vla_common.inbound import decode_episode_event, image_to_pixels, load_bounded_json
+from vla_common.ros.callback_guard import CallbackGuard
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS
 from vla_data.bag_recorder_node import BagRecorderNode
+
+DIAGNOSTICS_DEPTH = 50  # every node's 1 Hz status, with room for a slow spin
+MAX_LATENCY_SUMMARY_BYTES = 65536  # a node's stage latencies: a few hundred bytes
 
 
 class DemoMonitorNode(Node):
@@ -29,16 +33,24 @@ class DemoMonitorNode(Node):
         self.events: list[dict] = []
         self.latency: dict[str, dict] = {}  # node -> {stage: {p50, p99, count}}
         self.done = False
+        self.dropped: dict[str, int] = {}  # bad messages per kind (another publisher on a topic)
         self._on_frame = on_frame
-        self.create_subscription(String, "/vla/episode", self._on_event, EVENTS_QOS)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        guard = CallbackGuard(self.get_logger()).wrap  # a bug here must not end the run either
+        self.create_subscription(String, "/vla/episode", guard("episode", self._on_event), EVENTS_QOS)
+        self.create_subscription(
+            DiagnosticArray, "/diagnostics", guard("diagnostics", self._on_diagnostics), DIAGNOSTICS_DEPTH
+        )
         if video_topic and on_frame:
-            self.create_subscription(Image, video_topic, self._on_image, CAMERA_QOS)
+            self.create_subscription(Image, video_topic, guard("video_frame", self._on_image), CAMERA_QOS)
 
     def _on_event(self, msg: String) -> None:
-        event = json.loads(msg.data)
-        self.events.append(event)
-        if event.get("event") == "done":
+        try:
+            event = decode_episode_event(msg.data)
+        except ValueError as exc:  # another publisher on the topic: the run goes on without it
+            self._drop("episode", str(exc))
+            return
+        self.events.append(event.body)
+        if event.event == "done":
             self.done = True
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -46,12 +58,33 @@ class DemoMonitorNode(Node):
             if not status.name.startswith("vla_stack/"):
                 continue
             for kv in status.values:
-                if kv.key == "latency_ms":
-                    self.latency[status.name.split("/", 1)[1]] = json.loads(kv.value)
+                if kv.key != "latency_ms":
+                    continue
+                try:
+                    summary = load_bounded_json(
+                        kv.value, what=f"{status.name} latency_ms", max_bytes=MAX_LATENCY_SUMMARY_BYTES
+                    )
+                except ValueError as exc:
+                    self._drop("diagnostics", str(exc))
+                    continue
+                if isinstance(summary, dict):
+                    self.latency[status.name.split("/", 1)[1]] = summary
 
     def _on_image(self, msg: Image) -> None:
-        if msg.encoding == "rgb8":
-            self._on_frame(np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3))
+        try:
+            pixels = image_to_pixels(msg, what="video frame")
+        except ValueError as exc:  # e.g. another encoding: no video frame from it
+            self._drop("video_frame", str(exc))
+            return
+        self._on_frame(pixels)
+
+    def _drop(self, kind: str, reason: str) -> None:
+        """A message the monitor cannot use: counted and logged once per kind."""
+        self.dropped[kind] = self.dropped.get(kind, 0) + 1
+        if self.dropped[kind] == 1:
+            self.get_logger().warning(
+                f"demo monitor: ignoring a bad {kind} message ({reason}); more are counted"
+            )
 
 
 def monitor_run(
