@@ -50,6 +50,8 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from vla_common.action_message import MAX_ACTION_BYTES
+from vla_common.inbound import decode_episode_event, load_bounded_json, require_stamp_ns
 from vla_common.ros.node_runtime import ns_to_stamp
 from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_data.bag_playback import PlayMessage, PlayTopic, stamp_ns
@@ -150,9 +152,10 @@ class BagPlayerNode(Node):
 
     def _on_action(self, msg: String) -> None:
         try:
-            stamp = int(json.loads(msg.data)["stamp_ns"])
-        except (ValueError, KeyError, TypeError):
-            self.get_logger().warning(f"ignoring a malformed /vla/action: {msg.data[:80]!r}")
+            body = load_bounded_json(msg.data, what="/vla/action", max_bytes=MAX_ACTION_BYTES)
+            stamp = require_stamp_ns(body if isinstance(body, dict) else {}, "stamp_ns", "/vla/action")
+        except ValueError as exc:
+            self.get_logger().warning(f"ignoring a malformed /vla/action: {exc}")
             return
         with self._condition:
             self.action_texts.append(msg.data)
@@ -179,10 +182,16 @@ class BagPlayerNode(Node):
             self.stats.frame_stamps.add(stamp_ns(item.message.header.stamp))
 
     def _reseed(self, text: str) -> str:
-        event = json.loads(text)
-        if event.get("event") == "start":
-            event["seed"] = int(self._episode_seed or 0) + int(event.get("episode", 0))
-        return json.dumps(event)
+        """The bag's episode event with the replay's seed; a malformed one is played as it is."""
+        try:
+            event = decode_episode_event(text)
+        except ValueError as exc:
+            self.get_logger().warning(f"the bag's /vla/episode message is played unchanged: {exc}")
+            return text
+        body = dict(event.body)
+        if event.event == "start":
+            body["seed"] = int(self._episode_seed or 0) + int(body.get("episode") or 0)
+        return json.dumps(body)
 
     def publish_episode_start(self, stamp: int) -> None:
         """A synthetic episode start (for bags without /vla/episode): resets the policy with the seed."""
