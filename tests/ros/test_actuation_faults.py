@@ -42,6 +42,7 @@ class Probe(Node):
         self.arm_stamps: list[float] = []  # header stamps (s) of the arm commands
         self.arm_tfs: list[float] = []  # their time_from_start (s)
         self.arm_received: list[float] = []  # when they arrived here (monotonic s)
+        self.gripper_received: list[float] = []  # when gripper commands (one per control step) arrived
         self.measured: list[tuple[float, np.ndarray]] = []  # (receipt s, valid joint states)
         self.counters: dict[str, int] = {}
         self.notes: dict[str, str] = {}  # last_rejected.<counter>: the last reason of each kind
@@ -55,7 +56,14 @@ class Probe(Node):
         self.create_subscription(
             JointTrajectory, "/wx250s/arm_controller/joint_trajectory", self._on_arm, 100
         )
+        self.create_subscription(
+            JointTrajectory, "/wx250s/gripper_controller/joint_trajectory", self._on_gripper, 100
+        )
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+
+    def _on_gripper(self, msg: JointTrajectory) -> None:
+        with self.lock:
+            self.gripper_received.append(time.monotonic())
 
     def _on_arm(self, msg: JointTrajectory) -> None:
         with self.lock:
@@ -438,4 +446,26 @@ def test_refused_and_false_joint_states_change_nothing_and_the_stream_keeps_its_
     assert monitor.violations == [], monitor.violations[:3]
     node.joint_states.publish(lies(node.get_clock().now().nanoseconds)[0])  # the finger named
     assert wait_until(lambda: "left_finger: inf" in node.reason("bad_joint_states"), 3.0), node.notes
+    assert launcher.poll() is None, launcher.poll()
+
+
+def test_an_action_is_stepped_when_it_arrives_not_at_the_next_control_tick(probe):
+    """An action arriving a period or more after the last step is executed at once. Left to the
+    control timer's next tick it runs up to a period late: at 5a99bf9 every timer tick counted as a
+    step, so no arrival ever ran one, and in the sim graph (the timer fired just before each chunk)
+    octo-sim executed every chunk one period stale (6 of 12 eval episodes instead of 10)."""
+    node, launcher = probe
+    rng = np.random.default_rng(22)
+    delays = []
+    for index in range(15):
+        time.sleep(rng.uniform(0.25, 0.45))  # over a period after the last step, at any phase of the timer
+        with node.lock:
+            before = len(node.gripper_received)
+        sent = time.monotonic()
+        node.send([0.002 * (-1) ** index, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+        assert wait_until(lambda n=before: len(node.gripper_received) > n, 5.0), index  # one step per action
+        with node.lock:
+            delays.append(node.gripper_received[before] - sent)
+    # At the timer's tick the delays spread over a period (median ~0.1 s); at arrival, DDS latency.
+    assert np.median(delays) < 0.05, np.round(delays, 3)
     assert launcher.poll() is None, launcher.poll()

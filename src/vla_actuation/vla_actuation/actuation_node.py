@@ -80,7 +80,6 @@ class ActuationNode(Node):
         # that measurement (a node clock lagging the sim's, e.g. after a stall, would stamp it in the
         # old episode, where it reads as a jump).
         self._stream_from_ns = 0
-        self._last_control_ns: int | None = None  # node clock of the last control step
         self._last_servo_monotonic: float | None = None  # real time of the last servo tick
         guard = CallbackGuard(self.get_logger(), self.diag)
 
@@ -106,9 +105,12 @@ class ActuationNode(Node):
         self.create_subscription(
             String, "/vla/episode", guard.wrap("episode", self._on_episode), EVENTS_QOS, callback_group=group
         )
-        # A control step runs when an action arrives (no waiting for a tick) if the last step is at
-        # least step_dt_s old, and every step_dt_s after the last one, so chunks keep executing
-        # between arrivals and chunks arriving faster than the control rate never step faster.
+        # A control step runs when an action arrives (no waiting for a tick) and every step_dt_s after
+        # the last one, so chunks keep executing between arrivals; the executor runs no two steps
+        # within half a period. What is streamed obeys the speed and tool bounds whatever the steps
+        # do (ServoStream), so an arriving chunk is never held back for a timer step: a timer step
+        # taken just before the policy's next chunk (due one period after the last) would execute
+        # the older chunk and, if it counted as the last step, keep every step one period behind.
         self.control_timer = self.create_timer(
             self.settings.step_dt_s, guard.wrap("control_tick", self._on_control_tick), callback_group=group
         )
@@ -263,10 +265,8 @@ class ActuationNode(Node):
         # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
         # sim): what the graph replica's Timing models (policy phase + processing).
         self.timer.record("frame_to_action", (now_ns - chunk.stamp_ns) * 1e-6)
-        if self._last_control_ns is None or now_ns - self._last_control_ns >= self.settings.step_dt_s * 1e9:
-            self._on_control_tick()
-            self.control_timer.reset()
-        # else: the timer runs the next step one period after the last: never two steps in one period
+        if self._control_step(now_ns):  # (None from the executor within half a period of its last step)
+            self.control_timer.reset()  # the next step one period after this one
 
     def _reject_step_dt(self, message: str) -> None:
         """A chunk timed for another control rate: hold, count it, say why (log throttled)."""
@@ -312,30 +312,34 @@ class ActuationNode(Node):
 
     # --- control ------------------------------------------------------------------------------
     def _on_control_tick(self) -> None:
-        now_ns = self.get_clock().now().nanoseconds
+        self._control_step(self.get_clock().now().nanoseconds)
+
+    def _control_step(self, now_ns: int) -> bool:
+        """One control step at ``now_ns``; whether the executor gave it an action (planned, or held by
+        the controller): only such a step is the last one the timer counts from."""
         if self.estopped or self._needs_reset or self.measured is None:
-            return
+            return False
         if (now_ns - self.measured_stamp_ns) * 1e-9 > self.settings.joint_state_timeout_s:
             age_s = (now_ns - self.measured_stamp_ns) * 1e-9
             self._refuse(ERROR, f"joint_states are {age_s:.2f} s old; holding", "stale_joint_states")
             self._hold_until_valid_state()
-            return
-        self._last_control_ns = now_ns
+            return False
         action = self.executor_.next_action(now_ns * 1e-9)
         if action is None:
             self.diag.count("hold_no_action")
-            return
+            return False
         with self.timer.measure("ik"):
             step = self.controller.step(action, self.measured)
         for violation in step.violations:
             self.diag.count(f"violation.{violation.code}")
         if not step.accepted:
             self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
-            return
+            return True  # the executor took this tick's action
         # From where the stream really is, stretched to the distance: the streamed speed holds.
         self.stream.plan(step.joint_targets_rad, now_ns * 1e-9)
         self._publish_gripper(step.finger_target_m)
         self.diag.report(OK, "ok")
+        return True
 
     def _on_servo_tick(self) -> None:
         wall = time.monotonic()
