@@ -108,9 +108,8 @@ class ActuationNode(Node):
         # A control step runs when an action arrives (no waiting for a tick) and every step_dt_s after
         # the last one, so chunks keep executing between arrivals; the executor runs no two steps
         # within half a period. What is streamed obeys the speed and tool bounds whatever the steps
-        # do (ServoStream), so an arriving chunk is never held back for a timer step: a timer step
-        # taken just before the policy's next chunk (due one period after the last) would execute
-        # the older chunk and, if it counted as the last step, keep every step one period behind.
+        # do (ServoStream), so an arriving chunk is never held back for a timer step: a timer tick just
+        # before each of the policy's chunks would otherwise execute every chunk one period stale.
         self.control_timer = self.create_timer(
             self.settings.step_dt_s, guard.wrap("control_tick", self._on_control_tick), callback_group=group
         )
@@ -265,8 +264,10 @@ class ActuationNode(Node):
         # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
         # sim): what the graph replica's Timing models (policy phase + processing).
         self.timer.record("frame_to_action", (now_ns - chunk.stamp_ns) * 1e-6)
-        if self._control_step(now_ns):  # (None from the executor within half a period of its last step)
-            self.control_timer.reset()  # the next step one period after this one
+        self._control_step(now_ns)  # (the executor runs no second step within half a period)
+        # The timer restarts at every accepted chunk: a timer step taken just before a chunk (with the
+        # older chunk's next step) does not keep the timer ahead of every later chunk.
+        self.control_timer.reset()
 
     def _reject_step_dt(self, message: str) -> None:
         """A chunk timed for another control rate: hold, count it, say why (log throttled)."""
@@ -314,32 +315,30 @@ class ActuationNode(Node):
     def _on_control_tick(self) -> None:
         self._control_step(self.get_clock().now().nanoseconds)
 
-    def _control_step(self, now_ns: int) -> bool:
-        """One control step at ``now_ns``; whether the executor gave it an action (planned, or held by
-        the controller): only such a step is the last one the timer counts from."""
+    def _control_step(self, now_ns: int) -> None:
+        """One control step at ``now_ns`` (nothing when the executor has no action for it)."""
         if self.estopped or self._needs_reset or self.measured is None:
-            return False
+            return
         if (now_ns - self.measured_stamp_ns) * 1e-9 > self.settings.joint_state_timeout_s:
             age_s = (now_ns - self.measured_stamp_ns) * 1e-9
             self._refuse(ERROR, f"joint_states are {age_s:.2f} s old; holding", "stale_joint_states")
             self._hold_until_valid_state()
-            return False
+            return
         action = self.executor_.next_action(now_ns * 1e-9)
         if action is None:
             self.diag.count("hold_no_action")
-            return False
+            return
         with self.timer.measure("ik"):
             step = self.controller.step(action, self.measured)
         for violation in step.violations:
             self.diag.count(f"violation.{violation.code}")
         if not step.accepted:
             self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
-            return True  # the executor took this tick's action
+            return
         # From where the stream really is, stretched to the distance: the streamed speed holds.
         self.stream.plan(step.joint_targets_rad, now_ns * 1e-9)
         self._publish_gripper(step.finger_target_m)
         self.diag.report(OK, "ok")
-        return True
 
     def _on_servo_tick(self) -> None:
         wall = time.monotonic()
