@@ -69,6 +69,15 @@ def decode_joint_state(names: object, positions: object) -> tuple[np.ndarray | N
     return values[: len(ARM_JOINT_NAMES)], finger, ()
 
 
+def episode_start_problem(stamp_ns: int) -> str | None:
+    """Why a start event is not acted on, or None: one without a stamp (``stamp_ns`` 0 or absent)
+    orders nothing (no action or joint state is older than it) and would only make the stream forget
+    the last point it sent, while the arm moves on."""
+    if stamp_ns <= 0:
+        return "a start event without stamp_ns (the episode's start on the sim's clock) orders nothing"
+    return None
+
+
 ACCEPT = "accept"  # continuous with the last accepted state (or the first one)
 RESET = "reset"  # a jump confirmed by states that agree with it for confirm_s: the arm was moved
 UNCONFIRMED = "unconfirmed"  # a jump nothing confirms yet: not stored, changes nothing
@@ -112,12 +121,16 @@ class JointStateContinuity:
             self.accepted = (joints, stamp_ns, now_ns)
             return ACCEPT, 0.0
         jump = self._jump(self.accepted, joints, stamp_ns, now_ns)
-        if jump <= self.max_jump_rad:
-            self.accepted, self._pending = (joints, stamp_ns, now_ns), None
-            return ACCEPT, jump
         pending = self._pending
+        # A state that agrees with a jump in doubt goes on confirming it, even once the time since the
+        # last accepted state would allow the distance: the arm was moved (an episode's reset pose), and
+        # only a reset moves the node's reference to it (accepted as continuous, the stream would go on
+        # from the old pose).
         if pending is not None and self._jump(pending[2:], joints, stamp_ns, now_ns) <= self.max_jump_rad:
             first_ns, first_arrival_ns = pending[:2]
+        elif jump <= self.max_jump_rad:
+            self.accepted, self._pending = (joints, stamp_ns, now_ns), None
+            return ACCEPT, jump
         else:
             first_ns, first_arrival_ns = stamp_ns, now_ns
         self._pending = (first_ns, first_arrival_ns, joints, stamp_ns, now_ns)

@@ -28,6 +28,7 @@ from vla_actuation.actuation_inputs import (
     JointStateContinuity,
     action_size_problem,
     decode_joint_state,
+    episode_start_problem,
     joint_state_stamp_problem,
 )
 from vla_actuation.actuation_settings import PARAMETERS, ActuationSettings, build_settings
@@ -80,6 +81,10 @@ class ActuationNode(Node):
         # that measurement (a node clock lagging the sim's, e.g. after a stall, would stamp it in the
         # old episode, where it reads as a jump).
         self._stream_from_ns = 0
+        # The measurement (its stamp) the stream's reference was reset to, while no point has been sent
+        # from it: the arm moves on meanwhile (toward the last command), so a plan starts from where it
+        # is then, not from where it was.
+        self._anchored_ns: int | None = None
         self._last_servo_monotonic: float | None = None  # real time of the last servo tick
         guard = CallbackGuard(self.get_logger(), self.diag)
 
@@ -202,6 +207,7 @@ class ActuationNode(Node):
         self.stream.anchor(self.measured, now_s, keep_speed_reference=not self._stream_reset)
         if self._stream_reset:  # the reference follows the measurement: no command stamped before it
             self._stream_from_ns = self.measured_stamp_ns
+            self._anchored_ns = self.measured_stamp_ns
         self._needs_reset = False
         self._stream_reset = False
 
@@ -291,6 +297,7 @@ class ActuationNode(Node):
                 now_ns = self.get_clock().now().nanoseconds
                 point = self.stream.stop_toward(self.measured, now_ns * 1e-9)
                 if point is not None:
+                    self._anchored_ns = None
                     self._publish_arm(point.joints, point.time_from_start_s, now_ns)
             self.diag.report(ERROR, "e-stop: protective stop, holding")
         elif not msg.data and self.estopped:
@@ -305,6 +312,9 @@ class ActuationNode(Node):
             event = decode_episode_event(msg.data)
         except ValueError as exc:
             self._refuse(ERROR, f"episode event rejected: {exc}", "rejected_episode_events")
+            return
+        if event.event == "start" and (problem := episode_start_problem(event.stamp_ns)) is not None:
+            self._refuse(ERROR, f"episode event rejected: {problem}", "rejected_episode_events")
             return
         if event.event == "start":  # nothing computed before the reset is sent after it
             self._episode_start_ns = event.stamp_ns
@@ -328,6 +338,11 @@ class ActuationNode(Node):
         if action is None:
             self.diag.count("hold_no_action")
             return
+        if self._anchored_ns is not None and self.measured_stamp_ns > self._anchored_ns:
+            # Nothing sent since the reference moved to a measurement (e.g. 0.44 s without an action
+            # after a start, the arm 0.16 rad further on): start from the newest one.
+            self._stream_reset = True
+            self._reset_to_measured()
         with self.timer.measure("ik"):
             step = self.controller.step(action, self.measured)
         for violation in step.violations:
@@ -357,6 +372,7 @@ class ActuationNode(Node):
         point = self.stream.tick(now_ns * 1e-9)
         if point is None:
             return
+        self._anchored_ns = None
         with self.timer.measure("publish"):
             self._publish_arm(point.joints, point.time_from_start_s, now_ns)
 

@@ -58,10 +58,13 @@ def _msg(kind: str, label: str, well_formed: bool, **fields: object) -> FuzzMess
 
 
 def stamp_ns(message: FuzzMessage, now_ns: int) -> int:
-    """The header (or JSON) stamp for ``message`` published at ``now_ns``; never negative."""
+    """The header (or JSON) stamp for ``message`` published at ``now_ns``; never negative. A stamp in
+    the past stays in the past when the clock is younger than the offset (a sim's first minute): 1 ns,
+    never 0, which ROS reads as "now" (the sim followed such an "ended_in_the_past" arm command)."""
     if message.fields.get("stamp", STAMP_NOW) == STAMP_ZERO:
         return 0
-    return max(0, now_ns + int(round(float(message.fields.get("stamp_offset_s", 0.0)) * 1e9)))
+    offset_ns = int(round(float(message.fields.get("stamp_offset_s", 0.0)) * 1e9))
+    return max(1 if offset_ns < 0 else 0, now_ns + offset_ns)
 
 
 def render_text(message: FuzzMessage, now_ns: int) -> str:

@@ -12,6 +12,7 @@ from vla_actuation.actuation_inputs import (
     JointStateContinuity,
     action_size_problem,
     decode_joint_state,
+    episode_start_problem,
     joint_state_jump_rad,
     joint_state_stamp_problem,
 )
@@ -95,6 +96,25 @@ def test_a_state_stamped_in_the_future_buys_no_room_to_jump():
     # and two lies with different stamps that disagree with each other never confirm one another
     assert continuity.admit(lie - [0, 0, 0, 0, 5.0, 0], _ns(11.2), _ns(1.04))[0] == UNCONFIRMED
     assert continuity.admit(ARM, _ns(1.06), _ns(1.06))[0] == ACCEPT
+
+
+def test_a_reset_pose_stays_a_jump_until_confirmed_even_once_the_elapsed_time_would_allow_it():
+    """An episode's reset pose 0.6 rad away (found over DDS): after 0.11 s the speed allowed since the
+    last accepted state (0.3 + pi * 0.11 rad) covered it, and it was accepted as continuous, so the
+    node never re-anchored and streamed on from the old pose. It is a reset once confirmed."""
+    continuity = _continuity()
+    continuity.admit(ARM, _ns(1.0), _ns(1.0))
+    reset_pose = ARM + np.array([0, 0, 0, 0, 0.6, 0])
+    verdicts = [
+        continuity.admit(reset_pose, _ns(1.0 + 0.02 * k), _ns(1.0 + 0.02 * k))[0] for k in range(1, 7)
+    ]
+    assert verdicts == [UNCONFIRMED] * 5 + [RESET], verdicts
+    assert continuity.admit(reset_pose, _ns(1.14), _ns(1.14))[0] == ACCEPT
+
+
+def test_a_start_event_without_a_stamp_is_refused_by_name():
+    assert "without stamp_ns" in episode_start_problem(0)
+    assert episode_start_problem(17_010_000_000) is None
 
 
 def test_a_jump_confirmed_by_stamps_alone_is_not_a_reset():

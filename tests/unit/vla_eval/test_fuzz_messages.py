@@ -202,6 +202,15 @@ def test_commands_for_the_sim_are_all_rejectable(kind):
         assert rejectable, message
 
 
+def test_a_stamp_in_the_past_is_never_zero_on_a_young_clock():
+    """Zero is "now" to a trajectory controller: an "ended_in_the_past" arm command stamped 0 in a
+    soak's first 30-100 s of sim time moved the sim's arm (seen as commands from a previous episode)."""
+    young_ns = 5_000_000_000
+    for message in _batch("arm_command", 60):
+        if message.label == "ended_in_the_past":
+            assert 0 < stamp_ns(message, young_ns) < young_ns
+
+
 def test_instructions_cover_empty_huge_unicode_and_control_characters():
     batch = _batch("instruction", 100)
     by_label = {m.label: m.fields["text"] for m in batch}
@@ -224,6 +233,6 @@ def test_render_keeps_a_deliberate_stamp_and_never_goes_negative():
     early = FuzzMessage(
         "action", "stale_stamp", False, {"body": {"stamp_ns": None}, "stamp_offset_s": -100.0}
     )
-    assert json.loads(render_text(early, NOW_NS))["stamp_ns"] == 0
+    assert json.loads(render_text(early, NOW_NS))["stamp_ns"] == 1  # still in the past; 0 reads as "now"
     kept = FuzzMessage("action", "bad_stamp_type", False, {"body": {"stamp_ns": "12"}})
     assert json.loads(render_text(kept, NOW_NS))["stamp_ns"] == "12"
