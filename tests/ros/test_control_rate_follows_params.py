@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from graph_helpers import start_graph
+from graph_helpers import spinning, start_graph
 from params_copy import set_control_hz
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -119,20 +118,10 @@ def graph_run(tmp_path_factory) -> GraphRun:
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("VLA_STACK_CONFIG_DIR", str(_config_at_10_hz(tmp_path)))
         launcher = start_graph(list(profile("sim")), tmp_path, overrides)
-    rclpy.init()
-    listener = Listener()
-    stop = threading.Event()
-    spinner = threading.Thread(
-        target=lambda: [rclpy.spin_once(listener, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
-    )
-    spinner.start()
     try:
-        end = _wait_for_episode_end(listener, launcher)
+        with spinning(Listener) as listener:
+            end = _wait_for_episode_end(listener, launcher)
     finally:
-        stop.set()
-        spinner.join()
-        listener.destroy_node()
-        rclpy.try_shutdown()
         launcher.stop()
     return GraphRun(
         sorted(set(listener.observation_stamps_s)),

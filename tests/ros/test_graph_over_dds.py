@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from graph_helpers import assert_joint_speed_within, start_graph
+from graph_helpers import assert_joint_speed_within, spinning, start_graph
 from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
@@ -73,20 +72,10 @@ def graph(tmp_path: Path):
     env = loopback_environment(log_dir=str(tmp_path / "fake_logs"))
     fake = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_robot_process.py"))], env=env)
     launcher = start_graph(NODES, tmp_path, OVERRIDES)
-    rclpy.init()
-    listener = Listener()
-    stop = threading.Event()
-    spinner = threading.Thread(
-        target=lambda: [rclpy.spin_once(listener, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
-    )
-    spinner.start()
     try:
-        yield listener, launcher
+        with spinning(Listener) as listener:
+            yield listener, launcher
     finally:
-        stop.set()
-        spinner.join()
-        listener.destroy_node()
-        rclpy.try_shutdown()
         launcher.stop()
         fake.terminate()
         fake.wait(10)

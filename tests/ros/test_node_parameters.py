@@ -12,9 +12,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from graph_helpers import start_graph, wait_until
+from graph_helpers import spinning, start_graph, wait_until
 from parameter_client import ParameterClient
 from rclpy.node import Node
 
@@ -52,20 +51,8 @@ class Watcher(Node):
 
 @pytest.fixture()
 def watcher():
-    rclpy.init()
-    node = Watcher()
-    stop = threading.Event()
-    spinner = threading.Thread(
-        target=lambda: [rclpy.spin_once(node, timeout_sec=0.05) for _ in iter(stop.is_set, True)]
-    )
-    spinner.start()
-    try:
+    with spinning(Watcher) as node:
         yield node
-    finally:
-        stop.set()
-        spinner.join()
-        node.destroy_node()
-        rclpy.try_shutdown()
 
 
 @pytest.fixture()
