@@ -38,6 +38,30 @@ class _Diagnostics(Protocol):
     def note(self, key: str, text: str) -> None: ...
 
 
+class LogThrottle:
+    """Per-key throttle for log lines: ``due(key)`` is true at most once per ``interval_s`` per key,
+    and then returns how many calls were held back since the last line (thread-safe: callbacks may
+    run on several executor threads)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def due(self, key: str) -> int | None:
+        """None when ``key`` logged within the interval (counted as held back); else the held count."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval_s:
+                self._held[key] = self._held.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._held.pop(key, 0)
+
+
 class CallbackGuard:
     """Wraps callbacks so that an exception escaping one is counted and logged instead of raised."""
 
@@ -50,10 +74,8 @@ class CallbackGuard:
     ) -> None:
         self._logger = logger
         self._diag = diag
-        self._log_interval_s = log_interval_s
-        self._clock = clock
+        self._throttle = LogThrottle(log_interval_s, clock)
         self._lock = threading.Lock()  # callbacks may run on several executor threads
-        self._last_log: dict[str, float] = {}
         self.counts: dict[str, int] = {}
 
     @property
@@ -76,14 +98,10 @@ class CallbackGuard:
 
     def caught(self, name: str, exc: BaseException) -> None:
         """Count, report and (throttled) log ``exc`` raised by callback ``name``."""
-        now = self._clock()
         with self._lock:
             self.counts[name] = self.counts.get(name, 0) + 1
             count = self.counts[name]
-            last = self._last_log.get(name)
-            log = last is None or now - last >= self._log_interval_s
-            if log:
-                self._last_log[name] = now
+        log = self._throttle.due(name) is not None
         message = f"callback '{name}' raised {type(exc).__name__}: {exc} (unexpected, #{count}); node goes on"
         if self._diag is not None:
             self._diag.count(f"{COUNTER_PREFIX}.{name}")
@@ -118,24 +136,15 @@ class MessageRejections:
     ) -> None:
         self._logger = logger
         self._diag = diag
-        self._log_interval_s = log_interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last_log: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._throttle = LogThrottle(log_interval_s, clock)
 
     def drop(self, kind: str, reason: str) -> None:
         """Record that a message of ``kind`` was dropped because of ``reason``."""
         self._diag.count(f"rejected.{kind}")
         self._diag.note(f"{LAST_REASON_PREFIX}.{kind}", reason)
         self._diag.report(WARN, f"dropped {kind}: {reason}", log=False)
-        now = self._clock()
-        with self._lock:
-            last = self._last_log.get(kind)
-            if last is not None and now - last < self._log_interval_s:
-                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-                return
-            self._last_log[kind] = now
-            suppressed = self._suppressed.pop(kind, 0)
+        suppressed = self._throttle.due(kind)
+        if suppressed is None:
+            return
         more = f" ({suppressed} more dropped since the last report)" if suppressed else ""
         self._logger.warning(f"dropped {kind}: {reason}{more}")
