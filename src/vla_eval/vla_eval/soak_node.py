@@ -10,7 +10,6 @@ ones on the same topic) and counts the sim's episodes only (never the fuzzer's f
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, deque
@@ -27,6 +26,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from vla_common.inbound import decode_episode_event
 from vla_common.robot import ARM_JOINT_NAMES
 from vla_common.ros.node_runtime import ns_to_stamp, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
@@ -191,13 +191,17 @@ class SoakNode(Node):
     def _on_episode(self, msg: String, info: Mapping) -> None:
         if self._publisher("/vla/episode", info) != "sim":
             return
-        event = json.loads(msg.data)  # the sim's own event (the fuzzer's are not read)
+        try:  # the sim's own event (the fuzzer's are not read), still decoded like any input
+            event = decode_episode_event(msg.data)
+        except ValueError as exc:
+            self._monitor_error(f"sim episode event: {exc}")
+            return
         with self.lock:
-            if event.get("event") == "start":
+            if event.event == "start":
                 self.episode_starts += 1
-                self.monitor.episode_start(int(event["stamp_ns"]), time.monotonic())
-            elif event.get("event") == "end":
-                self.episode_ends.append(event)
+                self.monitor.episode_start(event.stamp_ns, time.monotonic())
+            elif event.event == "end":
+                self.episode_ends.append(event.body)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
