@@ -338,7 +338,10 @@ def test_an_episode_start_mid_chunk_drops_pending_commands(probe):
     with node.lock:
         after = [s for s in node.arm_stamps if s * 1e9 > start_ns + 0.03e9]  # one DDS hop of slack
     assert after == [], f"{len(after)} commands from the previous episode sent after its end"
-    assert node.diagnostics()[0].get("previous_episode_actions", 0) >= 1, node.diagnostics()
+    # /diagnostics comes at 1 Hz: wait for the report that holds the count
+    assert wait_until(lambda: node.diagnostics()[0].get("previous_episode_actions", 0) >= 1, 3.0), (
+        node.diagnostics()
+    )
     first = node.commands()
     node.send([0.02, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # a new-episode action moves the arm again
     assert wait_until(lambda: node.commands() > first and node.arm_stamps[-1] * 1e9 > start_ns, 3.0)
