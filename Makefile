@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench crosscheck clean
 
 $(STAMP): requirements.txt pyproject.toml scripts/ensure-system-deps.sh
 	bash scripts/ensure-system-deps.sh
@@ -22,11 +22,16 @@ demo: setup
 	MUJOCO_GL=egl $(VENV)/bin/vla-stack demo --episodes 3 --seed 0 --json out/demo.json
 
 test: setup
-	$(VENV)/bin/ruff check src tests launch
+	$(VENV)/bin/ruff check src tests launch crosscheck
 	MUJOCO_GL=egl $(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
 bench: setup
 	MUJOCO_GL=egl $(VENV)/bin/vla-stack bench overhead
 
+# Optional: our Octo and OpenVLA against the upstream code (../shared/oracles) on the same weights;
+# builds reference virtual environments under .venv-crosscheck/ and rewrites docs/crosscheck.md.
+crosscheck: setup
+	bash crosscheck/run.sh
+
 clean:
-	rm -rf $(VENV) out build install log
+	rm -rf $(VENV) .venv-crosscheck out build install log
