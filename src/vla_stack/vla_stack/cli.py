@@ -1,18 +1,21 @@
 """The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, soak,
-backends."""
+backends, inspect."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
 from vla_actuation.chunk_executor import MODES as EXECUTION_MODES
 from vla_bringup.launcher import GraphLauncher
-from vla_bringup.policies import DEFAULT_POLICY, describe_policies
+from vla_bringup.policies import DEFAULT_POLICY, describe_policies, named_policies, resolve_policy
+from vla_bringup.preflight import format_report, graph_parameters, preflight
 from vla_bringup.profiles import profile
 from vla_bringup.ros_env import loopback_environment
 from vla_data.dataset_export import add_export_parser
@@ -22,6 +25,7 @@ from vla_eval.bench import run_bench
 from vla_eval.demo import DemoOptions, run_demo
 from vla_eval.evaluate import add_eval_parser
 from vla_eval.soak import add_soak_parser
+from vla_policy.checkpoint_summary import summarise_checkpoint
 from vla_policy.contract import available_backends
 from vla_training.train_cli import add_train_parsers
 
@@ -92,6 +96,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Print the checkpoint's pre-flight report; exit 1 when it does not fit the graph's parameters."""
+    checkpoint, options, execution_mode = args.checkpoint, json.loads(args.backend_options or "{}"), None
+    if not Path(checkpoint).expanduser().is_dir() and checkpoint in named_policies():
+        spec = resolve_policy(checkpoint, options=options)
+        checkpoint, options, execution_mode = spec.checkpoint, spec.options, spec.execution_mode
+    if not isinstance(options, dict):
+        raise ValueError(f"--backend-options: expected a JSON object, got {args.backend_options!r}")
+    summary = summarise_checkpoint(checkpoint)
+    policy: dict[str, object] = {
+        "backend": args.policy or summary.backend,
+        "checkpoint": str(summary.directory),
+        "backend_options": json.dumps(options),
+    }
+    if args.action_kind:
+        policy["action_kind"] = args.action_kind
+    overrides: dict[str, dict[str, object]] = {"policy": policy}
+    if args.execution_mode or execution_mode:
+        overrides["actuation"] = {"execution_mode": args.execution_mode or execution_mode}
+    for node, params in _parse_set(args.set).items():
+        overrides[node] = {**overrides.get(node, {}), **params}
+    report = preflight(summary, graph_parameters(args.profile, overrides))
+    print(format_report(report))
+    return 1 if report.mismatches else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,7 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_soak_parser(sub)
     backends = sub.add_parser("backends", help="list the policy backends and the named policies")
     backends.set_defaults(func=cmd_backends)
+    _add_inspect_parser(sub)
     return parser
+
+
+def _add_inspect_parser(sub: argparse._SubParsersAction) -> None:
+    inspect = sub.add_parser(
+        "inspect", help="pre-flight report of a checkpoint against the graph's parameters (exit 1: mismatch)"
+    )
+    inspect.add_argument("checkpoint", help="an octo, openvla or rt2 checkpoint directory, or a named policy")
+    inspect.add_argument(
+        "--profile", default="sim", help="the graph whose parameters feed it (sim | widowx | ...)"
+    )
+    inspect.add_argument(
+        "--policy", default=None, help="the backend the run would name (default: the checkpoint's)"
+    )
+    inspect.add_argument(
+        "--backend-options", default="{}", help='JSON, e.g. \'{"unnorm_key": "bridge_dataset"}\''
+    )
+    inspect.add_argument("--action-kind", default=None, choices=["continuous", "discrete"])
+    inspect.add_argument("--execution-mode", default=None, choices=EXECUTION_MODES)
+    inspect.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE")
+    inspect.set_defaults(func=cmd_inspect)
 
 
 def _add_launch_parser(sub: argparse._SubParsersAction) -> None:

@@ -135,6 +135,15 @@ SURFACE: dict[str, dict[str, Flag]] = {
         "--out": Flag(None),
     },
     "backends": {},
+    "inspect": {
+        "checkpoint": Flag(required=True),
+        "--profile": Flag("sim"),
+        "--policy": Flag(None),
+        "--backend-options": Flag("{}"),
+        "--action-kind": Flag(None, choices=("continuous", "discrete")),
+        "--execution-mode": Flag(None, choices=EXECUTION_MODES),
+        "--set": Flag([]),
+    },
 }
 
 
