@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+CONVERT_STAMP := $(VENV)/.installed-convert-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench crosscheck clean
+.PHONY: setup setup-convert demo test lint bench crosscheck clean
 
 $(STAMP): requirements.txt pyproject.toml scripts/ensure-system-deps.sh
 	bash scripts/ensure-system-deps.sh
@@ -18,10 +19,18 @@ $(STAMP): requirements.txt pyproject.toml scripts/ensure-system-deps.sh
 
 setup: $(STAMP)
 
+# The converter's optional extra (jax, flax, orbax-checkpoint: `vla-stack convert octo` reads the official
+# orbax checkpoint with it); the tests convert a synthetic release for real, so `make test` installs it.
+$(CONVERT_STAMP): $(STAMP) requirements-convert.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-convert.txt
+	touch $@
+
+setup-convert: $(CONVERT_STAMP)
+
 demo: setup
 	MUJOCO_GL=egl $(VENV)/bin/vla-stack demo --episodes 3 --seed 0 --json out/demo.json
 
-test: setup
+test: setup setup-convert
 	$(VENV)/bin/ruff check src tests launch crosscheck
 	MUJOCO_GL=egl $(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
