@@ -1,15 +1,17 @@
-"""The RT-2 backend under the shared contract: a tiny random PaliGemma saved and loaded back."""
+"""The RT-2 backend under the shared contract: a tiny random PaliGemma saved and loaded back, in every
+token mode (number_tokens and token_table on a word tokenizer, loc_tokens and digits on a Gemma one)."""
 
 from __future__ import annotations
 
 import pytest
 from backend_contract import BackendContract, make_observation
 
+from vla_policy.backends.rt2.config import TOKEN_MODES
 from vla_policy.backends.rt2.random_model import save_tiny_rt2_checkpoint
 from vla_policy.contract import make_backend as make_registered
 
 
-@pytest.mark.parametrize("token_mode", ["number_tokens", "token_table"])
+@pytest.mark.parametrize("token_mode", TOKEN_MODES)
 class TestRT2Contract(BackendContract):
     @pytest.fixture()
     def backend(self, tmp_path, token_mode):

@@ -1,7 +1,8 @@
 """RT-2-style policy backend: a Hugging Face vision-language model that answers with action text.
 
 One camera image and the prompt "Q: what action should the robot take to {instruction}? A:" go in;
-greedy decoding, restricted by :mod:`~vla_policy.backends.rt2.grammar` to "t b1 .. b7", comes out;
+greedy decoding, restricted by :mod:`~vla_policy.backends.rt2.grammar` to "t b1 .. b7" in the
+checkpoint's ``token_mode`` (one token per integer, PaliGemma ``<loc>`` tokens, or digits), comes out;
 the text is parsed, the gripper converted to the Bridge convention, and the bins (or the continuous
 actions) are returned as a single step. The terminate integer becomes ``PolicyOutput.terminate``.
 
@@ -23,7 +24,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProce
 from vla_policy.backends.rt2.action_text import parse_action_text
 from vla_policy.backends.rt2.binning import ActionBinning
 from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, RT2Config
-from vla_policy.backends.rt2.grammar import ActionGrammar, ActionGrammarLogitsProcessor, integer_token_ids
+from vla_policy.backends.rt2.grammar import ActionGrammarLogitsProcessor, build_grammar
 from vla_policy.backends.rt2.random_model import build_random_paligemma, random_rt2_config
 from vla_policy.checkpoint import read_json, safetensors_files
 from vla_policy.contract import Observation, PolicyOutput
@@ -67,8 +68,7 @@ class RT2Backend:
                 raise ValueError(
                     f"rt2 config: separator_token {config.separator_token!r} is not a known token"
                 )
-        table = integer_token_ids(config.token_mode, tokenizer.get_vocab(), config.action_token_ids)
-        self.grammar = ActionGrammar(table, int(eos_id), separator_id)
+        self.grammar = build_grammar(config, tokenizer, int(eos_id), separator_id)
         vocab_size = self.model.get_output_embeddings().weight.shape[0]
         if self.grammar.max_token_id >= vocab_size:
             raise ValueError(
@@ -118,7 +118,11 @@ class RT2Backend:
         new_tokens = generated[0, prompt_length:].tolist()
         text = self.grammar.tokens_to_text(new_tokens)
         output = output_from_action_text(text, self.config.binning, self.action_space.kind)
-        output.info.update(generated_tokens=len(new_tokens), infer_ms=(time.perf_counter() - start) * 1e3)
+        output.info.update(
+            generated_tokens=len(new_tokens),
+            token_ids=new_tokens,
+            infer_ms=(time.perf_counter() - start) * 1e3,
+        )
         return output
 
 
@@ -128,7 +132,7 @@ def output_from_action_text(text: str, binning: ActionBinning, action_kind: str 
     The chunk holds the Bridge bins (discrete) or the continuous Bridge action; ``info["action"]``
     always carries the continuous one (exact bin values, m / rad / gripper 1 = open).
     """
-    parsed = parse_action_text(text)  # ValueError on a malformed answer: no action published
+    parsed = parse_action_text(text, binning.n_bins)  # ValueError on a malformed answer: no action published
     actions = binning.bridge_actions(parsed.bins)
     chunk = binning.bridge_bins(parsed.bins)[None, :] if action_kind == "discrete" else actions[None, :]
     info = {
@@ -184,11 +188,16 @@ def build_random_rt2(
     seed: int = 0,
     compile: bool = False,
     action_kind: str = "discrete",
+    token_mode: str = "number_tokens",
     **_: Any,
 ) -> RT2Backend:
-    """The real architecture at ``size`` (see random_model.SIZES) with random weights, for benchmarks."""
+    """The real architecture at ``size`` (see random_model.SIZES) with random weights, for benchmarks.
+
+    ``token_mode`` picks the tokenizer too (random_model.TOKENIZER_OF_MODE): digits and loc_tokens
+    decode over a Gemma tokenizer that splits digits.
+    """
     if compile:
         raise ValueError("rt2 backend: compile is not supported (generate() runs eagerly)")
-    model, processor = build_random_paligemma(size, seed=seed, device=device)
-    config = random_rt2_config(processor)
+    model, processor = build_random_paligemma(size, seed=seed, device=device, token_mode=token_mode)
+    config = random_rt2_config(processor, token_mode)
     return RT2Backend(model, processor, config, device=device, dtype=dtype, action_kind=action_kind)

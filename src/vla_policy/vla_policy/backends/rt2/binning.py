@@ -1,24 +1,25 @@
 """RT-2 bins -> Bridge actions, and the ActionSpace whose codec decodes them exactly (pure numpy).
 
-RT-2 codes each continuous dimension in 256 uniform bins over the checkpoint's [low, high]. Two
-decodings of bin ``k`` are in use, and the checkpoint says which one it was trained with:
+RT-2 codes each continuous dimension in N = 256 uniform bins over the checkpoint's [low, high] (a
+checkpoint may declare another ``n_bins``). Two decodings of bin ``k`` are in use, and the checkpoint
+says which one it was trained with:
 
-- ``"rt1_levels"``: RT-1's action tokenizer, ``k = int((a - low) / (high - low) * 255)`` on the way
-  in and ``a = low + k (high - low) / 255`` on the way out (256 levels including both ends);
-- ``"bin_centers"``: the centre of the k-th of 256 equal bins, ``a = low + (k + 1/2)(high - low) / 256``.
+- ``"rt1_levels"``: RT-1's action tokenizer, ``k = int((a - low) / (high - low) * (N - 1))`` on the
+  way in and ``a = low + k (high - low) / (N - 1)`` on the way out (N levels including both ends);
+- ``"bin_centers"``: the centre of the k-th of N equal bins, ``a = low + (k + 1/2)(high - low) / N``.
 
 Both are affine in k: ``a = offset + k * step``. This project's discrete codec
 (:func:`~vla_common.action_space.dequantize_actions`) decodes an index as the OpenVLA-style centre
 ``-1 + (k + 1/2) * 2 / (n_bins - 1)`` and unnormalises it with q01/q99, and it clips indices to
 0..n_bins-2, i.e. ``n_bins`` counts bin *edges*. OpenVLA's 256 edges give only 255 bins, so with
 ``n_bins=256`` RT-2's top bin would decode one bin low. The space declared here therefore uses
-``n_bins=257`` (256 bins) and ``q01 = offset - step/2``, ``q99 = q01 + 256 step``: every one of RT-2's
-256 bins then decodes to exactly its value. Note the half-bin shift: q01/q99 are not low/high
+``n_bins=N+1`` (N bins) and ``q01 = offset - step/2``, ``q99 = q01 + N step``: every one of RT-2's
+N bins then decodes to exactly its value. Note the half-bin shift: q01/q99 are not low/high
 (for "rt1_levels" they lie half a level outside them; for "bin_centers" they equal them).
 
 The gripper is converted to the Bridge convention (1 = open, 0 = closed) here, in bin space, so that
 the wire carries Bridge bins: ``b = (g - closed) / (open - closed)``; a convention where open < closed
-(RT-1: -1 open, +1 closed) reverses the bin order (k -> 255 - k).
+(RT-1: -1 open, +1 closed) reverses the bin order (k -> N - 1 - k).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vla_common.action_space import BRIDGE_DIM_NAMES, ActionSpace, NormStats
-from vla_policy.backends.rt2.action_text import N_ACTION_BINS, N_ACTION_DIMS
+from vla_policy.backends.rt2.action_text import N_ACTION_BINS, N_ACTION_DIMS, check_n_bins
 
 BIN_DECODINGS = ("rt1_levels", "bin_centers")
 
@@ -40,8 +41,6 @@ GRIPPER_CONVENTIONS = {"rt1": (-1.0, 1.0), "bridge": (1.0, 0.0)}
 RT1_ACTION_LOW = (-1.0, -1.0, -1.0, -np.pi / 2, -np.pi / 2, -np.pi / 2, -1.0)
 RT1_ACTION_HIGH = (1.0, 1.0, 1.0, np.pi / 2, np.pi / 2, np.pi / 2, 1.0)
 
-# ActionSpace.n_bins counts edges (linspace(-1, 1, n_bins)); 257 edges are RT-2's 256 bins.
-SPACE_N_EDGES = N_ACTION_BINS + 1
 GRIPPER = N_ACTION_DIMS - 1
 
 
@@ -57,8 +56,10 @@ class ActionBinning:
     high: tuple[float, ...]
     bin_decoding: str = "rt1_levels"
     gripper_convention: str = "rt1"
+    n_bins: int = N_ACTION_BINS  # uniform bins per dimension
 
     def __post_init__(self) -> None:
+        check_n_bins(self.n_bins)
         if len(self.low) != N_ACTION_DIMS or len(self.high) != N_ACTION_DIMS:
             raise ValueError(
                 f"action ranges: expected {N_ACTION_DIMS} values in low and high, "
@@ -82,9 +83,9 @@ class ActionBinning:
         """(offset, step) per dimension so that the model-unit value of bin k is offset + k * step."""
         low, high = np.asarray(self.low, float), np.asarray(self.high, float)
         if self.bin_decoding == "rt1_levels":
-            step = (high - low) / (N_ACTION_BINS - 1)
+            step = (high - low) / (self.n_bins - 1)
             return low, step
-        step = (high - low) / N_ACTION_BINS
+        step = (high - low) / self.n_bins
         return low + 0.5 * step, step
 
     def _gripper_affine(self) -> tuple[float, float]:
@@ -117,7 +118,7 @@ class ActionBinning:
         """Bins from the model -> the bins sent on the wire (the gripper in Bridge order)."""
         out = np.array(bins, dtype=np.int64, copy=True)
         if self.gripper_reversed:
-            out[..., GRIPPER] = N_ACTION_BINS - 1 - out[..., GRIPPER]
+            out[..., GRIPPER] = self.n_bins - 1 - out[..., GRIPPER]
         return out
 
     def norm_stats(self) -> NormStats:
@@ -126,12 +127,12 @@ class ActionBinning:
         scale, shift = self._gripper_affine()
         # Bridge-bin affine map for the gripper: value = offset + k' * step with k' the Bridge bin.
         g_offset, g_step = scale * offset[GRIPPER] + shift, scale * step[GRIPPER]
-        if g_step < 0:  # reversed: k' = 255 - k
-            g_offset, g_step = g_offset + (N_ACTION_BINS - 1) * g_step, -g_step
+        if g_step < 0:  # reversed: k' = n_bins - 1 - k
+            g_offset, g_step = g_offset + (self.n_bins - 1) * g_step, -g_step
         offset, step = offset.copy(), step.copy()
         offset[GRIPPER], step[GRIPPER] = g_offset, g_step
         q01 = offset - 0.5 * step
-        q99 = q01 + N_ACTION_BINS * step
+        q99 = q01 + self.n_bins * step
         return NormStats(
             q01=tuple(float(v) for v in q01),
             q99=tuple(float(v) for v in q99),
@@ -144,6 +145,6 @@ class ActionBinning:
             name="bridge_ee_delta",
             dim_names=BRIDGE_DIM_NAMES,
             kind=kind,
-            n_bins=SPACE_N_EDGES,
+            n_bins=self.n_bins + 1,  # ActionSpace.n_bins counts edges: n_bins + 1 edges hold n_bins bins
             stats=self.norm_stats(),
         )

@@ -1,8 +1,11 @@
 """Random-weight RT-2-style models (PaliGemma: SigLIP + Gemma) for tests and ``vla-stack bench policy``.
 
-No RT-2 weights are public, so timing and tests use the real architecture with random weights,
-a small word-level tokenizer built offline (every integer 0..255 is one token, as in PaLI-X) and the
-Hugging Face PaliGemma processor. Sizes:
+No RT-2 weights are public, so timing and tests use the real architecture with random weights, a
+small tokenizer built offline and the Hugging Face PaliGemma processor (which adds PaliGemma's
+``<loc0000>``..``<loc1023>`` tokens). The tokenizer follows the token mode (``TOKENIZER_OF_MODE``):
+a word-level one where every integer 0..255 is one token (PaLI-X; number_tokens, token_table), or a
+Gemma tokenizer (BPE, byte fallback, "▁" for spaces) that splits numbers into digits like
+PaliGemma's (digits, loc_tokens). Sizes:
 
 - ``tiny``: 32 px images, 16 patches, width 32, 2 + 2 layers (about 0.1 M parameters; tests);
 - ``small``: a SigLIP-S/16-like tower at 224 px + an 8-layer decoder of width 512, 32k vocabulary
@@ -22,6 +25,7 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import (
+    GemmaTokenizer,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
     PaliGemmaProcessor,
@@ -31,9 +35,17 @@ from transformers.models.siglip.image_processing_pil_siglip import SiglipImagePr
 
 from vla_policy.backends.rt2.action_text import N_ACTION_BINS
 from vla_policy.backends.rt2.binning import RT1_ACTION_HIGH, RT1_ACTION_LOW, ActionBinning
-from vla_policy.backends.rt2.config import RT2Config
+from vla_policy.backends.rt2.config import TOKEN_MODES, RT2Config
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<image>")
+GEMMA_SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>", "<unk>", "<mask>")  # GemmaTokenizer's ids 0..4
+SPACE_MARKER = "\u2581"  # SentencePiece's "▁"
+TOKENIZER_OF_MODE = {
+    "number_tokens": "words",
+    "token_table": "words",
+    "loc_tokens": "gemma",
+    "digits": "gemma",
+}
 PROMPT_WORDS = (
     "q : what action should the robot take to ? a put pick place move open close the red green blue "
     "yellow cube block bowl plate towel spoon carrot eggplant basket drawer in on into of and"
@@ -79,24 +91,59 @@ def build_word_tokenizer(words: tuple[str, ...] = tuple(PROMPT_WORDS)) -> Any:
     )
 
 
-def build_processor(size: PaliGemmaSize) -> Any:
+def word_merges(
+    words: tuple[str, ...], marker: str = SPACE_MARKER
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """BPE pieces and merges that build ``marker + word`` letter by letter: "▁" + "w" -> "▁w",
+    "▁w" + "h" -> "▁wh", ... for every word (the letters themselves must be in the vocabulary)."""
+    pieces, merges = [], []
+    for word in dict.fromkeys(words):
+        piece = marker
+        for char in word:
+            merges.append((piece, char))
+            piece += char
+            pieces.append(piece)
+    return pieces, list(dict.fromkeys(merges))
+
+
+def build_gemma_tokenizer(words: tuple[str, ...] = tuple(PROMPT_WORDS)) -> Any:
+    """A small Gemma tokenizer: byte fallback, single digits (numbers are split), "▁word" merges.
+
+    Like PaliGemma's: no token holds two digits or a space and a digit, so "1 128" is "1", "▁",
+    "1", "2", "8"; characters outside the vocabulary fall back to byte tokens.
+    """
+    word_pieces, merges = word_merges(words)
+    pieces = list(GEMMA_SPECIAL_TOKENS) + [f"<0x{b:02X}>" for b in range(256)]
+    pieces += [SPACE_MARKER, *"0123456789", *sorted(set("abcdefghijklmnopqrstuvwxyz" + "".join(words)))]
+    vocab = {piece: i for i, piece in enumerate(dict.fromkeys(pieces + word_pieces))}
+    return GemmaTokenizer(vocab=vocab, merges=merges)
+
+
+def build_processor(size: PaliGemmaSize, tokenizer: str = "words") -> Any:
+    """A PaliGemma processor for ``size`` with the ``tokenizer`` kind "words" or "gemma"."""
+    builders = {"words": build_word_tokenizer, "gemma": build_gemma_tokenizer}
+    if tokenizer not in builders:
+        raise ValueError(f"rt2 tokenizer '{tokenizer}' is unknown; available: {', '.join(builders)}")
     image_processor = SiglipImageProcessorPil(size={"height": size.image_size, "width": size.image_size})
     image_processor.image_seq_length = (size.image_size // size.patch_size) ** 2
-    return PaliGemmaProcessor(image_processor=image_processor, tokenizer=build_word_tokenizer())
+    return PaliGemmaProcessor(image_processor=image_processor, tokenizer=builders[tokenizer]())
 
 
 def build_random_paligemma(
-    size: str | PaliGemmaSize = "tiny", seed: int = 0, device: str = "cpu"
+    size: str | PaliGemmaSize = "tiny", seed: int = 0, device: str = "cpu", token_mode: str = "number_tokens"
 ) -> tuple[Any, Any]:
     """(model, processor): a PaliGemmaForConditionalGeneration with random weights, in eval mode.
 
-    The weights are created on ``device`` (a 3B model initialises in seconds on a GPU).
+    The weights are created on ``device`` (a 3B model initialises in seconds on a GPU); the
+    tokenizer is the one ``token_mode`` is tested with (TOKENIZER_OF_MODE).
     """
     if isinstance(size, str):
         if size not in SIZES:
             raise ValueError(f"rt2 size '{size}' is unknown; available: {', '.join(SIZES)}")
         size = SIZES[size]
-    processor = build_processor(size)
+    if token_mode not in TOKENIZER_OF_MODE:
+        raise ValueError(f"rt2 token_mode '{token_mode}' is not one of {TOKEN_MODES}")
+    processor = build_processor(size, TOKENIZER_OF_MODE[token_mode])
     tokenizer = processor.tokenizer
     vocab_size = size.vocab_size or -(-len(tokenizer) // 64) * 64
     if vocab_size < len(tokenizer):
@@ -137,7 +184,8 @@ def build_random_paligemma(
 
 
 def random_rt2_config(processor: Any, token_mode: str = "number_tokens") -> RT2Config:
-    """RT-1 action ranges and gripper convention; in token_table mode the tokenizer's last 256 ids."""
+    """RT-1 action ranges and gripper convention, 256 bins; in token_table mode the tokenizer's last
+    256 ids, in loc_tokens mode <loc0000>..<loc0255>."""
     table = None
     if token_mode == "token_table":  # PaLM-E style: overwrite the last (least used) 256 tokens
         last = len(processor.tokenizer) - 1
@@ -161,5 +209,5 @@ def save_rt2_checkpoint(directory: str | Path, model: Any, processor: Any, confi
 
 def save_tiny_rt2_checkpoint(directory: str | Path, token_mode: str = "number_tokens", seed: int = 0) -> Path:
     """A tiny random RT-2-style checkpoint (tests, demos without weights)."""
-    model, processor = build_random_paligemma("tiny", seed=seed)
+    model, processor = build_random_paligemma("tiny", seed=seed, token_mode=token_mode)
     return save_rt2_checkpoint(directory, model, processor, random_rt2_config(processor, token_mode))

@@ -11,12 +11,13 @@ import torch
 from vla_common.action_space import dequantize_actions
 from vla_policy.backends.rt2.action_text import parse_action_text
 from vla_policy.backends.rt2.backend import RT2Backend, build_random_rt2, make_rt2_backend
-from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, RT2Config
+from vla_policy.backends.rt2.binning import RT1_ACTION_HIGH, RT1_ACTION_LOW, ActionBinning
+from vla_policy.backends.rt2.config import RT2_CONFIG_FILE, TOKEN_MODES, RT2Config
 from vla_policy.backends.rt2.random_model import build_random_paligemma, random_rt2_config
 from vla_policy.checkpoint import read_json, write_json
 from vla_policy.contract import Observation, validate_output
 
-MODES = ("number_tokens", "token_table")
+MODES = TOKEN_MODES  # number_tokens and token_table on a word tokenizer, loc_tokens and digits on Gemma's
 
 
 def _observation(seed: int, camera: str = "primary", instruction: str = "put the red cube in the bowl"):
@@ -25,9 +26,9 @@ def _observation(seed: int, camera: str = "primary", instruction: str = "put the
     return Observation(stamp_ns=1, images={camera: image}, instruction=instruction)
 
 
-def _scrambled_model(seed: int):
+def _scrambled_model(seed: int, token_mode: str = "number_tokens"):
     """A tiny PaliGemma whose weights are large enough that its answers differ from token to token."""
-    model, processor = build_random_paligemma("tiny", seed=seed)
+    model, processor = build_random_paligemma("tiny", seed=seed, token_mode=token_mode)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -38,15 +39,21 @@ def _scrambled_model(seed: int):
 @pytest.mark.parametrize("mode", MODES)
 def test_constrained_decoding_of_random_models_always_parses(mode):
     texts = []
-    for seed in range(6):
-        model, processor = _scrambled_model(seed)
+    for seed in range(3 if mode == "digits" else 6):  # digits answers are ~23 tokens instead of 9
+        model, processor = _scrambled_model(seed, mode)
         backend = RT2Backend(model, processor, random_rt2_config(processor, mode))
         for step in range(2):
             output = backend.infer(_observation(seed * 10 + step))
             chunk = validate_output(output, backend.action_space)
             parsed = parse_action_text(output.info["action_text"])
             assert output.terminate == parsed.terminate
-            assert output.info["generated_tokens"] == 9
+            token_ids = output.info["token_ids"]
+            assert token_ids[-1] == backend.grammar.eos_id and len(token_ids) <= backend.grammar.length
+            if mode == "digits":  # the tokenizer's own decode reads the same answer
+                decoded = parse_action_text(processor.tokenizer.decode(token_ids, skip_special_tokens=True))
+                assert decoded.bins.tolist() == parsed.bins.tolist() and len(token_ids) > 9
+            else:
+                assert len(token_ids) == 9
             np.testing.assert_allclose(
                 dequantize_actions(chunk, backend.action_space)[0], output.info["action"]
             )
@@ -85,6 +92,22 @@ def test_loads_the_saved_checkpoint_through_the_registry(tiny_checkpoints, mode)
     assert output.chunk.shape == (1, 7) and output.chunk.dtype == np.int64
     table = read_json(tiny_checkpoints[mode] / RT2_CONFIG_FILE).get("action_token_ids")
     assert (table is not None) == (mode == "token_table")
+
+
+def test_loc_tokens_with_all_1024_bins_end_to_end():
+    model, processor = _scrambled_model(3, "loc_tokens")
+    binning = ActionBinning(RT1_ACTION_LOW, RT1_ACTION_HIGH, "bin_centers", "rt1", n_bins=1024)
+    backend = RT2Backend(model, processor, RT2Config("loc_tokens", binning))
+    assert backend.action_space.n_bins == 1025
+    bins = []
+    for seed in range(4):
+        output = backend.infer(_observation(seed))
+        chunk = validate_output(output, backend.action_space)
+        np.testing.assert_allclose(dequantize_actions(chunk, backend.action_space)[0], output.info["action"])
+        text = processor.tokenizer.decode(output.info["token_ids"], skip_special_tokens=True)
+        assert text == "".join(f"<loc{int(v):04d}>" for v in output.info["action_text"].split())
+        bins.extend(output.info["model_bins"].tolist())
+    assert max(bins) >= 256  # the bins beyond RT-2's 256 are reachable
 
 
 def test_continuous_action_kind(tiny_checkpoints):
@@ -152,6 +175,14 @@ def test_missing_file_is_named(checkpoint_copy, name, message):
         (lambda c: c["action_ranges"].update(low=[2.0] * 7), r"high\[0\]=1.0 is not above low\[0\]=2.0"),
         (lambda c: c.update(prompt_template="Q: act? A:"), "lacks '{instruction}'"),
         (lambda c: c.update(separator_token="<nope>"), "separator_token '<nope>'"),
+        (lambda c: c.update(token_mode="digits", separator_token="<eos>"), "'digits' separates integers"),
+        (lambda c: c.update(token_mode="loc_tokens", action_token_format="<act{}>"), "no token '<act0>'"),
+        (lambda c: c.update(token_mode="loc_tokens", action_token_format="<act>"), "1 different names"),
+        (lambda c: c.update(action_token_ids=list(range(256))), "only read in token_mode 'token_table'"),
+        (lambda c: c.update(token_mode="words"), "token_mode 'words' is not one of"),
+        (lambda c: c["action_ranges"].update(n_bins=1), "n_bins must be an integer >= 2"),
+        (lambda c: c["action_ranges"].update(n_bins=2.5), "'action_ranges.n_bins' must be an integer"),
+        (lambda c: c.update(token_mode="digits", number_width=2), "number width 2"),
     ],
 )
 def test_bad_rt2_config_is_a_clear_error(checkpoint_copy, edit, message):
