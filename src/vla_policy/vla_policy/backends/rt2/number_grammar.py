@@ -224,7 +224,7 @@ class NumberGrammar:
         """The grammar over a Hugging Face tokenizer's vocabulary, checked against its own spelling.
 
         Raises ValueError naming what is missing when the tokenizer cannot write the answers (a digit
-        without any token) or writes them with tokens the grammar cannot produce.
+        or the space without any token) or writes them with tokens the grammar cannot produce.
         """
         spellings = integer_spellings() if spellings is None else spellings
         surfaces = token_surfaces(tokenizer)
