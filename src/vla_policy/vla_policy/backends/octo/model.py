@@ -3,8 +3,11 @@
 Read top to bottom: ``OctoModel.encode_text`` runs the frozen text encoder once per instruction;
 ``OctoModel.forward`` tokenises a window of observations, projects every group to the width, adds
 learned positional embeddings (task: one per token; observations and readouts: one per timestep and
-token, for ``max_horizon`` timesteps of which the window's first ones are used), runs the
-block-wise causal transformer and mean-pools each timestep's readout tokens. ``sample_actions``
+token, for ``max_horizon`` timesteps of which the window's first ones are used), with
+``repeat_task_tokens`` appends the embedded task tokens to every timestep (Octo 1.5), runs the
+block-wise causal transformer and mean-pools each timestep's readout tokens. A camera whose image is
+absent (``camera_masks``) is a pad mask on its tokens, as Octo's ``pad_mask_dict``: nobody attends
+to them, so their pixels do not matter. ``sample_actions``
 runs the diffusion head on the last timestep's readout. With ``proprio_dim`` > 0 each timestep also
 has one proprio token (Octo's low-dimensional tokenizer: z-scored with statistics stored as
 buffers, then a linear projection), after the camera tokens. With ``film`` on, the instruction
@@ -36,6 +39,55 @@ def pooled_text(text_embedding: torch.Tensor, text_mask: torch.Tensor | None) ->
         return text_embedding.mean(dim=1)
     weights = text_mask.to(text_embedding.dtype)[:, :, None]
     return (text_embedding * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def octo_token_groups(config: OctoConfig) -> list[TokenGroup]:
+    """The transformer's token groups of a configuration, in sequence order (see ``transformer``)."""
+    return octo_groups(
+        {"language": config.text_tokens},
+        config.obs_tokens(),
+        {READOUT: config.readout_tokens},
+        repeat_task_tokens=config.repeat_task_tokens,
+    )
+
+
+def octo_attention_mask(
+    config: OctoConfig,
+    window: int,
+    timestep_mask: torch.Tensor,
+    camera_masks: Mapping[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """(B, L, L): the block-wise causal rules AND the keys that are not padding.
+
+    ``timestep_mask`` (B, T) is False at pad timesteps; ``camera_masks[camera]`` (B, T) is False
+    where that camera's image is missing. Task, repeated task and readout tokens are never padding
+    here: as in Octo, the readouts' mask is all ones and the repeated task tokens carry the task's
+    mask, not the timestep's (Octo masks the language group only when a task has no instruction,
+    which this model does not take).
+    """
+    groups = octo_token_groups(config)
+    rules = block_causal_mask(groups, window, config.use_correct_attention)
+    rules = torch.from_numpy(rules).to(timestep_mask.device)
+    batch = timestep_mask.shape[0]
+    unknown = sorted(set(camera_masks or {}) - set(config.cameras))
+    if unknown:
+        raise ValueError(f"camera_masks: unknown camera(s) {unknown}; cameras: {list(config.cameras)}")
+    per_step = []
+    for group in groups:
+        if group.is_prefix:
+            continue
+        if group.repeats_task or group.name.startswith("readout_"):
+            present = torch.ones_like(timestep_mask)
+        else:
+            present = timestep_mask
+            camera = group.name.removeprefix("obs_")
+            if camera_masks is not None and camera in camera_masks:
+                present = present & camera_masks[camera].to(present.device, torch.bool)
+        per_step.append(present[:, :, None].expand(batch, window, group.num_tokens))
+    keys = torch.cat(per_step, dim=2).reshape(batch, -1)
+    prefix = torch.ones(batch, config.text_tokens, dtype=torch.bool, device=keys.device)
+    keys = torch.cat([prefix, keys], dim=1)
+    return rules[None] & keys[:, None, :]
 
 
 class OctoModel(nn.Module):
@@ -74,11 +126,7 @@ class OctoModel(nn.Module):
         self.action_head = DiffusionActionHead(config)
 
     def token_groups(self) -> list[TokenGroup]:
-        return octo_groups(
-            {"language": self.config.text_tokens},
-            self.config.obs_tokens(),
-            {READOUT: self.config.readout_tokens},
-        )
+        return octo_token_groups(self.config)
 
     @torch.no_grad()
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -88,30 +136,8 @@ class OctoModel(nn.Module):
     def attention_mask(
         self, window: int, timestep_mask: torch.Tensor, camera_masks: Mapping[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """(B, L, L): the block-wise causal rules AND the keys that are not padding.
-
-        ``timestep_mask`` (B, T) is False at pad timesteps; ``camera_masks[camera]`` (B, T) is False
-        where that camera's image is missing. Task and readout tokens are never padding here
-        (Octo masks the whole language group only when a task has no instruction).
-        """
-        groups = self.token_groups()
-        rules = torch.from_numpy(block_causal_mask(groups, window)).to(timestep_mask.device)
-        batch = timestep_mask.shape[0]
-        per_step = []
-        for group in groups:
-            if group.is_prefix:
-                continue
-            present = timestep_mask
-            camera = group.name.removeprefix("obs_")
-            if group.name.startswith("obs_") and camera_masks is not None and camera in camera_masks:
-                present = present & camera_masks[camera]
-            if group.name.startswith("readout_"):
-                present = torch.ones_like(timestep_mask)
-            per_step.append(present[:, :, None].expand(batch, window, group.num_tokens))
-        keys = torch.cat(per_step, dim=2).reshape(batch, -1)
-        prefix = torch.ones(batch, self.config.text_tokens, dtype=torch.bool, device=keys.device)
-        keys = torch.cat([prefix, keys], dim=1)
-        return rules[None] & keys[:, None, :]
+        """(B, L, L): see ``octo_attention_mask``."""
+        return octo_attention_mask(self.config, window, timestep_mask, camera_masks)
 
     def forward(
         self,
@@ -123,7 +149,8 @@ class OctoModel(nn.Module):
         text_mask: torch.Tensor | None = None,
         return_object_tokens: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """images[camera] (B, T, H, W, 3) with values 0..255, proprio (B, T, proprio_dim) in raw
+        """images[camera] (B, T, H, W, 3) with values 0..255, camera_masks[camera] (B, T) False where
+        that camera is absent (its image: any, e.g. zeros), proprio (B, T, proprio_dim) in raw
         units when the model takes it, text_mask (B, text_tokens) the tokenizer's attention mask
         (FiLM pools over the unmasked tokens; all of them when None); returns readout embeddings
         (B, T, width); with ``return_object_tokens`` also the object slots (B, T, slots, width)."""
@@ -146,8 +173,22 @@ class OctoModel(nn.Module):
             per_step.append(self.proprio_projection(scaled) + self.proprio_pos_embedding[:, :window])
         objects = None
         if self.config.object_slots:
-            objects = self.object_slots(torch.cat(per_step[: len(cameras)], dim=2))
+            image_tokens = per_step[: len(cameras)]
+            present = None
+            if camera_masks is not None:  # the slots read no absent camera
+                present = torch.cat(
+                    [
+                        camera_masks.get(c, torch.ones_like(timestep_mask))
+                        .bool()[:, :, None]
+                        .expand(-1, -1, t.shape[2])
+                        for c, t in zip(cameras, image_tokens, strict=True)
+                    ],
+                    dim=2,
+                )
+            objects = self.object_slots(torch.cat(image_tokens, dim=2), present)
             per_step.append(objects + self.object_slots.pos_embedding[:, :window])
+        if self.config.repeat_task_tokens:  # the task tokens, embedded as above, in every timestep
+            per_step.append(task[:, None].expand(-1, window, -1, -1))
         readout = self.readout_pos_embedding[:, :window].expand(batch, -1, -1, -1)
         per_step.append(readout)
         steps = torch.cat(per_step, dim=2)  # (B, T, tokens per step, width)
@@ -159,7 +200,12 @@ class OctoModel(nn.Module):
         return (readout_out, objects) if return_object_tokens else readout_out
 
     def sample_actions(
-        self, readout: torch.Tensor, sampler: DiffusionSampler, generator: torch.Generator
+        self,
+        readout: torch.Tensor,
+        sampler: DiffusionSampler,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """readout (B, width) of the last timestep -> normalised action chunk (B, horizon, dim)."""
-        return sampler.sample(self.action_head, readout, generator)
+        """readout (B, width) of the last timestep -> normalised action chunk (B, horizon, dim);
+        ``noise``: the sampler's Gaussian draws given instead of drawn (``DiffusionSampler.sample``)."""
+        return sampler.sample(self.action_head, readout, generator, noise=noise)

@@ -33,11 +33,16 @@ class ObjectSlots(nn.Module):
         # training only: slot k -> presence logit and z-scored table x, y of object k
         self.locate = nn.Linear(width, 3)
 
-    def forward(self, image_tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, image_tokens: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """``present`` (B, T, n): False for the tokens of an absent camera, which the slots do not
+        read (None: all are read)."""
         batch, window, n, width = image_tokens.shape
         tokens = self.norm_tokens(image_tokens.reshape(batch * window, n, width))
         queries = self.queries.expand(batch * window, -1, -1)
-        read, _ = self.attention(self.norm_queries(queries), tokens, tokens, need_weights=False)
+        ignore = None if present is None else ~present.reshape(batch * window, n)
+        read, _ = self.attention(
+            self.norm_queries(queries), tokens, tokens, key_padding_mask=ignore, need_weights=False
+        )
         slots = queries + read
         slots = slots + self.mlp(slots)
         return slots.reshape(batch, window, -1, width)

@@ -4,7 +4,9 @@ The sequence is ``[task tokens, t=0 groups, t=1 groups, ...]``. Who attends to w
 group (Octo's ``AttentionRule``): task tokens attend to the task; observation tokens to the task and
 to every observation token at the same or an earlier timestep; a readout group to the task, the
 observations at the same or earlier timesteps and its own tokens at the same or earlier timesteps.
-No group lists the readouts, so nothing attends to them: they read, never write. Padding
+No group lists the readouts, so nothing attends to them: they read, never write. With Octo 1.5's
+``repeat_task_tokens`` each task group appears again in every timestep as ``obs_task_<name>``
+(after the observations, before the readouts), an observation group like the others. Padding
 (a pad timestep, a missing camera) removes keys, as flax's attention mask does.
 
 Blocks follow the ViT encoder Octo uses (flax defaults): LayerNorm (eps 1e-6) -> multi-head attention
@@ -28,18 +30,26 @@ PREFIX_TIMESTEP = -1  # task tokens sit before every timestep
 class TokenGroup:
     """A named group of tokens: a prefix (task) or repeated at each timestep (observations, readouts)."""
 
-    name: str  # e.g. "task_language", "obs_primary", "readout_action"
+    name: str  # e.g. "task_language", "obs_primary", "obs_task_language", "readout_action"
     num_tokens: int  # tokens per timestep (or in the prefix)
     is_prefix: bool  # True for task groups
     attends_to: tuple[str, ...]  # fnmatch patterns of the groups it attends to causally (timestep <=)
+    repeats_task: bool = False  # a task group repeated at each timestep (padded only with the task)
 
 
 def octo_groups(
-    task_tokens: dict[str, int], obs_tokens: dict[str, int], readout_tokens: dict[str, int]
+    task_tokens: dict[str, int],
+    obs_tokens: dict[str, int],
+    readout_tokens: dict[str, int],
+    repeat_task_tokens: bool = False,
 ) -> list[TokenGroup]:
-    """Octo's groups and rules: ``{name: n_tokens}`` per task tokenizer, camera and readout."""
+    """Octo's groups and rules: ``{name: n_tokens}`` per task tokenizer, camera and readout; with
+    ``repeat_task_tokens`` each task group again per timestep as ``obs_task_<name>`` (OctoTransformer)."""
+    observe = ("task_*", "obs_*")
     groups = [TokenGroup(f"task_{n}", k, True, ("task_*",)) for n, k in task_tokens.items()]
-    groups += [TokenGroup(f"obs_{n}", k, False, ("task_*", "obs_*")) for n, k in obs_tokens.items()]
+    groups += [TokenGroup(f"obs_{n}", k, False, observe) for n, k in obs_tokens.items()]
+    if repeat_task_tokens:
+        groups += [TokenGroup(f"obs_task_{n}", k, False, observe, True) for n, k in task_tokens.items()]
     groups += [
         TokenGroup(f"readout_{n}", k, False, ("task_*", "obs_*", f"readout_{n}"))
         for n, k in readout_tokens.items()
@@ -47,23 +57,33 @@ def octo_groups(
     return groups
 
 
-def token_layout(groups: list[TokenGroup], window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per token in sequence order: its group index and its timestep (-1 for prefix tokens)."""
-    group_ids, timesteps = [], []
-    for index, group in enumerate(groups):
-        if group.is_prefix:
-            group_ids += [index] * group.num_tokens
-            timesteps += [PREFIX_TIMESTEP] * group.num_tokens
-    for t in range(window):
-        for index, group in enumerate(groups):
-            if not group.is_prefix:
-                group_ids += [index] * group.num_tokens
-                timesteps += [t] * group.num_tokens
-    return np.asarray(group_ids, dtype=np.int64), np.asarray(timesteps, dtype=np.int64)
+def token_layout(
+    groups: list[TokenGroup], window: int, correct_attention: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per token in sequence order: the group whose rules it follows and its timestep (-1 for prefix
+    tokens). ``correct_attention`` False reproduces Octo's ``use_correct_attention=False`` (its
+    December 2023 models): the group lookup (``np.searchsorted(cumsum, i, side="left")``) gives the
+    first token of every group but the first, in the prefix and in each timestep, the previous
+    group's name and rules (e.g. the readout acts as the last observation group's token)."""
+    side = "right" if correct_attention else "left"
+
+    def block(members: list[int]) -> np.ndarray:
+        counts = np.cumsum([groups[i].num_tokens for i in members])
+        position = np.searchsorted(counts, np.arange(counts[-1] if members else 0), side=side)
+        return np.asarray(members, dtype=np.int64)[position]
+
+    prefix = block([i for i, g in enumerate(groups) if g.is_prefix])
+    step = block([i for i, g in enumerate(groups) if not g.is_prefix])
+    group_ids = np.concatenate([prefix, np.tile(step, window)])
+    timesteps = np.concatenate(
+        [np.full(len(prefix), PREFIX_TIMESTEP), np.repeat(np.arange(window), len(step))]
+    )
+    return group_ids, timesteps.astype(np.int64)
 
 
-def block_causal_mask(groups: list[TokenGroup], window: int) -> np.ndarray:
-    """Boolean (L, L): entry [i, j] is True where token i may attend to token j (before padding)."""
+def block_causal_mask(groups: list[TokenGroup], window: int, correct_attention: bool = True) -> np.ndarray:
+    """Boolean (L, L): entry [i, j] is True where token i may attend to token j (before padding);
+    ``correct_attention``: see ``token_layout``."""
     prefix = [g for g in groups if g.is_prefix]
     for group in prefix:  # a prefix attending to a timestep group would see the future
         leaks = [
@@ -74,7 +94,7 @@ def block_causal_mask(groups: list[TokenGroup], window: int) -> np.ndarray:
     rules = np.array(
         [[any(fnmatch(other.name, p) for p in group.attends_to) for other in groups] for group in groups]
     )
-    group_ids, timesteps = token_layout(groups, window)
+    group_ids, timesteps = token_layout(groups, window, correct_attention)
     allowed = rules[group_ids][:, group_ids]
     causal = timesteps[None, :] <= timesteps[:, None]
     return allowed & causal

@@ -87,8 +87,47 @@ def test_ddim_with_10_steps_works_and_differs_from_ddpm(head_and_embedding):
 def test_fewer_ddpm_steps_use_a_strided_schedule(head_and_embedding):
     config, head, embedding = head_and_embedding
     sampler = DiffusionSampler(config, "ddpm", 5)
-    assert sampler.scheduler.timesteps.tolist() == [16, 12, 8, 4, 0]
+    assert sampler.timesteps == [16, 12, 8, 4, 0]  # diffusers' "leading" spacing
+    assert make_scheduler("ddpm", 20, 5).timesteps.tolist() == sampler.timesteps
     assert torch.all(torch.isfinite(sampler.sample(head, embedding, torch.Generator().manual_seed(0))))
+
+
+def test_strided_ddpm_steps_are_diffusers_fixed_large_posterior(head_and_embedding):
+    """With fewer steps than the schedule, each step is DDPM's posterior between the strided
+    timesteps (alpha_t = alphabar_t / alphabar_prev), as diffusers' DDPMScheduler computes it."""
+    config, head, embedding = head_and_embedding
+    sampler = DiffusionSampler(config, "ddpm", 5)
+    noise = torch.randn(sampler.noise_shape(2), generator=torch.Generator().manual_seed(5))
+    got = sampler.sample(head, embedding, None, noise=noise)
+    scheduler = make_scheduler("ddpm", 20, 5)
+    x = noise[0].clone()
+    for index, t in enumerate(scheduler.timesteps.tolist(), start=1):
+        with torch.no_grad():
+            eps = head(embedding, x, torch.full((2, 1), float(t)))
+        mean = scheduler.step(eps, t, x, generator=torch.Generator().manual_seed(0)).prev_sample
+        if t > 0:  # replace diffusers' own draw by ours: its variance is beta_t (fixed_large)
+            beta = 1 - scheduler.alphas_cumprod[t] / scheduler.alphas_cumprod[t - 4]
+            drawn = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+            mean = mean - beta.sqrt() * drawn + beta.sqrt() * noise[index]
+        x = mean.clamp(-config.max_action, config.max_action)
+    torch.testing.assert_close(got, x.reshape(2, 4, 7), atol=2e-4, rtol=1e-4)
+
+
+def test_given_noise_replays_the_generators_draws_and_is_checked(head_and_embedding):
+    config, head, embedding = head_and_embedding
+    for kind, steps in (("ddpm", 20), ("ddim", 10)):
+        sampler = DiffusionSampler(config, kind, steps)
+        drawn = sampler.sample(head, embedding, torch.Generator().manual_seed(9))
+        generator = torch.Generator().manual_seed(9)  # the same draws, in the sampler's order
+        noise = torch.stack([torch.randn((2, 28), generator=generator) for _ in range(steps + 1)])
+        if kind == "ddpm":  # no draw at t = 0
+            noise[-1] = float("nan")
+        given = sampler.sample(head, embedding, None, noise=noise)
+        torch.testing.assert_close(drawn, given, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"noise: expected shape \[11, 2, 28\], got \[11, 1, 28\]"):
+        sampler.sample(head, embedding, None, noise=torch.zeros(11, 1, 28))
+    with pytest.raises(ValueError, match="generator or the noise"):
+        sampler.sample(head, embedding, None)
 
 
 def test_bad_scheduler_settings_name_the_value():

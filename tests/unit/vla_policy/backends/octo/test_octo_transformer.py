@@ -81,11 +81,11 @@ def test_pad_timestep_and_missing_camera_are_masked_as_keys(tiny_backend):
     mask = model.attention_mask(2, timestep_mask, wrist_missing)[0]
     per_camera = config.tokens_per_camera()
     n_text, n_p, n_w = config.text_tokens, per_camera["primary"], per_camera["wrist"]
-    step = n_p + n_w + config.readout_tokens
-    t0 = slice(n_text, n_text + step - 1)  # observation tokens of the pad timestep
+    step = sum(config.timestep_tokens().values())
+    t0 = slice(n_text, n_text + n_p + n_w)  # image tokens of the pad timestep
     wrist_t1 = slice(n_text + step + n_p, n_text + step + n_p + n_w)
     readout_t0 = n_text + step - 1
-    assert not mask[:, t0].any()  # nobody reads the pad timestep's observations
+    assert not mask[:, t0].any()  # nobody reads the pad timestep's images
     assert not mask[:, wrist_t1].any()  # nor the missing wrist camera
     assert mask[-1, readout_t0]  # readouts are never padding
     assert mask[:, :n_text].any(dim=1).all()  # every token still sees the task: no empty rows
@@ -109,3 +109,19 @@ def test_model_readout_ignores_a_pad_timesteps_content(tiny_backend):
         c = model(other, text, torch.tensor([[True, True]]))
     torch.testing.assert_close(a[:, 1], b[:, 1])
     assert not torch.allclose(a[:, 1], c[:, 1])
+
+
+def test_octo_1_0_attention_gives_each_groups_first_token_the_previous_groups_rules():
+    """Octo's use_correct_attention=False (its December 2023 models; block_transformer.py,
+    generate_attention_mask): a token's group is np.searchsorted(np.cumsum(tokens per group), i,
+    side="left") within the prefix and within each timestep, so the first token of every group after
+    the first takes the previous group's name and rules."""
+    group_ids, timesteps = token_layout(GROUPS, window=2, correct_attention=False)
+    names = [GROUPS[i].name for i in group_ids]
+    assert names == ["task_language"] * 2 + ["obs_a", "obs_a", "obs_a", "obs_b"] * 2
+    assert timesteps.tolist() == token_layout(GROUPS, window=2)[1].tolist()
+    legacy, correct = block_causal_mask(GROUPS, 2, correct_attention=False), block_causal_mask(GROUPS, 2)
+    # the readout, ruled as obs_b, is read by the observations of its own and later timesteps
+    assert legacy[OBS[0][0], READOUT[0][0]] and legacy[OBS[1][0], READOUT[0][0]]
+    assert not correct[OBS[0][0], READOUT[0][0]] and not correct[OBS[1][0], READOUT[0][0]]
+    assert not legacy[OBS[0][0], READOUT[1][0]]  # still causal
