@@ -12,13 +12,13 @@ casting to float32 (Octo computes in float32), so the betas agree to about 1e-7.
 
 Sampling, DDPM (Octo's ``predict_action``, written out here): x_T ~ N(0, I); for t = T-1 .. 0,
 x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alphabar_t) eps) + [t > 0] sqrt(beta_t) z, then
-clip to +-max_action, with the schedule's constants in float32 as Octo has them (the last step's
-1/sqrt(alpha) is 31.6: a schedule rounded differently moves the chunk by ~1e-4). That is DDPM with
-the "fixed_large" variance (sigma_t^2 = beta_t) of diffusers' ``DDPMScheduler``; with fewer steps
-than the schedule the steps are strided as there ("leading" spacing) and alpha_t becomes
-alphabar_t / alphabar_prev. DDIM (eta = 0, deterministic; diffusers' ``DDIMScheduler``) with fewer
-steps is the faster alternative. The Gaussian draws come from a torch.Generator, or are given
-(``noise``) to replay another implementation's draws exactly.
+clip to +-max_action, with the schedule's constants in float32 as Octo has them. That is DDPM with
+the "fixed_large" variance (sigma_t^2 = beta_t) of diffusers' ``DDPMScheduler`` (which computes the
+same mean through x0; on the cross-check's chunk the two agree to 3e-6), written out here so that the
+draws can be given. With fewer steps than the schedule the steps are strided as there ("leading"
+spacing) and alpha_t becomes alphabar_t / alphabar_prev. DDIM (eta = 0, deterministic; diffusers'
+``DDIMScheduler``) with fewer steps is the faster alternative. The Gaussian draws come from a
+torch.Generator, or are given (``noise``) to replay another implementation's draws exactly.
 """
 
 from __future__ import annotations
