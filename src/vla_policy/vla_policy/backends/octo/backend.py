@@ -42,8 +42,10 @@ PRESENT = "__present__/"  # key prefix of a camera's presence flag in the observ
 
 
 def octo_dtype(dtype: Any, device: str) -> torch.dtype:
-    """Octo's precision: float32 unless asked (bfloat16 moves the diffusion head's Fourier time
-    features by up to ~0.23 and the chunk with them); on CUDA, float32 matmuls may use TF32."""
+    """Octo's precision: float32 unless asked, also on CUDA, where float32 matmuls may use TF32.
+    In bfloat16 the cross-check's model (docs/crosscheck.md) moves its readouts by 0.1 and its DDPM
+    chunk by 0.7 (normalised units) from upstream's float32; a bfloat16 kernel alone would move the
+    diffusion head's Fourier time features by ~0.2 (they stay float32: ``FourierFeatures``)."""
     resolved = resolve_dtype(dtype or "float32", device)
     if str(device).startswith("cuda") and resolved == torch.float32:
         torch.backends.cuda.matmul.allow_tf32 = True
