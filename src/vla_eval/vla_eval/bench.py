@@ -19,14 +19,14 @@ from vla_common.action_message import decode_action_chunk, encode_action_chunk
 from vla_common.action_space import ActionSpace
 from vla_common.latency import StageTimer
 from vla_data.replay import ReplayOptions, run_replay
-from vla_eval import bench_policy
+from vla_eval import bench_demo, bench_load, bench_policy
 from vla_eval.bench_report import machine_description, percentiles, write_section
 from vla_perception.image_codec import array_to_image_fields, image_to_array
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
 from vla_perception.sync import ApproximateSync, FrameHealth
 from vla_policy.observation_assembly import ObservationAssembler
 
-__all__ = ["bench_overhead", "bench_replay", "run_bench"]
+__all__ = ["add_bench_parser", "bench_overhead", "bench_replay", "run_bench"]
 
 # label -> ((height, width) of each camera's policy input, interpolation)
 OVERHEAD_CONFIGS = {
@@ -129,14 +129,47 @@ def bench_overhead(
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """``vla-stack bench overhead | policy | replay``."""
-    if args.bench == "replay":
-        return bench_replay(args)
-    if args.bench == "policy":
-        return bench_policy.run(args)
-    if args.bench == "overhead":
-        return bench_overhead_report(args)
-    raise SystemExit(f"unknown benchmark '{args.bench}'")
+    """``vla-stack bench overhead | policy | load | demo | replay``."""
+    runners = {
+        "replay": bench_replay,
+        "policy": bench_policy.run,
+        "overhead": bench_overhead_report,
+        "load": bench_load.run,
+        "demo": bench_demo.run,
+    }
+    if args.bench not in runners:
+        raise SystemExit(f"unknown benchmark '{args.bench}'")
+    return runners[args.bench](args)
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """``vla-stack bench ...``: every benchmark's subcommand and flags."""
+    bench = sub.add_parser("bench", help="benchmarks; results go to docs/benchmarks.md")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    no_write = {"action": "store_true", "help": "print only; do not update docs/benchmarks.md"}
+    overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
+    overhead.add_argument("--steps", type=int, default=2000)
+    overhead.add_argument("--no-write", **no_write)
+    policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
+    which = policy.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backend", choices=["openvla", "rt2", "octo"], help="random weights at --size")
+    which.add_argument("--policy", help="a named trained policy, e.g. octo-sim (its checkpoint)")
+    policy.add_argument("--size", default="tiny", choices=["tiny", "sim", "small", "base", "3b", "7b"])
+    policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    policy.add_argument(
+        "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
+    )
+    policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
+    policy.add_argument("--warmup", type=int, default=3)
+    bench_policy.add_compile_flags(policy)
+    policy.add_argument("--no-write", **no_write)
+    bench_load.add_parser(bench_sub, no_write)
+    bench_demo.add_parser(bench_sub, no_write)
+    replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
+    replay.add_argument("bag")
+    replay.add_argument("--runs", type=int, default=3)
+    replay.add_argument("--no-write", **no_write)
+    bench.set_defaults(func=run_bench)
 
 
 def bench_overhead_report(args: argparse.Namespace) -> int:

@@ -18,7 +18,14 @@ import numpy as np
 
 from vla_bringup.deployment import load_deployment
 from vla_bringup.policies import resolve_policy
-from vla_eval.bench_report import benchmarks_file, machine_description, percentiles, write_section
+from vla_eval.bench_report import (
+    machine_description,
+    percentiles,
+    print_and_record,
+    record_table_row,
+    table_cells,
+    today,
+)
 from vla_policy.contract import Observation, PolicyBackend, make_backend
 from vla_policy.policy_settings import resolve_device
 
@@ -39,6 +46,25 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def add_compile_flags(parser: argparse.ArgumentParser) -> None:
+    """--compile and --compile-backend (read with :func:`compile_option`)."""
+    parser.add_argument("--compile", action="store_true", help="torch.compile where the backend supports it")
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        help="torch.compile backend for --compile: inductor (default; CUDA graphs on a GPU), or aot_eager / "
+        "eager, which trace the same graphs without generating code (a quick check on a CPU)",
+    )
+
+
+def compile_option(args: argparse.Namespace) -> bool | str:
+    """The backends' ``compile`` option: False, or the torch.compile backend (True for inductor)."""
+    if not getattr(args, "compile", False):
+        return False
+    backend = getattr(args, "compile_backend", "inductor")
+    return True if backend == "inductor" else backend
+
+
 def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     """Build the backend ``args`` names, time its ``infer``; returns (table row, result)."""
     import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
@@ -53,7 +79,7 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     observation = synthetic_observation(backend, trained)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    samples, horizon = _time_inference(backend, observation, args.warmup, args.steps, device == "cuda")
+    samples, horizon = time_inference(backend, observation, args.warmup, args.steps, device == "cuda")
     p50, p99 = percentiles(samples)
     if device == "cuda":
         memory = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB GPU (peak allocated)"
@@ -65,7 +91,7 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
         "size": args.size,
         "device": device,
         "dtype": dtype,
-        "compile": args.compile,
+        "compile": compile_option(args),
         "params_m": params / 1e6,
         "p50_ms": p50,
         "p99_ms": p99,
@@ -85,7 +111,7 @@ def _build(args: argparse.Namespace, device: str, dtype: str) -> tuple[PolicyBac
         args.backend, args.size = backend.name, f"{args.policy} (trained)"
         return backend, True
     build = _builder(args.backend)
-    return build(args.size, device=device, dtype=dtype, seed=0, compile=args.compile), False
+    return build(args.size, device=device, dtype=dtype, seed=0, compile=compile_option(args)), False
 
 
 def synthetic_observation(backend: PolicyBackend, trained: bool) -> Observation:
@@ -97,7 +123,7 @@ def synthetic_observation(backend: PolicyBackend, trained: bool) -> Observation:
     return Observation(1, images, "put the red cube in the bowl", np.array(START_PROPRIO))
 
 
-def _time_inference(
+def time_inference(
     backend: PolicyBackend, observation: Observation, warmup: int, steps: int, cuda: bool
 ) -> tuple[list[float], int]:
     """Milliseconds per ``infer`` after ``warmup`` untimed calls, and the chunk length."""
@@ -122,10 +148,16 @@ def _time_inference(
 def _table_row(result: dict[str, Any], machine: str) -> str:
     return (
         f"| {result['backend']} | {result['size']} | {result['params_m']:,.1f} M | {result['device']} "
-        f"({machine}) | {result['dtype']}{' + compile' if result['compile'] else ''} | "
+        f"({machine}) | {result['dtype']}{_compile_label(result['compile'])} | "
         f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['horizon']} | "
-        f"{result['actions_per_s']:.1f} | {result['memory']} | {time.strftime('%Y-%m-%d')} |"
+        f"{result['actions_per_s']:.1f} | {result['memory']} | {today()} |"
     )
+
+
+def _compile_label(compile: bool | str) -> str:
+    if not compile:
+        return ""
+    return " + compile" if compile is True else f" + compile ({compile})"
 
 
 def _trained(policy: str, device: str, dtype: str) -> PolicyBackend:
@@ -157,40 +189,23 @@ TABLE_HEADER = (
 
 def record_row(row: str) -> None:
     """Keep one row per (backend, size, device, dtype) in the policy section of docs/benchmarks.md."""
-    path = benchmarks_file()
-    text = path.read_text() if path.exists() else ""
-    begin, end = "<!-- bench:policy -->", "<!-- /bench:policy -->"
-    rows: dict[str, str] = {}
-    if begin in text and end in text:
-        for line in text[text.index(begin) : text.index(end)].splitlines():
-            if line.startswith("| ") and not line.startswith(("| backend", "|---")):
-                rows[_row_key(line)] = line
-    rows[_row_key(row)] = row
-    body = "\n".join(
-        [
-            "## Policy backends (`vla-stack bench policy`)",
-            "",
-            "Random weights at the real architecture sizes; the full `infer` (preprocessing, prompt, "
-            "decoding or diffusion sampling, unnormalisation) on one observation, after warm-up. "
-            "Medians and p99 over the timed runs.",
-            "",
-            TABLE_HEADER,
-        ]
-        + [rows[k] for k in sorted(rows)]
-    )
-    write_section("policy", body, path)
+    intro = [
+        "## Policy backends (`vla-stack bench policy`)",
+        "",
+        "Random weights at the real architecture sizes; the full `infer` (preprocessing, prompt, "
+        "decoding or diffusion sampling, unnormalisation) on one observation, after warm-up. "
+        "Medians and p99 over the timed runs.",
+        "",
+    ]
+    record_table_row("policy", intro, TABLE_HEADER, row, _row_key)
 
 
 def _row_key(line: str) -> str:
     """backend / size / device / dtype of a table row."""
-    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    cells = table_cells(line)
     return " / ".join([cells[0], cells[1], cells[3].split(" ")[0], cells[4]])
 
 
 def run(args: argparse.Namespace) -> int:
-    row, result = run_policy_bench(args)
-    print(TABLE_HEADER + "\n" + row)
-    if not args.no_write:
-        record_row(row)
-        print("recorded in docs/benchmarks.md")
-    return 0
+    row, _ = run_policy_bench(args)
+    return print_and_record(TABLE_HEADER, row, record_row, args.no_write)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,45 @@ def write_section(name: str, body: str, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of a markdown table row."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def record_table_row(
+    name: str,
+    intro: list[str],
+    header: str,
+    row: str,
+    key: Callable[[str], str],
+    path: Path | None = None,
+) -> Path:
+    """Keep one row per ``key(row)`` in the table of section ``name`` (rows sorted by key): the row
+    replaces an earlier one with the same key, the others stay. ``header`` is the header and the
+    separator line; ``intro`` the lines above the table."""
+    path = path or benchmarks_file()
+    text = path.read_text() if path.exists() else ""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    rows: dict[str, str] = {}
+    if begin in text and end in text:
+        header_lines = set(header.splitlines())
+        for line in text[text.index(begin) : text.index(end)].splitlines():
+            if line.startswith("| ") and line not in header_lines:
+                rows[key(line)] = line
+    rows[key(row)] = row
+    return write_section(name, "\n".join([*intro, header, *(rows[k] for k in sorted(rows))]), path)
+
+
+def today() -> str:
+    return time.strftime("%Y-%m-%d")
+
+
+def print_and_record(header: str, row: str, record: Callable[[str], None], no_write: bool) -> int:
+    """Print a benchmark's table row under its header and, unless ``no_write``, record it."""
+    print(header + "\n" + row)
+    if not no_write:
+        record(row)
+        print("recorded in docs/benchmarks.md")
+    return 0

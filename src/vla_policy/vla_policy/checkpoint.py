@@ -92,7 +92,12 @@ def save_safetensors(
 
 def load_state_dict_strict(module: Any, state_dict: Mapping[str, Any], source: str) -> None:
     """load_state_dict that names missing and unexpected keys (and shape mismatches) with the source."""
-    own = module.state_dict()
+    check_state_dict(module.state_dict(), state_dict, source)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def check_state_dict(own: Mapping[str, Any], state_dict: Mapping[str, Any], source: str) -> None:
+    """The names and shapes of ``state_dict`` are exactly those of ``own``; errors name every mismatch."""
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     if missing or unexpected:
@@ -106,7 +111,6 @@ def load_state_dict_strict(module: Any, state_dict: Mapping[str, Any], source: s
                 f"{source}: tensor '{key}' has shape {tuple(tensor.shape)}, "
                 f"the model expects {tuple(own[key].shape)}"
             )
-    module.load_state_dict(state_dict, strict=True)
 
 
 def load_norm_stats(path: str | Path, key: str | None = None, field: str = "action") -> tuple[str, NormStats]:

@@ -21,7 +21,7 @@ from vla_bringup.ros_env import loopback_environment
 from vla_data.dataset_export import add_export_parser
 from vla_data.record_cli import add_record_parser
 from vla_data.replay import add_replay_parser
-from vla_eval.bench import run_bench
+from vla_eval.bench import add_bench_parser
 from vla_eval.demo import DemoOptions, run_demo
 from vla_eval.evaluate import add_eval_parser
 from vla_eval.soak import add_soak_parser
@@ -92,10 +92,6 @@ def cmd_backends(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    return run_bench(args)
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print the checkpoint's pre-flight report; exit 1 when it does not fit the graph's parameters."""
     checkpoint, options, execution_mode = args.checkpoint, json.loads(args.backend_options or "{}"), None
@@ -127,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_launch_parser(sub)
     _add_demo_parser(sub)
-    _add_bench_parser(sub)
+    add_bench_parser(sub)
     add_record_parser(sub)
     add_replay_parser(sub)
     add_export_parser(sub)
@@ -195,33 +191,6 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--no-record", action="store_true", help="skip the MCAP bag")
     demo.add_argument("--no-video", action="store_true", help="skip the MP4")
     demo.set_defaults(func=cmd_demo)
-
-
-def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="benchmarks; results go to docs/benchmarks.md")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    no_write = {"action": "store_true", "help": "print only; do not update docs/benchmarks.md"}
-    overhead = bench_sub.add_parser("overhead", help="per-step cost of the stack without the model")
-    overhead.add_argument("--steps", type=int, default=2000)
-    overhead.add_argument("--no-write", **no_write)
-    policy = bench_sub.add_parser("policy", help="policy backend latency, actions/s and peak memory")
-    which = policy.add_mutually_exclusive_group(required=True)
-    which.add_argument("--backend", choices=["openvla", "rt2", "octo"], help="random weights at --size")
-    which.add_argument("--policy", help="a named trained policy, e.g. octo-sim (its checkpoint)")
-    policy.add_argument("--size", default="tiny", choices=["tiny", "sim", "small", "base", "3b", "7b"])
-    policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    policy.add_argument(
-        "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
-    )
-    policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
-    policy.add_argument("--warmup", type=int, default=3)
-    policy.add_argument("--compile", action="store_true", help="torch.compile where the backend supports it")
-    policy.add_argument("--no-write", **no_write)
-    replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
-    replay.add_argument("bag")
-    replay.add_argument("--runs", type=int, default=3)
-    replay.add_argument("--no-write", **no_write)
-    bench.set_defaults(func=cmd_bench)
 
 
 DEBUG_ENV = "VLA_STACK_DEBUG"  # set to 1 for the traceback of a configuration error

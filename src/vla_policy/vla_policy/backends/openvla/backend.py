@@ -5,7 +5,9 @@ native model (:mod:`.modeling`, no remote code). ``infer`` builds the prompt, gr
 ``action_dim`` tokens with the KV cache, maps tokens to bin indices (the message's chunk, decoded by
 the actuation with the statistics the action space carries) and also reports the unnormalised action
 in ``info["action"]``. ``build_random_openvla`` gives the same backend with random weights for
-``vla-stack bench policy``.
+``vla-stack bench policy``. Both take ``compile`` and ``cache``: on a GPU, ``compile=True`` with the
+static cache (its default then) reuses one cache and one CUDA graph per prompt-length bucket
+(:mod:`.decoding`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from vla_common.action_space import BRIDGE_ORIG_STATS, ActionSpace, NormStats
 from vla_policy.backends.openvla import loading
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, preset
+from vla_policy.backends.openvla.decoding import StaticDecoder, compile_settings
 from vla_policy.backends.openvla.processing import (
     bins_to_actions,
     pixel_values,
@@ -35,6 +38,7 @@ from vla_policy.contract import Observation, PolicyOutput
 logger = logging.getLogger(__name__)
 
 CACHE_KINDS = ("dynamic", "static", None)
+AUTO_CACHE = "auto"  # "static" with compile, else "dynamic"
 
 
 class OpenVLABackend:
@@ -50,10 +54,10 @@ class OpenVLABackend:
         unnorm_key: str,
         device: str = "cpu",
         camera: str = "primary",
-        cache: str | None = "dynamic",
+        cache: str | None = AUTO_CACHE,
+        compile: bool | str = False,
     ) -> None:
-        if cache not in CACHE_KINDS:
-            raise ValueError(f"openvla backend: cache '{cache}' is not one of {CACHE_KINDS}")
+        cache = resolve_cache(cache, compile)
         config: OpenVLAConfig = model.config
         if len(tokenizer) > config.text.vocab_size:
             raise ValueError(
@@ -66,6 +70,9 @@ class OpenVLABackend:
         self.unnorm_key = unnorm_key
         self.device = device
         self.cache = cache
+        self.static_decoder = (
+            StaticDecoder(model.language_model, compile=compile, device=device) if cache == "static" else None
+        )
         self.camera_names = (camera,)
         self.image_size = {camera: (config.image_size, config.image_size)}
         self.action_space = ActionSpace(kind="discrete", n_bins=config.n_action_bins, stats=stats)
@@ -92,6 +99,7 @@ class OpenVLABackend:
             torch.tensor([ids], device=self.device),
             max_new_tokens=self.action_space.dim,
             cache=self.cache,
+            static_decoder=self.static_decoder,
         )
         token_ids = tokens[0].cpu().numpy().astype(np.int64)
         bins = tokens_to_bins(token_ids, self.config.action_vocab_size, self.config.n_action_bins)
@@ -115,7 +123,8 @@ def make_openvla_backend(
     load_in: str | None = None,
     use_remote_code: bool = False,
     camera: str = "primary",
-    cache: str | None = "dynamic",
+    cache: str | None = AUTO_CACHE,
+    compile: bool | str = False,
     progress: bool = True,
     action_kind: str = "discrete",
     **_: Any,
@@ -126,7 +135,11 @@ def make_openvla_backend(
     CUDA, float32 on CPU); ``unnorm_key`` the dataset statistics (needed when the checkpoint has
     several); ``load_in`` None | "8bit" | "4bit" (bitsandbytes, CUDA); ``use_remote_code`` loads the
     hub's own modelling code instead of the native model (runs code from the checkpoint: opt-in only);
-    ``camera`` the observation camera; ``cache`` "dynamic" | "static" | None (KV cache of the decoder).
+    ``camera`` the observation camera; ``cache`` "auto" | "dynamic" | "static" | None (KV cache of the
+    decoder; "auto" is "static" with ``compile``, else "dynamic"); ``compile`` False | True | a
+    torch.compile backend ("inductor", "aot_eager", "eager") for the one-token decode step (needs the
+    static cache). Weights are memory-mapped from the safetensors (bf16 on CPU: no copy), and 4/8-bit
+    layers are quantised one by one on the way to the GPU (see :func:`.loading.load_openvla_model`).
     OpenVLA emits one discrete step: ``chunk_horizon`` is ignored and so is ``action_kind`` (logged).
     """
     if not checkpoint:
@@ -137,13 +150,24 @@ def make_openvla_backend(
     if action_kind != "discrete":
         logger.info("openvla backend: action_kind '%s' ignored; OpenVLA emits 256-bin indices", action_kind)
     torch_dtype = loading.resolve_dtype(dtype, device)
+    resolve_cache(cache, compile)  # a bad cache/compile pair fails before gigabytes are read
+    loading.check_load_in(load_in, device)
     if use_remote_code:
         return make_remote_code_backend(root, device, torch_dtype, unnorm_key, load_in, camera)
     config = loading.read_openvla_config(root)
     key, stats = loading.select_norm_stats(root, config, unnorm_key)
     tokenizer = loading.load_tokenizer(root)
     model = loading.load_openvla_model(root, config, device, torch_dtype, load_in=load_in, progress=progress)
-    return OpenVLABackend(model, tokenizer, stats, key, device=device, camera=camera, cache=cache)
+    return OpenVLABackend(
+        model,
+        tokenizer,
+        stats,
+        key,
+        device=device,
+        camera=camera,
+        cache=cache,
+        compile=compile,
+    )
 
 
 def build_random_openvla(
@@ -151,27 +175,31 @@ def build_random_openvla(
     device: str = "cpu",
     dtype: str | None = None,
     seed: int = 0,
-    compile: bool = False,
+    compile: bool | str = False,
+    cache: str | None = AUTO_CACHE,
     **_: Any,
 ) -> OpenVLABackend:
-    """The real architecture at ``size`` ("tiny" | "7b") with random weights and bridge_orig statistics."""
+    """The real architecture at ``size`` ("tiny" | "7b") with random weights and bridge_orig statistics;
+    ``compile`` and ``cache`` as for :func:`make_openvla_backend`."""
     config = dataclasses.replace(preset(size), norm_stats=bridge_norm_stats())
     torch.manual_seed(seed)
     model = loading.build_model(config, device, loading.resolve_dtype(dtype, device), initialise=True)
-    if compile:
-        # On CUDA, "reduce-overhead" captures the fixed-shape decode step in CUDA graphs (the static
-        # cache keeps shapes fixed), removing the per-token kernel-launch overhead.
-        mode = "reduce-overhead" if str(device).startswith("cuda") else "default"
-        model.language_model.forward = torch.compile(model.language_model.forward, dynamic=False, mode=mode)
     tokenizer = synthetic_tokenizer(config.action_vocab_size)
     return OpenVLABackend(
-        model,
-        tokenizer,
-        BRIDGE_ORIG_STATS,
-        "bridge_orig",
-        device=device,
-        cache="static" if compile else "dynamic",
+        model, tokenizer, BRIDGE_ORIG_STATS, "bridge_orig", device=device, cache=cache, compile=compile
     )
+
+
+def resolve_cache(cache: str | None, compile: bool | str) -> str | None:
+    """The KV cache kind for the options: "auto" is "static" with compile, else "dynamic"; a compiled
+    decoder needs the static cache (a growing cache changes shapes, and every step would recompile)."""
+    if cache == AUTO_CACHE:
+        cache = "static" if compile_settings(compile, "cpu") else "dynamic"
+    if cache not in CACHE_KINDS:
+        raise ValueError(f"openvla backend: cache '{cache}' is not one of {(AUTO_CACHE, *CACHE_KINDS)}")
+    if compile_settings(compile, "cpu") and cache != "static":
+        raise ValueError(f"openvla backend: compile needs cache 'static' (or 'auto'), got cache '{cache}'")
+    return cache
 
 
 def bridge_norm_stats() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 from transformers import LlamaTokenizer
 from transformers.initialization import no_init_weights
 
@@ -28,9 +29,9 @@ from vla_policy.backends.openvla.modeling import OpenVLAModel
 from vla_policy.checkpoint import (
     SAFETENSORS_FILE,
     SAFETENSORS_INDEX,
+    check_state_dict,
     load_norm_stats,
     load_safetensors,
-    load_state_dict_strict,
     read_json,
     save_safetensors,
     write_json,
@@ -109,67 +110,135 @@ def load_openvla_model(
     load_in: str | None = None,
     progress: bool = True,
 ) -> Any:
-    """Build the native model and load the official safetensors through the key map (strict)."""
+    """Build the native model and load the official safetensors through the key map (strict).
+
+    Never two copies of the weights on the host: the shards are memory-mapped, the model is built
+    with uninitialised weights (pages never touched, so they cost no memory) and every tensor is then
+    placed on its own, in file order, so that a shard's mapping is released as soon as its last
+    tensor is placed:
+
+    - on the CPU in the checkpoint's dtype (bf16 for the releases), a parameter IS the mapped tensor:
+      no copy, the host peak is the checkpoint's size;
+    - in another dtype or on the GPU, each tensor is converted or moved alone (host peak: the model
+      in ``dtype`` plus about one shard on the CPU, about one shard for the GPU);
+    - ``load_in`` "8bit" / "4bit": the Llama decoder's linear layers become bitsandbytes LLM.int8 /
+      NF4 layers whose weights are quantised one by one on their way to ``device`` (the GPU never
+      holds the bf16 decoder either). The vision towers, projector, embeddings and lm_head stay in
+      ``dtype`` (the vision part is under 10 % of the weights and the most sensitive to rounding).
+    """
+    check_load_in(load_in)
+    dtype = dtype if dtype is not None else resolve_dtype(None, device)
+    source = str(checkpoint_dir)
+    official = load_safetensors(checkpoint_dir, device="cpu", progress=False)  # memory-mapped views
+    native = official_to_native(official, config, source=source)
+    del official
+    model = build_model(config, "cpu", dtype, initialise=False)
+    own = model.state_dict()
+    check_state_dict(own, native, source)
+    target_dtypes = {name: tensor.dtype for name, tensor in own.items()}
+    del own
+    quantized = swap_in_quantized_linears(model, load_in, dtype) if load_in else set()
+    order = placement_order(native)
+    for name in tqdm(order, desc="OpenVLA weights", disable=not progress, unit="tensor", leave=False):
+        tensor = native.pop(name)
+        module_name, _, attribute = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        if name in quantized:
+            set_quantized_weight(module, tensor, device)
+        else:
+            place_tensor(module, attribute, tensor.to(device=device, dtype=target_dtypes[name]))
+        del tensor
+    for module in model.modules():  # what the checkpoint does not hold: RoPE frequencies, position ids
+        for name, buffer in module.named_buffers(recurse=False):
+            module._buffers[name] = buffer.to(device)
+    return model.eval()  # the swapped-in quantised layers were built in training mode
+
+
+def placement_order(tensors: Mapping[str, Any]) -> list[str]:
+    """Names by address: one shard after another (each shard file is one mapping), each in file order,
+    so that a shard's mapping goes as soon as its tensors are placed (copies made by the key map, on
+    the heap, fall anywhere in between)."""
+    return sorted(tensors, key=lambda name: tensors[name].data_ptr())
+
+
+def check_load_in(load_in: str | None, device: str | None = None) -> None:
+    """``load_in`` is None, "8bit" or "4bit"; with ``device`` given, quantisation needs CUDA."""
     if load_in not in QUANTIZATIONS:
         raise ValueError(f"OpenVLA load_in '{load_in}' is not one of None, '8bit', '4bit'")
-    dtype = dtype if dtype is not None else resolve_dtype(None, device)
-    if load_in is not None and not device.startswith("cuda"):
+    if load_in is not None and device is not None and not str(device).startswith("cuda"):
         raise ValueError(f"OpenVLA load_in '{load_in}' needs device 'cuda' (bitsandbytes), got '{device}'")
-    official = load_safetensors(checkpoint_dir, device="cpu", progress=progress, desc="OpenVLA weights")
-    native = official_to_native(official, config, source=str(checkpoint_dir))
-    del official
-    build_device = "cpu" if load_in is not None else device
-    model = build_model(config, build_device, dtype, initialise=False)
-    load_state_dict_strict(model, native, source=str(checkpoint_dir))
-    del native
-    if load_in is not None:
-        quantize_language_model(model, load_in, dtype)
-        model = model.to(device)  # bitsandbytes quantises the weights on the transfer to the GPU
-    return model
 
 
-def quantize_language_model(model: Any, load_in: str, compute_dtype: Any) -> None:
-    """Swap the Llama decoder's nn.Linear layers for bitsandbytes 8-bit (LLM.int8) or 4-bit (NF4) ones.
+def place_tensor(module: Any, attribute: str, value: Any) -> None:
+    """Make ``value`` the module's parameter or buffer ``attribute`` itself (no copy into the old one)."""
+    if attribute in module._parameters:
+        module._parameters[attribute] = nn.Parameter(value, requires_grad=False)
+    else:
+        module._buffers[attribute] = value
 
-    The vision towers, projector, embeddings and lm_head stay in ``compute_dtype`` (the vision part is
-    under 10 % of the weights and most sensitive to rounding).
-    """
+
+def _bitsandbytes(load_in: str) -> Any:
     try:
-        import bitsandbytes as bnb  # lazy: optional (CUDA only, not installed by default), for load_in
+        import bitsandbytes as bnb  # lazy: optional (CUDA only, requirements-gpu.txt), for load_in
     except ImportError as exc:
         raise ImportError(
-            f"OpenVLA load_in '{load_in}' needs the bitsandbytes package (pip install bitsandbytes); "
-            "it is not installed"
+            f"OpenVLA load_in '{load_in}' needs the bitsandbytes package (pip install -r "
+            "requirements-gpu.txt); it is not installed"
         ) from exc
+    return bnb
 
-    for module in list(model.language_model.model.layers.modules()):
+
+def swap_in_quantized_linears(model: Any, load_in: str, compute_dtype: Any) -> set[str]:
+    """Replace the Llama decoder's nn.Linear layers by empty bitsandbytes 8-bit (LLM.int8, threshold
+    6.0) or 4-bit (NF4) layers; returns the state-dict names of their weights, for
+    :func:`set_quantized_weight`. Nothing is allocated: the new layers live on the meta device until
+    their weights arrive."""
+    bnb = _bitsandbytes(load_in)
+    prefix = "language_model.model.layers"
+    names = set()
+    for module_name, module in list(model.get_submodule(prefix).named_modules()):
         for child_name, child in list(module.named_children()):
             if not isinstance(child, nn.Linear):
                 continue
             has_bias = child.bias is not None
-            if load_in == "8bit":
-                quantized = bnb.nn.Linear8bitLt(
-                    child.in_features,
-                    child.out_features,
-                    bias=has_bias,
-                    has_fp16_weights=False,
-                    threshold=6.0,
-                )
-                quantized.weight = bnb.nn.Int8Params(
-                    child.weight.data, requires_grad=False, has_fp16_weights=False
-                )
-            else:
-                quantized = bnb.nn.Linear4bit(
-                    child.in_features,
-                    child.out_features,
-                    bias=has_bias,
-                    compute_dtype=compute_dtype,
-                    quant_type="nf4",
-                )
-                quantized.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4")
-            if has_bias:
-                quantized.bias = child.bias
+            with torch.device("meta"):
+                if load_in == "8bit":
+                    quantized = bnb.nn.Linear8bitLt(
+                        child.in_features,
+                        child.out_features,
+                        bias=has_bias,
+                        has_fp16_weights=False,
+                        threshold=6.0,
+                    )
+                else:
+                    quantized = bnb.nn.Linear4bit(
+                        child.in_features,
+                        child.out_features,
+                        bias=has_bias,
+                        compute_dtype=compute_dtype,
+                        quant_type="nf4",
+                    )
             setattr(module, child_name, quantized)
+            names.add(".".join(part for part in (prefix, module_name, child_name, "weight") if part))
+    return names
+
+
+def set_quantized_weight(module: Any, weight: Any, device: str) -> None:
+    """Quantise ``weight`` (host, any float dtype) into the bitsandbytes layer ``module`` on ``device``:
+    bitsandbytes quantises on the transfer, so only this one tensor is ever on the GPU unquantised."""
+    placeholder = module.weight
+    if hasattr(placeholder, "quant_type"):  # Params4bit
+        parameter = type(placeholder)(
+            weight,
+            requires_grad=False,
+            compress_statistics=placeholder.compress_statistics,
+            quant_type=placeholder.quant_type,
+            quant_storage=placeholder.quant_storage,
+            module=module,
+        )
+    else:  # Int8Params
+        parameter = type(placeholder)(weight, requires_grad=False, has_fp16_weights=False)
+    module.weight = parameter.to(device)
 
 
 def load_tokenizer(checkpoint_dir: str | Path) -> Any:
@@ -197,42 +266,64 @@ def save_openvla_checkpoint(
     accepted too. Weights larger than ``max_shard_bytes`` are split into shards with an index.
     """
     root = Path(directory)
+    config = write_checkpoint_files(model.config, tokenizer, norm_stats, root)
+    official = {
+        key: tensor.detach().cpu() for key, tensor in native_to_official(model.state_dict(), config).items()
+    }
+    plan = shard_plan({key: tensor.nbytes for key, tensor in official.items()}, max_shard_bytes)
+    weight_map = {}
+    for name, keys in zip(shard_file_names(len(plan)), plan, strict=True):
+        save_safetensors({key: official[key] for key in keys}, root / name, SAFETENSORS_METADATA)
+        weight_map.update(dict.fromkeys(keys, name))
+    write_shard_index(root, weight_map, sum(tensor.nbytes for tensor in official.values()))
+    return root
+
+
+SAFETENSORS_METADATA = {"format": "pt"}
+
+
+def write_checkpoint_files(
+    config: OpenVLAConfig, tokenizer: Any, norm_stats: Mapping[str, Any], directory: str | Path
+) -> OpenVLAConfig:
+    """Everything of a checkpoint but the weights: config.json (with ``norm_stats``),
+    dataset_statistics.json and the tokenizer files; returns the config with the statistics."""
+    root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     stats = {
         key: {"action": value.as_dict() if isinstance(value, NormStats) else dict(value["action"])}
         for key, value in norm_stats.items()
     }
-    config = dataclasses.replace(model.config, norm_stats=stats)
+    config = dataclasses.replace(config, norm_stats=stats)
     write_json(root / CONFIG_FILE, config_to_json(config))
     write_json(root / "dataset_statistics.json", stats)
-    official = {
-        key: tensor.detach().cpu() for key, tensor in native_to_official(model.state_dict(), config).items()
-    }
-    _write_shards(official, root, max_shard_bytes)
     tokenizer.save_pretrained(str(root))
-    return root
+    return config
 
 
-def _write_shards(tensors: Mapping[str, Any], root: Path, max_shard_bytes: int) -> None:
-    shards: list[dict[str, Any]] = [{}]
+def shard_plan(sizes: Mapping[str, int], max_shard_bytes: int) -> list[list[str]]:
+    """Tensor names in sorted order, cut into consecutive shards of at most ``max_shard_bytes`` (a
+    larger tensor gets a shard of its own)."""
+    shards: list[list[str]] = [[]]
     size = 0
-    for key in sorted(tensors):
-        nbytes = tensors[key].numel() * tensors[key].element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
+    for key in sorted(sizes):
+        if shards[-1] and size + sizes[key] > max_shard_bytes:
+            shards.append([])
             size = 0
-        shards[-1][key] = tensors[key]
-        size += nbytes
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_safetensors(shards[0], root / SAFETENSORS_FILE, metadata)
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, start=1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_safetensors(shard, root / name, metadata)
-        weight_map.update(dict.fromkeys(shard, name))
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    (root / SAFETENSORS_INDEX).write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
-    )
+        shards[-1].append(key)
+        size += sizes[key]
+    return shards
+
+
+def shard_file_names(count: int) -> list[str]:
+    """model.safetensors alone, else Hugging Face's model-0000i-of-0000n.safetensors."""
+    if count == 1:
+        return [SAFETENSORS_FILE]
+    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def write_shard_index(root: Path, weight_map: Mapping[str, str], total_bytes: int) -> None:
+    """model.safetensors.index.json for a sharded checkpoint (nothing for a single file)."""
+    if len(set(weight_map.values())) > 1:
+        (root / SAFETENSORS_INDEX).write_text(
+            json.dumps({"metadata": {"total_size": total_bytes}, "weight_map": dict(weight_map)}, indent=2)
+        )

@@ -28,9 +28,10 @@ from transformers import (
     SiglipVisionConfig,
     SiglipVisionModel,
 )
-from transformers.cache_utils import DynamicCache, StaticCache
+from transformers.cache_utils import DynamicCache
 
 from vla_policy.backends.openvla.configuration import LlamaShape, OpenVLAConfig, ViTShape
+from vla_policy.backends.openvla.decoding import StaticDecoder
 
 ATTENTION_IMPLEMENTATION = "sdpa"
 
@@ -162,15 +163,22 @@ class OpenVLAModel(nn.Module):
         input_ids: torch.Tensor,
         max_new_tokens: int = 7,
         cache: str | None = "dynamic",
+        static_decoder: StaticDecoder | None = None,
     ) -> torch.Tensor:
         """Greedy tokens [B, max_new_tokens]: t_k = argmax logits(prefix, t_1..t_{k-1}).
 
-        ``cache``: "dynamic" (DynamicCache), "static" (StaticCache sized prefix + new tokens, fixed
-        shapes for compiled graphs) or None (re-run the whole sequence each step, the reference the
-        cached paths must equal).
+        ``cache``: "dynamic" (DynamicCache), "static" (the prompt padded to a length bucket and a
+        StaticCache per bucket, reused across calls through ``static_decoder``, see :mod:`.decoding`;
+        without one, a decoder for this call alone) or None (re-run the whole sequence each step, the
+        reference the cached paths must equal).
         """
+        if cache not in ("dynamic", "static", None):
+            raise ValueError(f"greedy_decode: cache '{cache}' is not one of dynamic, static, None")
         embeds = self.multimodal_embeddings(pixel_values, input_ids)
         lm = self.language_model
+        if cache == "static":
+            decoder = static_decoder if static_decoder is not None else StaticDecoder(lm)
+            return decoder(embeds, input_ids.shape[1], max_new_tokens)
         if cache is None:
             tokens = []
             for _ in range(max_new_tokens):
@@ -179,24 +187,10 @@ class OpenVLAModel(nn.Module):
                 tokens.append(token)
                 embeds = torch.cat([embeds, lm.get_input_embeddings()(token[:, None])], dim=1)
             return torch.stack(tokens, dim=1)
-        if cache == "dynamic":
-            kv = DynamicCache(config=lm.config)
-        elif cache == "static":
-            kv = StaticCache(config=lm.config, max_cache_len=embeds.shape[1] + max_new_tokens)
-        else:
-            raise ValueError(f"greedy_decode: cache '{cache}' is not one of dynamic, static, None")
+        kv = DynamicCache(config=lm.config)
         logits = lm(inputs_embeds=embeds, cache=kv, use_cache=True, logits_to_keep=1).logits
         tokens = [logits[:, -1].argmax(dim=-1)]
-        position = embeds.shape[1]
         for _ in range(max_new_tokens - 1):
-            positions = torch.full((embeds.shape[0], 1), position, device=embeds.device, dtype=torch.long)
-            logits = lm(
-                input_ids=tokens[-1][:, None],
-                position_ids=positions,
-                cache=kv,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits
+            logits = lm(input_ids=tokens[-1][:, None], cache=kv, use_cache=True, logits_to_keep=1).logits
             tokens.append(logits[:, -1].argmax(dim=-1))
-            position += 1
         return torch.stack(tokens, dim=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
@@ -12,7 +11,6 @@ import torch
 from openvla_fixtures import NORM_STATS, tiny_model
 
 from vla_policy.backends.openvla.backend import build_random_openvla, make_openvla_backend
-from vla_policy.backends.openvla.loading import quantize_language_model
 from vla_policy.contract import Observation, make_backend
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
@@ -137,12 +135,6 @@ def test_dtype_and_quantisation_options_are_checked(checkpoint_dir):
         make_openvla_backend(
             checkpoint=str(checkpoint_dir), unnorm_key="bridge_orig", load_in="2bit", progress=False
         )
-
-
-@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="bitsandbytes is installed")
-def test_quantisation_without_bitsandbytes_says_so():
-    with pytest.raises(ImportError, match="needs the bitsandbytes package"):
-        quantize_language_model(tiny_model(), "4bit", torch.float16)
 
 
 def test_bfloat16_on_request_and_unknown_options_are_ignored(checkpoint_dir):
