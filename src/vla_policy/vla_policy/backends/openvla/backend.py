@@ -26,6 +26,8 @@ from vla_policy.backends.openvla import loading
 from vla_policy.backends.openvla.configuration import OpenVLAConfig, preset
 from vla_policy.backends.openvla.decoding import StaticDecoder, compile_settings
 from vla_policy.backends.openvla.processing import (
+    DEFAULT_IMAGE_OPTIONS,
+    ImageOptions,
     bins_to_actions,
     pixel_values,
     prompt_token_ids,
@@ -56,6 +58,7 @@ class OpenVLABackend:
         camera: str = "primary",
         cache: str | None = AUTO_CACHE,
         compile: bool | str = False,
+        image_options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
     ) -> None:
         cache = resolve_cache(cache, compile)
         config: OpenVLAConfig = model.config
@@ -73,6 +76,7 @@ class OpenVLABackend:
         self.static_decoder = (
             StaticDecoder(model.language_model, compile=compile, device=device) if cache == "static" else None
         )
+        self.image_options = image_options
         self.camera_names = (camera,)
         self.image_size = {camera: (config.image_size, config.image_size)}
         self.action_space = ActionSpace(kind="discrete", n_bins=config.n_action_bins, stats=stats)
@@ -91,7 +95,7 @@ class OpenVLABackend:
             )
         start = time.perf_counter()
         pixels = torch.from_numpy(
-            pixel_values(np.asarray(observation.images[camera]), self.config.image_size)
+            pixel_values(np.asarray(observation.images[camera]), self.config.image_size, self.image_options)
         )
         ids = prompt_token_ids(self.tokenizer, observation.instruction, self.config.prompt_suffix_token_id)
         tokens = self.model.greedy_decode(
@@ -125,6 +129,8 @@ def make_openvla_backend(
     camera: str = "primary",
     cache: str | None = AUTO_CACHE,
     compile: bool | str = False,
+    resize: str = "bicubic",
+    center_crop: bool = False,
     progress: bool = True,
     action_kind: str = "discrete",
     **_: Any,
@@ -140,6 +146,10 @@ def make_openvla_backend(
     torch.compile backend ("inductor", "aot_eager", "eager") for the one-token decode step (needs the
     static cache). Weights are memory-mapped from the safetensors (bf16 on CPU: no copy), and 4/8-bit
     layers are quantised one by one on the way to the GPU (see :func:`.loading.load_openvla_model`).
+    ``resize`` "bicubic" (the Hugging Face processor, as OpenVLA's deploy server) | "jpeg-lanczos3"
+    (OpenVLA's Bridge evaluation: JPEG round trip + Lanczos-3) and ``center_crop`` (the 90 % area
+    centre crop for fine-tunes trained with image augmentation, e.g. LIBERO; never for openvla-7b on
+    Bridge): see :class:`.processing.ImageOptions`.
     OpenVLA emits one discrete step: ``chunk_horizon`` is ignored and so is ``action_kind`` (logged).
     """
     if not checkpoint:
@@ -150,10 +160,11 @@ def make_openvla_backend(
     if action_kind != "discrete":
         logger.info("openvla backend: action_kind '%s' ignored; OpenVLA emits 256-bin indices", action_kind)
     torch_dtype = loading.resolve_dtype(dtype, device)
+    image_options = ImageOptions(resize=resize, center_crop=center_crop)
     resolve_cache(cache, compile)  # a bad cache/compile pair fails before gigabytes are read
     loading.check_load_in(load_in, device)
     if use_remote_code:
-        return make_remote_code_backend(root, device, torch_dtype, unnorm_key, load_in, camera)
+        return make_remote_code_backend(root, device, torch_dtype, unnorm_key, load_in, camera, image_options)
     config = loading.read_openvla_config(root)
     key, stats = loading.select_norm_stats(root, config, unnorm_key)
     tokenizer = loading.load_tokenizer(root)
@@ -167,6 +178,7 @@ def make_openvla_backend(
         camera=camera,
         cache=cache,
         compile=compile,
+        image_options=image_options,
     )
 
 
