@@ -13,10 +13,11 @@ coding, so a consumer (the actuation node, a bag reader, a plot) needs nothing e
 ``stamp_ns`` is the observation time the action was computed from; chunk row k is meant for the
 control step starting at stamp + k * step_dt_s.
 
-Decoding is bounded: at most ``MAX_ACTION_BYTES`` of text nested at most ``MAX_JSON_DEPTH`` deep
-(checked before parsing), at most ``MAX_CHUNK_STEPS`` rows, numbers only (no booleans, no numeric
-strings), exact shapes; anything else is a ``ValueError`` that names the field and value. Non-finite
-values are left to the actuation safety layer (see ``_numeric_rows``).
+Decoding is bounded: at most ``MAX_ACTION_BYTES`` of text nested at most ``MAX_JSON_DEPTH`` deep,
+with at most ``MAX_CHUNK_STEPS + MAX_HEADER_CONTAINERS`` arrays/objects (all checked on the text,
+before parsing), at most ``MAX_CHUNK_STEPS`` rows, numbers only (no booleans, no numeric strings),
+exact shapes; anything else is a ``ValueError`` that names the field and value. Non-finite values are
+left to the actuation safety layer (see ``_numeric_rows``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from vla_common.inbound import is_number, load_bounded_json, require_stamp_ns
 SCHEMA = "vla_stack/action_chunk/v1"
 MAX_CHUNK_STEPS = 1000  # 200 s at 0.2 s a step; a 270k-step chunk stalled the arm stream for 1.37 s
 MAX_ACTION_DIMS = 64  # the widest action space we know has 7 dims
+# Arrays/objects of a message besides its rows: the body, dims, stats and its five lists, with room
+MAX_HEADER_CONTAINERS = 32
 MAX_ACTION_BYTES = 512 * 1024  # 1000 steps x 7 dims of full-precision floats take about 150 KB
 
 
@@ -126,7 +129,9 @@ def decode_action_chunk(
     text: str | bytes, max_steps: int = MAX_CHUNK_STEPS, max_bytes: int = MAX_ACTION_BYTES
 ) -> ActionChunk:
     """Parse and validate an action message; every error names the field and the value."""
-    body = load_bounded_json(text, what="action message", max_bytes=max_bytes)
+    body = load_bounded_json(
+        text, what="action message", max_bytes=max_bytes, max_containers=max_steps + MAX_HEADER_CONTAINERS
+    )
     if not isinstance(body, dict):
         raise ValueError(f"action message: expected an object, got {type(body).__name__}")
     schema = body.get("schema")

@@ -35,9 +35,12 @@ _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]")
 
 
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays/objects in ``text`` (brackets inside strings do not count)."""
-    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub('""', text))
+def _brackets(text: str) -> str:
+    """The brackets of ``text`` in order, without those inside string literals."""
+    return _NOT_BRACKET.sub("", _STRING_LITERAL.sub('""', text))
+
+
+def _depth(brackets: str) -> int:
     if not brackets:
         return 0
     steps = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
@@ -45,10 +48,23 @@ def json_depth(text: str) -> int:
     return int(np.cumsum(np.where(opening, 1, -1)).max())
 
 
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in ``text`` (brackets inside strings do not count)."""
+    return _depth(_brackets(text))
+
+
 def load_bounded_json(
-    text: str | bytes, *, what: str, max_bytes: int, max_depth: int = MAX_JSON_DEPTH
+    text: str | bytes,
+    *,
+    what: str,
+    max_bytes: int,
+    max_depth: int = MAX_JSON_DEPTH,
+    max_containers: int | None = None,
 ) -> Any:
-    """``json.loads`` after checking the size and nesting depth; ``what`` names the message."""
+    """``json.loads`` after checking the size, the nesting depth and (when given) the number of
+    arrays and objects; ``what`` names the message. The checks run on the text, before any Python
+    object is built: a message that would become tens of thousands of short-lived objects is refused
+    before it fragments the heap of a long-running node."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -59,9 +75,16 @@ def load_bounded_json(
     size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
     if size > max_bytes:
         raise ValueError(f"{what}: {size} bytes, more than the limit of {max_bytes}")
-    depth = json_depth(text)
+    brackets = _brackets(text)
+    depth = _depth(brackets)
     if depth > max_depth:
         raise ValueError(f"{what}: JSON nested {depth} levels deep, more than the limit of {max_depth}")
+    if max_containers is not None:
+        containers = brackets.count("[") + brackets.count("{")
+        if containers > max_containers:
+            raise ValueError(
+                f"{what}: {containers} JSON arrays/objects, more than the limit of {max_containers}"
+            )
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -122,6 +122,21 @@ def test_chunk_length_and_byte_size_are_bounded():
         decode_action_chunk(json.dumps(_body(policy="x" * MAX_ACTION_BYTES)))
 
 
+def test_a_chunk_far_beyond_the_row_bound_is_refused_before_parsing(monkeypatch):
+    """A 4000-row chunk fits the byte bound (about 200 KB) but would become 32,000 short-lived Python
+    objects; its brackets are counted on the text and json.loads never runs."""
+    from vla_common import inbound
+    from vla_common.action_message import MAX_CHUNK_STEPS, MAX_HEADER_CONTAINERS
+
+    huge = json.dumps(_body(values=[[0.001] * 7] * 4000))
+    parsed = []
+    monkeypatch.setattr(inbound.json, "loads", lambda text: parsed.append(text))
+    limit = MAX_CHUNK_STEPS + MAX_HEADER_CONTAINERS
+    with pytest.raises(ValueError, match=f"4003 JSON arrays/objects, more than the limit of {limit}"):
+        decode_action_chunk(huge)
+    assert parsed == []
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [

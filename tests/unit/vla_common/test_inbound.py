@@ -35,6 +35,9 @@ def test_load_bounded_json_names_each_failure():
     with pytest.raises(ValueError, match="not UTF-8"):
         load_bounded_json(b"\xff\xfe", what="m", max_bytes=100)
     assert load_bounded_json(b'{"a": 1}', what="m", max_bytes=100) == {"a": 1}
+    with pytest.raises(ValueError, match="m: 3 JSON arrays/objects, more than the limit of 2"):
+        load_bounded_json('[[1], {"a": "[[[["}]', what="m", max_bytes=100, max_containers=2)
+    assert load_bounded_json('[[1], "[[[["]', what="m", max_bytes=100, max_containers=2) == [[1], "[[[["]
 
 
 def _sim_start_event() -> str:
