@@ -1,5 +1,5 @@
 """The ``vla-stack`` command: launch, demo, eval, train, collect, bench, record, replay, export, soak,
-backends, inspect."""
+backends, convert, inspect."""
 
 from __future__ import annotations
 
@@ -92,6 +92,25 @@ def cmd_backends(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    # lazy: the converter pulls in torch and the Octo model; the other subcommands must not pay for it
+    from vla_policy.backends.octo.release import convert_release
+
+    try:
+        result = convert_release(args.release, args.out, args.tokenizer, dataset=args.dataset, step=args.step)
+    except ImportError as exc:
+        raise SystemExit(f"vla-stack convert: {exc}") from None
+    config = result.config
+    print(
+        f"[convert] {args.release} (step {result.step}) -> {result.directory}: "
+        f"{result.parameters:,} parameters, cameras {dict(config.image_size)}, window {config.window}, "
+        f"chunk {config.action_horizon} x {config.action_dim}, repeated task tokens "
+        f"{config.repeat_task_tokens}, statistics '{result.dataset}'"
+    )
+    print(f"[convert] next: vla-stack inspect {result.directory}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print the checkpoint's pre-flight report; exit 1 when it does not fit the graph's parameters."""
     checkpoint, options, execution_mode = args.checkpoint, json.loads(args.backend_options or "{}"), None
@@ -132,8 +151,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_soak_parser(sub)
     backends = sub.add_parser("backends", help="list the policy backends and the named policies")
     backends.set_defaults(func=cmd_backends)
+    _add_convert_parser(sub)
     _add_inspect_parser(sub)
     return parser
+
+
+def _add_convert_parser(sub: argparse._SubParsersAction) -> None:
+    convert = sub.add_parser(
+        "convert", help="an official model release -> a backend checkpoint (octo: needs the convert extra)"
+    )
+    convert.add_argument("model", choices=["octo"], help="which release format")
+    convert.add_argument(
+        "release", help="the release directory (config.json, dataset_statistics.json, <step>/)"
+    )
+    convert.add_argument("out", help="the checkpoint directory to write")
+    convert.add_argument(
+        "--tokenizer", required=True, help="a local copy of the release's T5 tokenizer ('t5-base' files)"
+    )
+    convert.add_argument("--dataset", default=None, help="whose action statistics, e.g. bridge_dataset")
+    convert.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    convert.set_defaults(func=cmd_convert)
 
 
 def _add_inspect_parser(sub: argparse._SubParsersAction) -> None:

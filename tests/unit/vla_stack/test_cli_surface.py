@@ -160,6 +160,14 @@ SURFACE: dict[str, dict[str, Flag]] = {
         "--out": Flag(None),
     },
     "backends": {},
+    "convert": {
+        "model": Flag(required=True, choices=("octo",)),
+        "release": Flag(required=True),
+        "out": Flag(required=True),
+        "--tokenizer": Flag(None, required=True),
+        "--dataset": Flag(None),
+        "--step": Flag(None, type=int),
+    },
     "inspect": {
         "checkpoint": Flag(required=True),
         "--profile": Flag("sim"),
