@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 23 in one run, about 8 minutes on one H100; each writes its row into
-# docs/benchmarks.md:
+# The GPU checks of issue 23 in one run, sized for 8 minutes on one H100 (an estimate: not yet run on a
+# GPU); each writes its row into docs/benchmarks.md:
 #   OpenVLA-7B bf16 random weights, eager and compiled (static KV cache + CUDA graphs);
 #   an OpenVLA-7B-shaped bf16 checkpoint (written once under out/bench/, ~15 GB) loaded through
 #   the real loader on the CPU (peak host RSS) and in 4-bit on the GPU (host RSS, GPU memory, latency);
@@ -20,7 +20,7 @@ DRY_RUN=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "gpu-check.sh: unknown argument '$arg' (use --dry-run or --help)" >&2; exit 2 ;;
     esac
 done
