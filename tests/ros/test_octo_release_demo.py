@@ -54,6 +54,7 @@ def test_convert_inspect_and_demo_an_official_layout_release(tmp_path):
     assert inspected.returncode == 0, inspected.stdout + inspected.stderr
     assert "repeated task tokens: yes" in inspected.stdout
     assert "primary: model 64x64 <- /camera/third_person/image_raw" in inspected.stdout
+    assert "perception 256x256 (resize, antialias), resized by the backend" in inspected.stdout
     assert inspected.stdout.rstrip().endswith("inspect: no mismatch")
 
     env = loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros"))

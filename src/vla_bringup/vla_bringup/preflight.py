@@ -98,7 +98,8 @@ def check_cameras(summary: CheckpointSummary, params: Mapping[str, dict], report
         present.append(camera)
         entry = perception.get(camera, {})
         fed = (int(entry.get("height", 0)), int(entry.get("width", 0)))
-        resize = "as it is" if fed == tuple(size) and not crop else "cropped and resized by the backend"
+        resize = "cropped and resized by the backend" if crop else "resized by the backend"
+        resize = "as it is" if fed == tuple(size) and not crop else resize
         report.lines.append(
             f"{shown} <- {entry.get('topic', '?')} ({entry.get('transport', 'raw')}), perception "
             f"{_size(fed)} ({entry.get('resize_mode', 'resize')}, {entry.get('interpolation', '?')}), "
@@ -222,7 +223,10 @@ def preflight(summary: CheckpointSummary, params: Mapping[str, dict]) -> Preflig
     backend = str(policy.get("backend", ""))
     report.lines += [f"checkpoint: {summary.directory} (backend {summary.backend})"]
     report.lines += [f"  {line}" for line in summary.architecture]
-    report.lines.append(f"  parameters: {summary.parameters:,} (from the safetensors headers)")
+    report.lines.append(
+        f"  parameters: {summary.parameters:,} stored "
+        "(from the safetensors headers: a tied tensor stored twice counts twice)"
+    )
     if backend != summary.backend:
         report.mismatches.append(
             f"policy.backend is '{backend}' but this checkpoint is loaded by '{summary.backend}' "
