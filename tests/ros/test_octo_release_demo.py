@@ -18,6 +18,7 @@ import pytest
 from vla_bringup.ros_env import loopback_environment
 from vla_data.bag_io import iter_messages
 from vla_policy.backends.octo.synthetic_release import write_synthetic_release, write_t5_tokenizer
+from vla_stack.cli import main
 
 pytestmark = pytest.mark.ros
 
@@ -32,12 +33,14 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 120) -> subproces
     )
 
 
-def test_convert_inspect_and_demo_an_official_layout_release(tmp_path):
+def test_convert_inspect_and_demo_an_official_layout_release(tmp_path, capsys):
     release, _ = write_synthetic_release(tmp_path / "octo-synthetic-1.5", seed=0)
     tokenizer = write_t5_tokenizer(tmp_path / "t5-base")
     out = tmp_path / "octo-converted"
 
-    converted = _cli(
+    # convert and inspect through the command's entry point in this process (the console script calls
+    # main); the demo as its own process, since it starts the node graph
+    argv = [
         "convert",
         "octo",
         str(release),
@@ -46,16 +49,17 @@ def test_convert_inspect_and_demo_an_official_layout_release(tmp_path):
         str(tokenizer),
         "--dataset",
         "bridge_dataset",
-    )
-    assert converted.returncode == 0, converted.stdout + converted.stderr
-    assert "repeated task tokens True, statistics 'bridge_dataset'" in converted.stdout
+    ]
+    assert main(argv) == 0
+    converted = capsys.readouterr().out
+    assert "repeated task tokens True, statistics 'bridge_dataset'" in converted
 
-    inspected = _cli("inspect", str(out))
-    assert inspected.returncode == 0, inspected.stdout + inspected.stderr
-    assert "repeated task tokens: yes" in inspected.stdout
-    assert "primary: model 64x64 <- /camera/third_person/image_raw" in inspected.stdout
-    assert "perception 256x256 (resize, antialias), resized by the backend" in inspected.stdout
-    assert inspected.stdout.rstrip().endswith("inspect: no mismatch")
+    assert main(["inspect", str(out)]) == 0
+    inspected = capsys.readouterr().out
+    assert "repeated task tokens: yes" in inspected
+    assert "primary: model 64x64 <- /camera/third_person/image_raw" in inspected
+    assert "perception 256x256 (resize, antialias), resized by the backend" in inspected
+    assert inspected.rstrip().endswith("inspect: no mismatch")
 
     env = loopback_environment(domain_id=int(os.environ["ROS_DOMAIN_ID"]), log_dir=str(tmp_path / "ros"))
     cmd = ["demo", "--policy", "octo", "--checkpoint", str(out), "--episodes", "1", "--max-steps", "12"]
