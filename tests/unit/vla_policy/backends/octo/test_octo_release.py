@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -196,3 +197,14 @@ def test_attention_flags_follow_config_json_with_upstream_defaults(release):
     del released.config["model"]["repeat_task_tokens"], released.config["model"]["use_correct_attention"]
     assert not config_overrides(released)["repeat_task_tokens"]  # OctoModule.create's defaults
     assert not config_overrides(released)["use_correct_attention"]
+
+
+def test_without_the_convert_extra_the_command_names_it(release, tmp_path, monkeypatch):
+    from vla_stack.cli import main
+
+    directory, _, tokenizer = release
+    monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)  # as if orbax-checkpoint were not installed
+    argv = ["convert", "octo", str(directory), str(tmp_path / "out"), "--tokenizer", str(tokenizer)]
+    with pytest.raises(SystemExit, match="needs the convert extra .*requirements-convert.txt"):
+        main([*argv, "--dataset", "bridge_dataset"])
+    assert not (tmp_path / "out").exists()
