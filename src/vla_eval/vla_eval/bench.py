@@ -157,7 +157,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     policy.add_argument("--size", default="tiny", choices=["tiny", "sim", "small", "base", "3b", "7b"])
     policy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     policy.add_argument(
-        "--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)"
+        "--dtype",
+        default=None,
+        help="float32 | bfloat16 | float16 (default: the backend's: on a GPU bf16 for OpenVLA and RT-2, "
+        "float32 with TF32 for Octo; float32 on a CPU)",
     )
     policy.add_argument("--steps", type=int, default=20, help="timed inferences after the warm-up")
     policy.add_argument("--warmup", type=int, default=3)

@@ -70,7 +70,7 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
 
     device = resolve_device(args.device)
-    dtype = args.dtype or ("bfloat16" if device == "cuda" else "float32")
+    dtype = args.dtype  # None: the backend's own (OpenVLA and RT-2 bf16 on CUDA, Octo float32 + TF32)
     torch.manual_seed(0)
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
@@ -90,7 +90,7 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
         "backend": args.backend,
         "size": args.size,
         "device": device,
-        "dtype": dtype,
+        "dtype": used_dtype(backend, device),
         "compile": compile_option(args),
         "params_m": params / 1e6,
         "p50_ms": p50,
@@ -104,7 +104,19 @@ def run_policy_bench(args: argparse.Namespace) -> tuple[str, dict]:
     return _table_row(result, machine), result
 
 
-def _build(args: argparse.Namespace, device: str, dtype: str) -> tuple[PolicyBackend, bool]:
+def used_dtype(backend: object, device: str) -> str:
+    """The dtype of the backend's weights (the first floating-point parameter), "+ TF32" where float32
+    matrix products on CUDA may use TF32."""
+    import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
+
+    dtype = next((p.dtype for p in backend_parameters(backend) if p.is_floating_point()), torch.float32)
+    name = str(dtype).removeprefix("torch.")
+    if device == "cuda" and dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        name += " (TF32)"
+    return name
+
+
+def _build(args: argparse.Namespace, device: str, dtype: str | None) -> tuple[PolicyBackend, bool]:
     """A named trained policy (``--policy``; sets args.backend and args.size) or random weights."""
     if getattr(args, "policy", None):
         backend = _trained(args.policy, device, dtype)
@@ -160,7 +172,7 @@ def _compile_label(compile: bool | str) -> str:
     return " + compile" if compile is True else f" + compile ({compile})"
 
 
-def _trained(policy: str, device: str, dtype: str) -> PolicyBackend:
+def _trained(policy: str, device: str, dtype: str | None) -> PolicyBackend:
     """A named policy with its trained checkpoint (vla_bringup.policies), as the policy node loads it."""
     spec = resolve_policy(policy)
     if not spec.checkpoint:
