@@ -11,7 +11,7 @@ from backend_contract import BackendContract, make_observation
 from vla_common.action_space import BRIDGE_ORIG_STATS
 from vla_policy.backends.openvla.configuration import preset
 from vla_policy.backends.openvla.loading import build_model, save_openvla_checkpoint
-from vla_policy.backends.openvla.processing import synthetic_tokenizer
+from vla_policy.backends.openvla.processing import ImageOptions, synthetic_tokenizer
 from vla_policy.contract import make_backend
 
 NORM_STATS = {"bridge_orig": {"action": BRIDGE_ORIG_STATS.as_dict()}}
@@ -46,3 +46,24 @@ class TestOpenVLAContract(BackendContract):
         first = backend.infer(make_observation(backend, instruction="open the drawer")).info["tokens"]
         second = backend.infer(make_observation(backend, instruction="close the drawer")).info["tokens"]
         assert not np.array_equal(first, second)
+
+
+class TestOpenVLAContractWithTheEvaluationImagePath(TestOpenVLAContract):
+    """The same contract with OpenVLA's evaluation image path: JPEG + Lanczos-3 resize, then the crop."""
+
+    def make_backend(self, tmp_path):
+        model = _tiny_random_model()
+        save_openvla_checkpoint(
+            model, synthetic_tokenizer(model.config.action_vocab_size), NORM_STATS, tmp_path
+        )
+        return make_backend(
+            "openvla",
+            checkpoint=str(tmp_path),
+            device="cpu",
+            progress=False,
+            resize="jpeg-lanczos3",
+            center_crop=True,
+        )
+
+    def test_the_options_are_in_use(self, backend):
+        assert backend.image_options == ImageOptions(resize="jpeg-lanczos3", center_crop=True)
