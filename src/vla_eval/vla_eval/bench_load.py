@@ -90,10 +90,10 @@ def write_random_checkpoint(
     loading.write_checkpoint_files(
         config, synthetic_tokenizer(config.action_vocab_size), config.norm_stats, root
     )
-    generator = torch.Generator().manual_seed(seed)
+    pool = RandomPool(torch.Generator().manual_seed(seed))
     weight_map = {}
     for name, keys in zip(loading.shard_file_names(len(plan)), plan, strict=True):
-        _write_random_safetensors(root / name, {key: specs[key] for key in keys}, generator)
+        _write_random_safetensors(root / name, {key: specs[key] for key in keys}, pool)
         weight_map.update(dict.fromkeys(keys, name))
     loading.write_shard_index(root, weight_map, sum(sizes.values()))
     (root / COMPLETE_MARKER).write_text(json.dumps({"shards": len(plan), "bytes": sum(sizes.values())}))
@@ -107,12 +107,38 @@ def _nbytes(shape: tuple[int, ...], dtype: Any) -> int:
     return count * dtype.itemsize
 
 
+class RandomPool:
+    """N(0, 0.02^2) values for random matrices, drawn once (``POOL_ELEMENTS`` per dtype) and read from a
+    random offset, wrapping around: writing 7.5 B parameters costs disk time, not random-number
+    time (a timing and memory benchmark needs no independent draws)."""
+
+    POOL_ELEMENTS = 2**25  # 64 MB of bf16
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.pools: dict[Any, memoryview] = {}
+
+    def chunks(self, count: int, dtype: Any) -> Any:
+        """Byte chunks (memoryviews) making ``count`` values of ``dtype``."""
+        import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
+
+        if dtype not in self.pools:
+            values = torch.empty(self.POOL_ELEMENTS, dtype=dtype).normal_(0.0, 0.02, generator=self.generator)
+            self.pools[dtype] = values.view(torch.uint8).numpy().data
+        pool, size = self.pools[dtype], dtype.itemsize
+        start = int(torch.randint(self.POOL_ELEMENTS, (1,), generator=self.generator))
+        while count:
+            take = min(count, self.POOL_ELEMENTS - start)
+            yield pool[start * size : (start + take) * size]
+            count, start = count - take, 0
+
+
 def _write_random_safetensors(
-    path: Path, specs: dict[str, tuple[tuple[int, ...], Any]], generator: Any
+    path: Path, specs: dict[str, tuple[tuple[int, ...], Any]], pool: RandomPool
 ) -> None:
     """A safetensors file written tensor by tensor: the 8-byte header length, the JSON header
-    (padded with spaces to 8 bytes), then each tensor's bytes in header order. Matrices are
-    N(0, 0.02^2), norm and LayerScale weights 1, biases and everything else 1-D 0."""
+    (padded with spaces to 8 bytes), then each tensor's bytes in header order. Matrices come from
+    ``pool``; norm and LayerScale weights are 1, biases and everything else 1-D 0."""
     import torch  # lazy: torch is heavy; the CLI and the other benchmarks never load it
 
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
@@ -131,12 +157,12 @@ def _write_random_safetensors(
         file.write(struct.pack("<Q", len(blob)))
         file.write(blob)
         for name, (shape, dtype) in specs.items():
-            tensor = torch.empty(shape, dtype=dtype)
             if len(shape) >= 2:
-                tensor.normal_(0.0, 0.02, generator=generator)
-            else:
-                is_scale = (name.endswith(".weight") and "norm" in name) or name.endswith("scale_factor")
-                tensor.fill_(1.0 if is_scale else 0.0)
+                for chunk in pool.chunks(_nbytes(shape, dtype) // dtype.itemsize, dtype):
+                    file.write(chunk)
+                continue
+            is_scale = (name.endswith(".weight") and "norm" in name) or name.endswith("scale_factor")
+            tensor = torch.full(shape, 1.0 if is_scale else 0.0, dtype=dtype)
             file.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
@@ -232,8 +258,8 @@ def table_row(label: str, options: dict[str, Any], result: dict[str, Any]) -> st
 
     inferred = "first_infer_s" in result
     return (
-        f"| {label} | {result['params_m']:,.1f} M | {options['device']} | {weights} | {cell('load_s', 1)} | "
-        f"{cell('first_infer_s', 1)} | {cell('loaded_rss_gib', 2)} | "
+        f"| {label} | {result['params_m']:,.1f} M | {options['device']} | {weights} | {cell('load_s', 2)} | "
+        f"{cell('first_infer_s', 2)} | {cell('loaded_rss_gib', 2)} | "
         f"{cell('peak_rss_gib', 2) if inferred else '-'} | {cell('rss_before_gib', 2)} | "
         f"{cell('gpu_peak_gib', 2)} | {cell('p50_ms', 1)} | {cell('p99_ms', 1)} | {result['machine']} | "
         f"{today()} |"
