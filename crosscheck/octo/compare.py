@@ -28,21 +28,11 @@ from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.processor import unnormalize_actions
 
 TOLERANCE = 1e-4  # fp32, the issue's target
+FIXTURE = Path("tests/unit/vla_policy/backends/octo/fixtures/octo_upstream_tiny.npz")  # CI's copy
 UPSTREAM = {"repo": "octo-models/octo", "commit": "241fb3514b7c40957a86d869fecb7c7fc353f540"}
 # octo-small-1.5's layout per timestep (octo_pretrain_config.py): primary 256x256 / 16 = 16x16
 # tokens, wrist 128x128 / 16 = 8x8, the 16 T5 tokens repeated (repeat_task_tokens), 1 readout
 EXPECTED_LAYOUT = {"obs_primary": 256, "obs_wrist": 64, "obs_task_language": 16, "readout_action": 1}
-
-
-def unflatten(flat: dict[str, np.ndarray]) -> dict:
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        *parents, leaf = path.split("/")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return tree
 
 
 def max_abs(ours: torch.Tensor | np.ndarray, reference: np.ndarray) -> float:
@@ -63,7 +53,8 @@ def quantity(name: str, ours, reference: np.ndarray) -> dict:
 
 
 def run(ref: dict[str, np.ndarray]) -> tuple[list[dict], list[dict], OctoModel]:
-    params = unflatten({k.removeprefix("param/"): v for k, v in ref.items() if k.startswith("param/")})
+    # the tree as flat "a/b/c" paths, which the converter reads as it reads the nested tree
+    params = {k.removeprefix("param/"): v for k, v in ref.items() if k.startswith("param/")}
     model, config = model_from_official_params(params, repeat_task_tokens=True, window=2)
     images = {c: torch.from_numpy(ref[f"input/image_{c}"]) for c in config.cameras}
     timestep_mask = torch.from_numpy(ref["input/timestep_pad_mask"])
@@ -190,6 +181,27 @@ def fourier_precision_check(model: OctoModel) -> dict:
     }
 
 
+def fixture_check(fresh: Path) -> dict:
+    """CI's copy of the tiny model's upstream arrays equals what upstream computes now."""
+    if not FIXTURE.is_file():
+        return {
+            "name": "CI fixture is current",
+            "ok": False,
+            "detail": f"{FIXTURE} missing: run.sh --write-fixture",
+        }
+    committed, now = np.load(FIXTURE), np.load(fresh)
+    stale = sorted(
+        k
+        for k in set(committed) | set(now)
+        if k not in committed or k not in now or not np.array_equal(committed[k], now[k])
+    )
+    return {
+        "name": "CI fixture is current",
+        "ok": not stale,
+        "detail": f"{FIXTURE}: {len(now.files)} arrays; differing: {stale[:4] or 'none'}",
+    }
+
+
 @torch.no_grad()
 def bfloat16_check(model: OctoModel, ref: dict[str, np.ndarray]) -> dict:
     """Why Octo runs in float32 by default: the same model in bfloat16 against upstream's float32
@@ -223,6 +235,7 @@ def main(out_dir: Path, result_path: Path) -> None:
     ref = dict(np.load(out_dir / "reference.npz"))
     setup = json.loads((out_dir / "reference.json").read_text())
     quantities, checks, model = run(ref)
+    checks.append(fixture_check(out_dir / FIXTURE.name))
     checks.append(fourier_precision_check(model))
     checks.append(bfloat16_check(model, ref))
     result = {
@@ -245,6 +258,9 @@ def main(out_dir: Path, result_path: Path) -> None:
             "chunk's gripper is clipped to [0, 1] on both sides (ours clips it; upstream leaves it). "
             "The same weights are also run with Octo 1.0's settings (`repeat_task_tokens` off, "
             "`use_correct_attention=False`: `OctoConfig.use_correct_attention`). "
+            "A tiny model of the same structure (64 and 32 px cameras, width 32) is CI's fixture "
+            "`tests/unit/vla_policy/backends/octo/fixtures/octo_upstream_tiny.npz` "
+            "(test_octo_upstream_fixture.py; rewritten by `bash crosscheck/octo/run.sh --write-fixture`). "
             "Command: `bash crosscheck/run.sh octo` (or `make crosscheck`)."
         ),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

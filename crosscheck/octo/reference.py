@@ -18,6 +18,9 @@ transformer and T5 layers, initialises it from a fixed seed and writes, to OUT_D
 
 Sample 0 has both cameras and two real timesteps; sample 1 has no wrist camera (its pad mask is
 False, its pixels random) and a pad first timestep, as Bridge at the start of an episode.
+The same for a tiny model of the same structure (86k float16-exact parameters) goes to
+OUT_DIR/octo_upstream_tiny.npz: CI's fixture (tests/unit/vla_policy/backends/octo/fixtures/, copied
+by ``crosscheck/octo/run.sh --write-fixture``), so that CI compares with upstream without jax.
 Usage: python crosscheck/octo/reference.py OUT_DIR
 """
 
@@ -60,23 +63,21 @@ from octo.utils.spec import ModuleSpec  # noqa: E402
 
 SEED = 0
 BATCH, WINDOW = 2, 2
-TRANSFORMER_LAYERS = 2  # octo-small: 12
-T5_LAYERS = 2  # t5-base: 12
 ACTION_HORIZON, ACTION_DIM = 4, 7
 TEXT_TOKENS = 16
 HEAD_TIMES = (0, 10, 19)  # diffusion steps at which the score network is compared alone
-IMAGE_SIZES = {"primary": (256, 256), "wrist": (128, 128)}
-# t5-base (its config.json on the hub) with fewer layers; a local directory, since upstream's
-# LanguageTokenizer reads AutoConfig.from_pretrained(encoder) and this machine has no hub access.
-T5_CONFIG = {
+FIXTURE = "octo_upstream_tiny.npz"  # the tiny model's arrays, for CI (crosscheck/octo/run.sh --write-fixture)
+# t5-base's config.json (on the hub); the model is built from a local directory holding it, since
+# upstream's LanguageTokenizer reads AutoConfig.from_pretrained(encoder) and there is no hub here.
+T5_BASE = {
     "model_type": "t5",
     "architectures": ["T5ForConditionalGeneration"],
     "vocab_size": 32128,
     "d_model": 768,
     "d_kv": 64,
     "d_ff": 3072,
-    "num_layers": T5_LAYERS,
-    "num_decoder_layers": T5_LAYERS,
+    "num_layers": 12,
+    "num_decoder_layers": 12,
     "num_heads": 12,
     "relative_attention_num_buckets": 32,
     "relative_attention_max_distance": 128,
@@ -89,10 +90,34 @@ T5_CONFIG = {
     "eos_token_id": 1,
     "decoder_start_token_id": 0,
 }
+# The cross-check: octo-small-1.5's widths (vit_s, t5-base, SmallStem16's defaults) with 2 transformer
+# and 2 T5 layers (12 each in the release).
+SMALL = {
+    "name": "t5-base-2-layers",
+    "image_sizes": {"primary": (256, 256), "wrist": (128, 128)},
+    "transformer": {"num_layers": 2},
+    "token_embedding_size": None,  # vit_s: 384
+    "t5": {"num_layers": 2, "num_decoder_layers": 2},
+    "stem": {},
+    "head": {},
+}
+# The CI fixture (tests/unit/vla_policy/backends/octo/fixtures): the same structure at tiny widths
+# (GroupNorm's 32 groups keep the stem at 32 channels). Images of 64 and 32 px: the last stem
+# convolution then has 4 x 4 and 2 x 2 positions; at 1 x 1 each group norm would normalise a single
+# value (upstream: exactly 0; torch's fused x * rstd + shift: ~1e-4).
+TINY = {
+    "name": "t5-tiny",
+    "image_sizes": {"primary": (64, 64), "wrist": (32, 32)},
+    "transformer": {"num_layers": 1, "mlp_dim": 64, "num_attention_heads": 2},
+    "token_embedding_size": 32,
+    "t5": {"vocab_size": 128, "d_model": 16, "d_kv": 8, "d_ff": 32, "num_heads": 2, "num_layers": 1},
+    "stem": {"features": (32, 32, 32, 32), "num_features": 16},
+    "head": {"hidden_dim": 16, "num_blocks": 1},
+}
 
 
-def module_config(t5_dir: Path) -> dict:
-    """OctoModule.create's arguments for octo-small-1.5 (octo_pretrain_config.py), shrunk in depth."""
+def module_config(t5_dir: Path, size: dict) -> dict:
+    """OctoModule.create's arguments for octo-small-1.5 (octo_pretrain_config.py) at ``size``."""
     token_embedding_size, transformer_kwargs = common_transformer_sizes("vit_s")
     return dict(
         observation_tokenizers={
@@ -100,9 +125,9 @@ def module_config(t5_dir: Path) -> dict:
                 ImageTokenizer,
                 obs_stack_keys=[f"image_{name}"],
                 task_stack_keys=[f"image_{name}"],
-                encoder=ModuleSpec.create(SmallStem16),
+                encoder=ModuleSpec.create(SmallStem16, **size["stem"]),
             )
-            for name in IMAGE_SIZES
+            for name in size["image_sizes"]
         },
         task_tokenizers={
             "language": ModuleSpec.create(LanguageTokenizer, encoder=str(t5_dir), finetune_encoder=False)
@@ -116,27 +141,36 @@ def module_config(t5_dir: Path) -> dict:
                 action_dim=ACTION_DIM,
                 n_diffusion_samples=1,
                 dropout_rate=0.0,
+                **size["head"],
             )
         },
         readouts={"action": 1},
-        transformer_kwargs={**transformer_kwargs, "num_layers": TRANSFORMER_LAYERS},
-        token_embedding_size=token_embedding_size,
+        transformer_kwargs={**transformer_kwargs, **size["transformer"]},
+        token_embedding_size=size["token_embedding_size"] or token_embedding_size,
         max_horizon=10,
         repeat_task_tokens=True,
         use_correct_attention=True,
     )
 
 
-def make_inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+def t5_directory(out_dir: Path, size: dict) -> Path:
+    directory = out_dir / size["name"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({**T5_BASE, **size["t5"]}, indent=1))
+    return directory
+
+
+def make_inputs(rng: np.random.Generator, size: dict) -> dict[str, np.ndarray]:
     inputs = {
         f"image_{name}": rng.integers(0, 256, (BATCH, WINDOW, h, w, 3), dtype=np.uint8)
-        for name, (h, w) in IMAGE_SIZES.items()
+        for name, (h, w) in size["image_sizes"].items()
     }
     inputs["timestep_pad_mask"] = np.array([[True, True], [False, True]])
     inputs["pad_mask_image_primary"] = np.ones((BATCH, WINDOW), bool)
     inputs["pad_mask_image_wrist"] = np.array([[True, True], [False, False]])  # sample 1: no wrist
     # T5 ids: words, </s> (1), then <pad> (0); sample 0 has 9 words, sample 1 fills all 16 tokens
-    ids = rng.integers(3, T5_CONFIG["vocab_size"], (BATCH, TEXT_TOKENS)).astype(np.int32)
+    vocab = {**T5_BASE, **size["t5"]}["vocab_size"]
+    ids = rng.integers(3, vocab, (BATCH, TEXT_TOKENS)).astype(np.int32)
     mask = np.ones((BATCH, TEXT_TOKENS), np.int32)
     ids[0, 9], ids[0, 10:], mask[0, 10:] = 1, 0, 0
     ids[1, -1] = 1
@@ -216,24 +250,22 @@ def intermediate(intermediates: dict[str, np.ndarray], part: str) -> np.ndarray:
     return next(v for k, v in intermediates.items() if part in k)
 
 
-def main(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t5_dir = out_dir / "t5-base-2-layers"
-    t5_dir.mkdir(exist_ok=True)
-    (t5_dir / "config.json").write_text(json.dumps(T5_CONFIG, indent=1))
-    inputs = make_inputs(np.random.default_rng(SEED))
+def reference_arrays(out_dir: Path, size: dict, float16_grid: bool = False) -> dict[str, np.ndarray]:
+    """Everything the comparison needs, for the model at ``size``; ``float16_grid``: the random
+    parameters rounded to float16 values first (then stored as float16 without loss: the CI fixture)."""
+    t5_dir = t5_directory(out_dir, size)
+    inputs = make_inputs(np.random.default_rng(SEED), size)
     batch = octo_batch(inputs)
-
-    module = OctoModule.create(**module_config(t5_dir))
+    config = module_config(t5_dir, size)
+    module = OctoModule.create(**config)
     params = flax.core.unfreeze(module.init(jax.random.PRNGKey(SEED), *batch, train=False)["params"])
+    if float16_grid:
+        params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float16).astype(np.float32), params)
     outputs, intermediates = run_transformer(module, params, batch)
-    attention_mask = intermediate(intermediates, "attention_mask")
     readout = np.asarray(outputs["readout_action"].tokens).mean(axis=-2)  # mean pooling (use_map=False)
     # Octo 1.0's (December 2023) settings on the same parameters (neither adds any): no repeated
     # task tokens, use_correct_attention=False
-    legacy = OctoModule.create(
-        **{**module_config(t5_dir), "repeat_task_tokens": False, "use_correct_attention": False}
-    )
+    legacy = OctoModule.create(**{**config, "repeat_task_tokens": False, "use_correct_attention": False})
     legacy_outputs, legacy_intermediates = run_transformer(legacy, params, batch)
 
     head = module.bind({"params": params}).heads["action"]
@@ -258,12 +290,13 @@ def main(out_dir: Path) -> None:
     mask, mean, std = inputs["action_mask"], inputs["action_mean"], inputs["action_std"]
     unnormalized = np.where(mask, np.asarray(actions) * std + mean, np.asarray(actions))
 
-    arrays = {f"param/{k}": v for k, v in flatten(params).items()}
+    params_dtype = np.float16 if float16_grid else np.float32
+    arrays = {f"param/{k}": v.astype(params_dtype) for k, v in flatten(params).items()}
     arrays.update({f"input/{k}": v for k, v in inputs.items()})
     arrays.update(
         {
             "output/language_tokens": intermediate(intermediates, "task_tokenizers_language/__call__"),
-            "output/attention_mask": np.asarray(attention_mask)[:, 0],  # (B, L, L)
+            "output/attention_mask": intermediate(intermediates, "attention_mask")[:, 0],  # (B, L, L)
             "output/readout": readout,
             "output/legacy_attention_mask": intermediate(legacy_intermediates, "attention_mask")[:, 0],
             "output/legacy_readout": np.asarray(legacy_outputs["readout_action"].tokens).mean(axis=-2),
@@ -275,21 +308,31 @@ def main(out_dir: Path) -> None:
             "output/head_predicted_noise": np.stack([np.asarray(e) for e in predicted_noise]),
         }
     )
-    for name in IMAGE_SIZES:
+    for name in size["image_sizes"]:
         arrays[f"output/image_tokens_{name}"] = intermediate(
             intermediates, f"observation_tokenizers_{name}/__call__"
         )
+    return arrays
+
+
+def main(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays = reference_arrays(out_dir, SMALL)
     np.savez(out_dir / "reference.npz", **arrays)
+    fixture = reference_arrays(out_dir, TINY, float16_grid=True)
+    np.savez_compressed(out_dir / FIXTURE, **fixture)
     versions = {name: __import__(name).__version__ for name in ("jax", "jaxlib", "flax", "transformers")}
     setup = {
         "seed": SEED,
-        "transformer_layers": TRANSFORMER_LAYERS,
-        "t5_layers": T5_LAYERS,
-        "sequence_length": int(attention_mask.shape[-1]),
+        "transformer_layers": SMALL["transformer"]["num_layers"],
+        "t5_layers": SMALL["t5"]["num_layers"],
+        "sequence_length": int(arrays["output/attention_mask"].shape[-1]),
+        "fixture_sequence_length": int(fixture["output/attention_mask"].shape[-1]),
         "reference_env": versions,
     }
     (out_dir / "reference.json").write_text(json.dumps(setup, indent=1))
-    print(f"reference: {len(flatten(params))} parameters, sequence of {setup['sequence_length']} tokens")
+    params = sum(k.startswith("param/") for k in arrays)
+    print(f"reference: {params} parameters, sequence of {setup['sequence_length']} tokens; fixture {FIXTURE}")
 
 
 if __name__ == "__main__":
