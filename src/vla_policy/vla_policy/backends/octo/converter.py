@@ -9,15 +9,13 @@ Layouts: flax Dense kernels are (in, out) -> transposed; conv kernels HWIO -> OI
 kernels (d, heads, head_dim) -> (heads * head_dim, d) and the output kernel (heads, head_dim, d) ->
 (d, heads * head_dim); LayerNorm/GroupNorm ``scale`` -> ``weight``; embeddings as they are.
 Every leaf must be consumed (``strict``); the caller checks every model parameter is produced
-(``load_state_dict_strict``). ``load_official_params`` reads the released files and needs the
-optional jax extras only when called.
+(``load_state_dict_strict``). Reading a release's files is ``release.py``'s (``vla-stack convert octo``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -238,53 +236,11 @@ def norm_stats_from_octo(statistics: Mapping[str, Any]) -> NormStats:
     if missing:
         raise KeyError(f"Octo dataset statistics: action lacks {missing} (has {sorted(action)})")
     dim = len(action["mean"])
-    mask = action.get("mask", [True] * (dim - 1) + [False])
+    mask = action.get("mask", [True] * dim)  # upstream normalises every dimension when there is no mask
     return NormStats(
         q01=tuple(action["p01"]), q99=tuple(action["p99"]), mask=tuple(mask),
         mean=tuple(action["mean"]), std=tuple(action["std"]),
     )  # fmt: skip
-
-
-def load_official_params(path: str | Path) -> dict[str, Any]:
-    """Read a released Octo checkpoint's parameters as a nested dict of numpy arrays.
-
-    ``path``: a ``.msgpack`` file (flax serialisation) or an orbax checkpoint directory (the
-    model directory, a step directory or its ``default`` folder). Needs jax, flax and
-    orbax-checkpoint, which this project does not install: ``pip install jax flax orbax-checkpoint``.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Octo checkpoint not found: {path}")
-    try:
-        if path.is_file():
-            from flax import serialization  # lazy: optional (jax/flax), not installed by this project
-
-            tree = serialization.msgpack_restore(path.read_bytes())
-        else:
-            import orbax.checkpoint as ocp  # lazy: optional (orbax), not installed by this project
-
-            tree = ocp.PyTreeCheckpointer().restore(str(_orbax_dir(path)))
-    except ImportError as exc:
-        raise ImportError(
-            f"reading official Octo parameters needs jax, flax and orbax-checkpoint ({exc.name} is missing): "
-            "pip install jax flax orbax-checkpoint"
-        ) from exc
-    return _to_numpy(tree)
-
-
-def _orbax_dir(path: Path) -> Path:
-    if (path / "default").is_dir():
-        return path / "default"
-    steps = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    if steps:
-        return steps[-1] / "default" if (steps[-1] / "default").is_dir() else steps[-1]
-    return path
-
-
-def _to_numpy(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {str(k): _to_numpy(v) for k, v in tree.items()}
-    return np.asarray(tree)
 
 
 def model_from_official_params(params: Mapping[str, Any], **overrides: Any) -> tuple[Any, OctoConfig]:

@@ -259,10 +259,8 @@ def select_statistics(
         if dataset not in available:
             raise ReleaseLayoutError(f"{source}: dataset '{dataset}' not found; available: {available}")
         key, entry = dataset, statistics[dataset]
-    action = dict(entry["action"])
-    action.setdefault("mask", [True] * len(action.get("mean", ())))
     try:
-        return key, norm_stats_from_octo({"action": action})
+        return key, norm_stats_from_octo({"action": entry["action"]})
     except (KeyError, ValueError) as exc:
         raise ReleaseLayoutError(f"{source}: dataset '{key}': {exc}") from exc
 

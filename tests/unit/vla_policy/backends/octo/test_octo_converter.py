@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -15,7 +13,6 @@ from vla_policy.backends.octo.converter import (
     config_from_official_params,
     convert_official_params,
     flatten_params,
-    load_official_params,
     model_from_official_params,
     norm_stats_from_octo,
 )
@@ -202,15 +199,18 @@ def test_octo_dataset_statistics_become_norm_stats():
     stats = norm_stats_from_octo(
         {"action": {"mean": [0.0] * 7, "std": [1.0] * 7, "p01": [-1.0] * 7, "p99": [1.0] * 7}}
     )
-    assert stats.mask == (True,) * 6 + (False,)
+    assert stats.mask == (True,) * 7  # upstream (gym_wrappers.UnnormalizeActionProprio): no mask, all
+    with_mask = norm_stats_from_octo(
+        {
+            "action": {
+                "mean": [0.0] * 2,
+                "std": [1.0] * 2,
+                "p01": [-1.0] * 2,
+                "p99": [1.0] * 2,
+                "mask": [True, False],
+            }
+        }
+    )
+    assert with_mask.mask == (True, False)
     with pytest.raises(KeyError, match="p99"):
         norm_stats_from_octo({"action": {"mean": [0.0], "std": [1.0], "p01": [0.0]}})
-
-
-@pytest.mark.skipif(importlib.util.find_spec("orbax") is not None, reason="orbax installed")
-def test_reading_real_files_without_jax_says_what_to_install(tmp_path):
-    (tmp_path / "1" / "default").mkdir(parents=True)
-    with pytest.raises(ImportError, match="orbax-checkpoint"):
-        load_official_params(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        load_official_params(tmp_path / "nowhere")
