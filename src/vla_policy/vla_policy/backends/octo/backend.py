@@ -192,9 +192,13 @@ def make_octo_backend(
     dtype: str | None = None,
     unnorm_key: str | None = None,
     seed: int = 0,
+    compile: bool = False,
     **_: Any,
 ) -> OctoBackend:
-    """The registry's factory: load an Octo checkpoint directory (see ``checkpoint.py``)."""
+    """The registry's factory: load an Octo checkpoint directory (see ``checkpoint.py``).
+
+    ``compile``: ``torch.compile`` the transformer and the action head (shapes are fixed by the
+    checkpoint's window, cameras and chunk, so each compiles once, at the first inference)."""
     if action_kind != "continuous":
         raise ValueError(f"octo backend: action_kind '{action_kind}' is not supported; Octo is continuous")
     if not checkpoint:
@@ -204,6 +208,8 @@ def make_octo_backend(
     loaded = load_octo_checkpoint(
         checkpoint, device=device, dtype=octo_dtype(dtype, device), unnorm_key=unnorm_key
     )
+    if compile:
+        compile_octo(loaded.model)
     return OctoBackend(
         loaded.model,
         loaded.tokenizer,
@@ -237,9 +243,14 @@ def build_random_octo(
     else:
         tokenizer = load_text_tokenizer(config)  # MiniLM's own, from its package
     if compile:
-        model.transformer = torch.compile(model.transformer)
-        model.action_head = torch.compile(model.action_head)
+        compile_octo(model)
     return OctoBackend(model, tokenizer, BRIDGE_ORIG_STATS, device=device, seed=seed)
+
+
+def compile_octo(model: OctoModel) -> None:
+    """``torch.compile`` the parts that run every inference: the transformer and the action head."""
+    model.transformer = torch.compile(model.transformer)
+    model.action_head = torch.compile(model.action_head)
 
 
 def random_vocabulary() -> list[str]:

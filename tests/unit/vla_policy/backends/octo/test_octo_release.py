@@ -119,6 +119,15 @@ def test_backend_runs_the_converted_checkpoint(converted):
     assert out.chunk.shape == (4, 7) and np.all(np.isfinite(out.chunk))
 
 
+def test_the_loader_compiles_on_request(converted):
+    """``backend_options: {"compile": true}`` reaches the real loader (compiled at first inference)."""
+    plain = make_octo_backend(str(converted.directory))
+    compiled = make_octo_backend(str(converted.directory), compile=True)
+    assert not isinstance(plain.model.transformer, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(compiled.model.transformer, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(compiled.model.action_head, torch._dynamo.eval_frame.OptimizedModule)
+
+
 def test_ocdbt_checkpoints_convert_too(tmp_path):
     directory, state = write_synthetic_release(tmp_path / "release", seed=1, use_ocdbt=True)
     result = convert_release(
