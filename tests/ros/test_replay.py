@@ -118,8 +118,9 @@ def _header(store, stamp: int, frame: str):
     )
 
 
-def _write_two_camera_jazzy_bag(path: Path, frames: int = 8) -> None:
-    """A bgr8 camera and a jpeg camera under their own names, written with the rosbags writer alone."""
+def _write_two_camera_jazzy_bag(path: Path, frames: int = 8, broken_jpeg: bool = False) -> None:
+    """A bgr8 camera and a jpeg camera under their own names, written with the rosbags writer alone
+    (``broken_jpeg``: every jpeg frame's data is cut after its first quarter: none decodes)."""
     store = get_typestore(Stores.ROS2_JAZZY)
     image_type = store.types["sensor_msgs/msg/Image"]
     compressed_type = store.types["sensor_msgs/msg/CompressedImage"]
@@ -150,6 +151,7 @@ def _write_two_camera_jazzy_bag(path: Path, frames: int = 8) -> None:
         writer.write(front, stamp + 2_000_000, store.serialize_cdr(raw, "sensor_msgs/msg/Image"))
         ok, jpeg = cv2.imencode(".jpg", pixels)
         assert ok
+        jpeg = jpeg.reshape(-1)[: jpeg.size // 4] if broken_jpeg else jpeg
         compressed = compressed_type(
             header=_header(store, stamp, "hand"), format="jpeg", data=jpeg.reshape(-1)
         )
@@ -198,6 +200,36 @@ def test_independent_jazzy_bag_replays_with_remap(tmp_path):
     assert frames["camera_sets_used"] == frames["observations"]
     assert report["actions"]["predicted"] == frames["observations"]
     assert report["reference"] == "none"
+
+
+def test_a_replay_in_which_the_policy_produces_no_action_fails_and_says_why(tmp_path):
+    """Issue 22: a replay with 0 actions exited 0 without a word, and blamed matplotlib for the plot.
+    Here the wrist camera's JPEGs are all cut short: perception refuses every frame, no camera set is
+    ever complete, and the policy never acts."""
+    bag = tmp_path / "broken_bag"
+    _write_two_camera_jazzy_bag(bag, broken_jpeg=True)
+    remaps = [
+        "--remap",
+        "/robot/front/image:=/camera/third_person/image_raw",
+        "--remap",
+        "/robot/hand/compressed:=/camera/wrist/image_raw",
+    ]
+    out = tmp_path / "out"
+    run = subprocess.run(
+        _replay_command(bag, out, "--fast", "--policy", "octo-sim", *remaps),
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    printed = run.stdout + run.stderr
+    assert run.returncode == 1, printed[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["actions"]["predicted"] == 0 and report["frames"]["observations"] == 0
+    assert report["failure"].startswith("the policy produced no action on this bag"), report["failure"]
+    assert "[replay] FAILED: the policy produced no action" in printed
+    assert "[replay] no plot: no action, predicted or recorded" in printed
+    assert "matplotlib" not in printed and "Traceback" not in printed
 
 
 def test_bag_without_cameras_fails_cleanly(tmp_path):
