@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig
+from vla_policy.backends.octo.realtime_chunking import PrefixGuide, guided_step, pin_frozen
 
 
 def cosine_beta_schedule(steps: int, s: float = 0.008, dtype: Any = np.float64) -> np.ndarray:
@@ -223,11 +224,14 @@ class DiffusionSampler:
         embedding: torch.Tensor,
         generator: torch.Generator | None,
         noise: torch.Tensor | None = None,
+        guide: PrefixGuide | None = None,
     ) -> torch.Tensor:
         """embedding (B, width) -> normalised actions (B, horizon, dim), float32.
 
         ``noise`` (``noise_shape(B)``): x_T and each step's z, used instead of drawing from
-        ``generator`` (e.g. the sequence another implementation drew)."""
+        ``generator`` (e.g. the sequence another implementation drew). ``guide``: real-time chunking,
+        the chunk inpainted toward the previous chunk's frozen prefix and overlap after each step
+        (``realtime_chunking``); it takes no extra draws."""
         batch, device = embedding.shape[0], embedding.device
         expected = self.noise_shape(batch)
         if noise is not None and tuple(noise.shape) != expected:
@@ -241,12 +245,29 @@ class DiffusionSampler:
             return torch.randn(expected[1:], generator=generator, device=device, dtype=torch.float32)
 
         x = draw(0)
+        if guide is not None:
+            target, weights = guide.flat(batch, *self.shape, device)
+            x_start = x
+            x = guided_step(x, target, weights, self._alpha_bar(self.timesteps[0]), x_start)
         for index, t in enumerate(self.timesteps, start=1):
             time = torch.full((batch, 1), float(t), device=device, dtype=embedding.dtype)
             predicted = head(embedding, x.to(embedding.dtype), time).float()  # noise or clean chunk
+            z = None
             if self.kind == "ddpm":
-                x = self.ddpm.step(predicted, t, x, draw(index) if t > 0 else None)
+                z = draw(index) if t > 0 else None
+                x = self.ddpm.step(predicted, t, x, z)
             else:  # DDIM, eta = 0: no draw after x_T
                 x = self.scheduler.step(predicted, t, x).prev_sample
             x = x.clamp(-self.max_action, self.max_action)
+            if guide is not None:  # x is now at the next timestep's level (clean after the last)
+                level = self._alpha_bar(self.timesteps[index]) if index < len(self.timesteps) else 1.0
+                x = guided_step(x, target, weights, level, x_start if z is None else z)
+        if guide is not None:
+            x = pin_frozen(x, target, guide.frozen, self.shape[1])
         return x.reshape(batch, *self.shape)
+
+    def _alpha_bar(self, t: int) -> float:
+        """alphabar_t of the schedule the sampler steps on (Octo's float32 constants for DDPM)."""
+        if self.kind == "ddpm":
+            return float(self.ddpm.alpha_hats[t])
+        return float(self.scheduler.alphas_cumprod[t])

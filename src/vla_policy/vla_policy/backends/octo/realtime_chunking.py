@@ -1,0 +1,187 @@
+"""Training-free real-time chunking (RTC) for Octo's diffusion head: inpaint the new chunk toward
+the previous chunk's actions that will run while this inference runs.
+
+While a chunk is being sampled the robot keeps executing the previous one. With an inference
+latency L and a control period dt, the first d = ceil(L / dt) actions of the new chunk are already
+decided: the previous chunk's actions at those times (the *frozen prefix*). The steps after them
+that the previous chunk also covers (the *overlap*) should bend toward it, so that the join is
+smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` gives the weight of
+each chunk step: 1 on the frozen prefix, decaying exponentially over the overlap as in Black et al.
+(2025), "Real-Time Execution of Action Chunking Flow Policies", eq. 5:
+w_i = c_i (e^{c_i} - 1) / (e - 1), c_i = (d + overlap - i) / (overlap + 1), and 0 on the tail.
+
+Guidance here is diffusion inpainting in the *replacement* form (RePaint-style, without
+resampling): after each denoising step, whose result x sits at the noise level alphabar of the
+next timestep (1 after the last step),
+    x <- w * (sqrt(alphabar) * target + sqrt(1 - alphabar) * eps) + (1 - w) * x,
+with eps the Gaussian draw the sampler used for that step (DDPM's z; x_T itself for the initial
+noise and for DDIM, which draws nothing after x_T), so the constrained steps carry the same noise
+as the rest of the chunk and no extra draws are taken (the generator's stream is unchanged). At
+the end the frozen prefix is set to the target exactly: those actions run whatever the sampler says.
+
+This is the training-free replacement variant, *not* the pi-GDM gradient guidance of the paper:
+pi-GDM back-propagates through the score network at every denoising step (a vector-Jacobian
+product per step, with the activations kept), which on this 2-core CPU would cost about as much
+again as the sampling itself and defeat the point of hiding latency. Replacement guidance costs
+one blend per step and needs no gradients; it is weaker on the overlap (the network sees the
+constraint only through the noisy input, not through its own prediction), which the soft mask's
+decay partly compensates by pinning the overlap's clean end directly.
+
+Everything here works in the *normalised* action space the head samples in: normalise the
+previous chunk with the checkpoint's statistics (``normalize_actions``, the inverse of
+``processor.unnormalize_actions``) before building the guide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vla_common.action_space import NormStats
+
+# Tolerance on latency / step_dt before the ceiling: 0.3 / 0.1 is 2.9999999999999996 in floats,
+# 0.2 / 0.1 is 2.0000000000000004; both mean an exact number of control steps.
+_STEP_RATIO_TOLERANCE = 1e-9
+
+
+def frozen_steps(latency_s: float, step_dt: float) -> int:
+    """d = ceil(latency / step_dt): the new chunk's steps that will have run before it arrives."""
+    if not (math.isfinite(step_dt) and step_dt > 0):
+        raise ValueError(f"step_dt must be a positive number of seconds, got {step_dt}")
+    if not (math.isfinite(latency_s) and latency_s >= 0):
+        raise ValueError(f"latency_s must be a finite number of seconds >= 0, got {latency_s}")
+    ratio = latency_s / step_dt
+    return max(0, math.ceil(ratio - _STEP_RATIO_TOLERANCE))
+
+
+def soft_mask(frozen: int, overlap: int, horizon: int) -> np.ndarray:
+    """Per-step guidance weights (horizon,), float64: 1 on the ``frozen`` prefix, exponential decay
+    (Black et al. 2025, eq. 5) over the next ``overlap`` steps, 0 on the rest."""
+    for name, value in (("frozen", frozen), ("overlap", overlap), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"soft_mask: {name} must be an integer, got {value!r}")
+    if horizon < 1:
+        raise ValueError(f"soft_mask: horizon must be >= 1, got {horizon}")
+    if frozen < 0 or overlap < 0:
+        raise ValueError(f"soft_mask: frozen and overlap must be >= 0, got frozen={frozen} overlap={overlap}")
+    if frozen >= horizon:
+        raise ValueError(
+            f"soft_mask: frozen={frozen} leaves nothing new in a chunk of horizon={horizon}; the "
+            "inference latency exceeds the chunk: use a longer chunk or a faster model"
+        )
+    if frozen + overlap > horizon:
+        raise ValueError(
+            f"soft_mask: frozen + overlap = {frozen} + {overlap} exceeds horizon={horizon}; "
+            "the overlap is at most the previous chunk's remaining steps after the frozen prefix"
+        )
+    weights = np.zeros(horizon)
+    weights[:frozen] = 1.0
+    i = np.arange(frozen, frozen + overlap)
+    c = (frozen + overlap - i) / (overlap + 1)
+    weights[frozen : frozen + overlap] = c * np.expm1(c) / math.expm1(1.0)
+    return weights
+
+
+def normalize_actions(actions: np.ndarray, stats: NormStats) -> np.ndarray:
+    """The inverse of ``processor.unnormalize_actions``: (a - mean) / std where the stats' mask is
+    True, else a (the gripper, absolute 0..1); float64."""
+    if not stats.mean or not stats.std:
+        raise ValueError("norm stats lack mean/std, which Octo's normalisation needs ((a - mean) / std)")
+    actions = np.asarray(actions, dtype=np.float64)
+    mean, std = np.asarray(stats.mean), np.asarray(stats.std)
+    if actions.shape[-1] != mean.shape[0]:
+        raise ValueError(f"action dim {actions.shape[-1]} does not match the {mean.shape[0]} norm stats")
+    if np.any(std[np.asarray(stats.mask, dtype=bool)] <= 0):
+        raise ValueError(f"norm stats std must be > 0 where normalised, got {stats.std}")
+    safe_std = np.where(std > 0, std, 1.0)
+    return np.where(np.asarray(stats.mask, dtype=bool), (actions - mean) / safe_std, actions)
+
+
+@dataclass(frozen=True)
+class PrefixGuide:
+    """What the sampler is guided toward: ``target`` (horizon, dim) or (batch, horizon, dim), in
+    normalised action space, and the per-step ``weights`` (horizon,) of ``soft_mask``; the first
+    ``frozen`` steps come out equal to the target. Rows of the target past the frozen prefix and
+    overlap (weight 0) are ignored; fill them with anything finite."""
+
+    target: torch.Tensor
+    weights: torch.Tensor
+    frozen: int
+
+    @classmethod
+    def build(cls, target: np.ndarray | torch.Tensor, frozen: int, overlap: int) -> PrefixGuide:
+        target = torch.as_tensor(np.asarray(target, dtype=np.float32))
+        if target.ndim not in (2, 3):
+            raise ValueError(
+                f"PrefixGuide: target must be (horizon, dim) or (batch, horizon, dim), got shape "
+                f"{list(target.shape)}"
+            )
+        if not torch.all(torch.isfinite(target)):
+            bad = torch.nonzero(~torch.isfinite(target))[0].tolist()
+            raise ValueError(
+                f"PrefixGuide: target must be finite, got {target[tuple(bad)].item()} at index {bad}; "
+                "normalise the previous chunk with the checkpoint's mean/std"
+            )
+        weights = soft_mask(frozen, overlap, target.shape[-2])
+        return cls(target=target, weights=torch.as_tensor(weights, dtype=torch.float32), frozen=frozen)
+
+    @classmethod
+    def from_previous(
+        cls, previous: np.ndarray | torch.Tensor, executed: int, frozen: int, horizon: int
+    ) -> PrefixGuide:
+        """Guide from the previous chunk (normalised, (horizon_prev, dim)) of which ``executed``
+        actions had run when this inference started: the new chunk's step i lines up with the
+        previous chunk's step executed + i. The first ``frozen`` of them are frozen and the rest of
+        the previous chunk is the overlap."""
+        previous = np.asarray(previous, dtype=np.float32)
+        if previous.ndim != 2:
+            raise ValueError(f"previous chunk must be (horizon, dim), got shape {list(previous.shape)}")
+        if not 0 <= executed <= previous.shape[0]:
+            raise ValueError(f"executed={executed} must be in 0..{previous.shape[0]} (the previous chunk)")
+        remaining = previous[executed:]
+        if frozen > remaining.shape[0]:
+            raise ValueError(
+                f"frozen={frozen} steps but the previous chunk has only {remaining.shape[0]} left after "
+                f"executed={executed}: the robot would run out of actions during inference"
+            )
+        overlap = min(remaining.shape[0], horizon) - frozen
+        target = np.zeros((horizon, previous.shape[1]), dtype=np.float32)
+        target[: min(remaining.shape[0], horizon)] = remaining[:horizon]
+        return cls.build(target, frozen, overlap)
+
+    def flat(
+        self, batch: int, horizon: int, dim: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(target (batch, horizon * dim), weights (horizon * dim,)) on ``device``, checked against
+        the sampler's chunk shape."""
+        if tuple(self.target.shape[-2:]) != (horizon, dim) or (
+            self.target.ndim == 3 and self.target.shape[0] != batch
+        ):
+            raise ValueError(
+                f"PrefixGuide: target shape {list(self.target.shape)} does not match the sampler's "
+                f"chunk ({horizon}, {dim}) for a batch of {batch}"
+            )
+        target = self.target.to(device).reshape(-1, horizon * dim).expand(batch, -1)
+        weights = self.weights.to(device).repeat_interleave(dim)
+        return target, weights
+
+
+def guided_step(
+    x: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, alpha_bar: float, eps: torch.Tensor
+) -> torch.Tensor:
+    """One replacement-inpainting blend: x <- w q(target | alphabar, eps) + (1 - w) x, where
+    q = sqrt(alphabar) target + sqrt(1 - alphabar) eps is the target noised to x's level with the
+    step's own draw. With w = 0 everywhere x comes back bit for bit."""
+    noised = math.sqrt(alpha_bar) * target + math.sqrt(max(0.0, 1.0 - alpha_bar)) * eps
+    return weights * noised + (1.0 - weights) * x
+
+
+def pin_frozen(x: torch.Tensor, target: torch.Tensor, frozen: int, dim: int) -> torch.Tensor:
+    """The frozen prefix (the first ``frozen`` steps, flat (batch, horizon * dim)) set to the target
+    exactly."""
+    out = x.clone()
+    out[:, : frozen * dim] = target[:, : frozen * dim]
+    return out
