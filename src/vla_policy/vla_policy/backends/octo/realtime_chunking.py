@@ -2,9 +2,10 @@
 the previous chunk's actions that will run while this inference runs.
 
 While a chunk is being sampled the robot keeps executing the previous one. With an inference
-latency L and a control period dt, the first d = ceil(L / dt) actions of the new chunk are already
-decided: the previous chunk's actions at those times (the *frozen prefix*). The steps after them
-that the previous chunk also covers (the *overlap*) should bend toward it, so that the join is
+latency L and a control period dt, the first d actions of the new chunk are already decided
+(d = ceil(L / dt): ``vla_policy.inference_schedule.frozen_prefix_steps``): the previous chunk's
+actions at those times (the *frozen prefix*). The steps after them that the previous chunk also
+covers (the *overlap*) should bend toward it, so that the join is
 smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` gives the weight of
 each chunk step: 1 on the frozen prefix, decaying exponentially over the overlap as in Black et al.
 (2025), "Real-Time Execution of Action Chunking Flow Policies", eq. 5:
@@ -44,17 +45,6 @@ from vla_common.action_space import NormStats
 
 # Tolerance on latency / step_dt before the ceiling: 0.3 / 0.1 is 2.9999999999999996 in floats,
 # 0.2 / 0.1 is 2.0000000000000004; both mean an exact number of control steps.
-_STEP_RATIO_TOLERANCE = 1e-9
-
-
-def frozen_steps(latency_s: float, step_dt: float) -> int:
-    """d = ceil(latency / step_dt): the new chunk's steps that will have run before it arrives."""
-    if not (math.isfinite(step_dt) and step_dt > 0):
-        raise ValueError(f"step_dt must be a positive number of seconds, got {step_dt}")
-    if not (math.isfinite(latency_s) and latency_s >= 0):
-        raise ValueError(f"latency_s must be a finite number of seconds >= 0, got {latency_s}")
-    ratio = latency_s / step_dt
-    return max(0, math.ceil(ratio - _STEP_RATIO_TOLERANCE))
 
 
 def soft_mask(frozen: int, overlap: int, horizon: int) -> np.ndarray:

@@ -14,7 +14,6 @@ from vla_policy.backends.octo.action_head import DiffusionSampler
 from vla_policy.backends.octo.processor import unnormalize_actions
 from vla_policy.backends.octo.realtime_chunking import (
     PrefixGuide,
-    frozen_steps,
     guided_step,
     normalize_actions,
     soft_mask,
@@ -57,17 +56,6 @@ def test_soft_mask_is_one_on_the_prefix_decays_over_the_overlap_and_is_zero_afte
 def test_soft_mask_refuses_bad_values_naming_them(args, message):
     with pytest.raises(ValueError, match=message):
         soft_mask(*args)
-
-
-def test_frozen_steps_is_the_ceiling_of_latency_over_the_period():
-    assert frozen_steps(0.0, 0.2) == 0
-    assert frozen_steps(0.2, 0.1) == 2  # 2.0000000000000004 in floats
-    assert frozen_steps(0.3, 0.1) == 3  # 2.9999999999999996 in floats
-    assert frozen_steps(0.25, 0.1) == 3
-    with pytest.raises(ValueError, match="step_dt must be a positive number of seconds, got 0"):
-        frozen_steps(0.1, 0)
-    with pytest.raises(ValueError, match="latency_s .* got nan"):
-        frozen_steps(float("nan"), 0.1)
 
 
 @pytest.mark.parametrize("kind", ["ddpm", "ddim"])
