@@ -303,7 +303,7 @@ def action_strategy() -> st.SearchStrategy[FuzzMessage]:
             rows,
             st.sampled_from(["1", -5, 1.5, True, None, []]),
         ).map(_fixed_stamp),
-        st.text(max_size=100).map(lambda t: _msg("action", "not_json", False, text="{" + t)),
+        _not_json("action"),
         st.sampled_from(["[]", "null", "42", '"chunk"', "{}"]).map(
             lambda t: _msg("action", "not_an_object", False, text=t)
         ),
@@ -357,7 +357,7 @@ def episode_strategy() -> st.SearchStrategy[FuzzMessage]:
         st.sampled_from([None, 7, [], "start"]).map(
             lambda e: _msg("episode", "bad_event", False, text=json.dumps({"event": e}))
         ),
-        st.text(max_size=100).map(lambda t: _msg("episode", "not_json", False, text="{" + t)),
+        _not_json("episode"),
         st.sampled_from(["[]", "null", "3", '"start"']).map(
             lambda t: _msg("episode", "not_an_object", False, text=t)
         ),
@@ -366,6 +366,24 @@ def episode_strategy() -> st.SearchStrategy[FuzzMessage]:
             lambda n: _msg("episode", "huge", False, text=json.dumps({"event": "start", "pad": "x" * n}))
         ),
     )
+
+
+def _not_json(kind: str) -> st.SearchStrategy[FuzzMessage]:
+    """Text that opens an object and never parses ("{" + "}" would: such draws are left out)."""
+    return (
+        st.text(max_size=100)
+        .map(lambda t: "{" + t)
+        .filter(lambda text: not _parses(text))
+        .map(lambda text: _msg(kind, "not_json", False, text=text))
+    )
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 # --- /sim/privileged_state ----------------------------------------------------------------------
@@ -400,7 +418,7 @@ def privileged_state_strategy() -> st.SearchStrategy[FuzzMessage]:
         broken("objects_not_a_map", lambda s: {**s, "objects": [1, 2, 3]}),
         broken("bad_tool_pose", lambda s: {**s, "tool_pose": [[1.0, 0.0], [math.inf, 1.0]]}),
         broken("negative_stamp", lambda s: {**s, "stamp_ns": -5}),
-        st.text(max_size=100).map(lambda t: _msg("privileged_state", "not_json", False, text="{" + t)),
+        _not_json("privileged_state"),
         st.sampled_from(["[]", "null", "1"]).map(
             lambda t: _msg("privileged_state", "not_an_object", False, text=t)
         ),

@@ -236,3 +236,13 @@ def test_render_keeps_a_deliberate_stamp_and_never_goes_negative():
     assert json.loads(render_text(early, NOW_NS))["stamp_ns"] == 1  # still in the past; 0 reads as "now"
     kept = FuzzMessage("action", "bad_stamp_type", False, {"body": {"stamp_ns": "12"}})
     assert json.loads(render_text(kept, NOW_NS))["stamp_ns"] == "12"
+
+
+@pytest.mark.parametrize("kind", ["action", "episode", "privileged_state"])
+def test_not_json_text_never_parses(kind):
+    """'{' + a drawn text was valid JSON when the text was '}' (a CI run drew it for an episode)."""
+    drawn = [m for seed in range(6) for m in draw_batch(kind, seed, 80) if m.label == "not_json"]
+    assert drawn, kind
+    for message in drawn:
+        with pytest.raises(ValueError):
+            json.loads(render_text(message, NOW_NS))
