@@ -66,6 +66,27 @@ PARAMETERS: list[tuple[str, str]] = [
 ]
 
 
+def inverted_rules(rules: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(flax path regex, state-dict template) rules -> (state-dict regex, flax path template): the
+    same correspondence read the other way (``synthetic_release`` writes flax trees with it). Each
+    group of a flax regex must be used once by its template; outside its groups a regex is literal."""
+    out = []
+    for pattern, template in rules:
+        groups = re.findall(r"\(([^()]*)\)", pattern)
+        pieces = re.split(r"\\(\d)", template)  # literal, group number, literal, ...
+        used = [int(n) for n in pieces[1::2]]
+        if sorted(used) != list(range(1, len(groups) + 1)):
+            raise ValueError(f"converter rule {pattern!r} -> {template!r}: each group must be used once")
+        regex = "".join(
+            re.escape(part) if k % 2 == 0 else f"({groups[int(part) - 1]})" for k, part in enumerate(pieces)
+        )
+        position = {group: k + 1 for k, group in enumerate(used)}  # flax group -> its number in regex
+        literals = re.split(r"\([^()]*\)", pattern)
+        flax = literals[0] + "".join(f"\\{position[k + 1]}{literals[k + 1]}" for k in range(len(groups)))
+        out.append((regex, flax))
+    return out
+
+
 def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
     """Nested dict -> {"a/b/c": array}; a top-level "params" collection is unwrapped."""
     if not prefix and set(tree) == {"params"}:

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from vla_common.action_space import BRIDGE_ORIG_STATS, NormStats
+from vla_policy.backends.octo import converter
 from vla_policy.backends.octo.backend import random_vocabulary
 from vla_policy.backends.octo.config import T5_TINY_CONFIG, OctoConfig
+from vla_policy.backends.octo.converter import T5, inverted_rules
 from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.release import (
     CONVERT_EXTRA,
@@ -43,53 +45,9 @@ SYNTHETIC_STEP = 300000  # octo-small/base-1.5's step
 # The second dataset of the synthetic statistics (a release keys them by dataset; --dataset picks).
 OTHER_DATASET = "fractal20220817_data"
 
-OT = "octo_transformer"
-BLOCK = f"{OT}/BlockTransformer_0/Transformer_0"
-HEAD = "heads_action/diffusion_model"
-T5 = f"{OT}/task_tokenizers_language/hf_model"
-STEM = f"{OT}/observation_tokenizers_{{camera}}/SmallStem16_0"
-
-# (our module path regex, flax module path template) for modules with weight/bias leaves.
-MODULES: list[tuple[str, str]] = [
-    (r"task_projection", f"{OT}/task_language_projection"),
-    (
-        r"image_tokenizers\.(\w+)\.stem\.convs\.(\d+)",
-        f"{OT}/observation_tokenizers_\\1/SmallStem16_0/StdConv_\\2",
-    ),
-    (
-        r"image_tokenizers\.(\w+)\.stem\.norms\.(\d+)",
-        f"{OT}/observation_tokenizers_\\1/SmallStem16_0/GroupNorm_\\2",
-    ),
-    (r"image_tokenizers\.(\w+)\.stem\.embedding", f"{OT}/observation_tokenizers_\\1/SmallStem16_0/embedding"),
-    (r"obs_projections\.(\w+)", f"{OT}/obs_\\1_projection"),
-    (r"transformer\.blocks\.(\d+)\.norm1", f"{BLOCK}/encoderblock_\\1/LayerNorm_0"),
-    (r"transformer\.blocks\.(\d+)\.norm2", f"{BLOCK}/encoderblock_\\1/LayerNorm_1"),
-    (
-        r"transformer\.blocks\.(\d+)\.attention\.(\w+)",
-        f"{BLOCK}/encoderblock_\\1/MultiHeadDotProductAttention_0/\\2",
-    ),
-    (r"transformer\.blocks\.(\d+)\.mlp_in", f"{BLOCK}/encoderblock_\\1/MlpBlock_0/Dense_0"),
-    (r"transformer\.blocks\.(\d+)\.mlp_out", f"{BLOCK}/encoderblock_\\1/MlpBlock_0/Dense_1"),
-    (r"transformer\.norm", f"{BLOCK}/encoder_norm"),
-    (r"action_head\.cond_encoder\.dense_(\d)", f"{HEAD}/cond_encoder/Dense_\\1"),
-    (r"action_head\.reverse_network\.input", f"{HEAD}/reverse_network/Dense_0"),
-    (r"action_head\.reverse_network\.output", f"{HEAD}/reverse_network/Dense_1"),
-    (
-        r"action_head\.reverse_network\.blocks\.(\d+)\.norm",
-        f"{HEAD}/reverse_network/MLPResNetBlock_\\1/LayerNorm_0",
-    ),
-    (
-        r"action_head\.reverse_network\.blocks\.(\d+)\.dense_(\d)",
-        f"{HEAD}/reverse_network/MLPResNetBlock_\\1/Dense_\\2",
-    ),
-]
-# (our parameter regex, flax leaf path template) for raw parameters.
-PARAMETERS: list[tuple[str, str]] = [
-    (r"task_pos_embedding", f"{OT}/task_language_pos_embedding"),
-    (r"obs_pos_embeddings\.(\w+)", f"{OT}/obs_\\1_pos_embedding"),
-    (r"readout_pos_embedding", f"{OT}/readout_action_pos_embedding"),
-    (r"action_head\.time_preprocess\.kernel", f"{HEAD}/time_preprocess/kernel"),
-]
+# Our state-dict names -> upstream's flax paths: the converter's rules read the other way.
+MODULES = inverted_rules(converter.MODULES)  # modules with weight/bias leaves
+PARAMETERS = inverted_rules(converter.PARAMETERS)  # raw parameters
 T5_PREFIX = "language.encoder."
 T5_TIED = "language.encoder.encoder.embed_tokens.weight"  # tied to shared; flax stores shared only
 
