@@ -37,6 +37,7 @@ FUZZ_NODE = "soak_fuzz"
 CONTEXT_S = 1.0  # fuzzed messages published this long before a violation are listed with it
 FUZZ_LOG_LEN = 2000
 DIAGNOSTICS_PREFIX = "vla_stack/"
+UNKNOWN_NODE_NAME = "_NODE_NAME_UNKNOWN_"  # rmw: an endpoint seen before its node's name arrived
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,10 @@ class SoakNode(Node):
         name = self._gid_names.get(gid)
         if name is None:
             for endpoint in self.get_publishers_info_by_topic(topic):
-                self._gid_names[bytes(endpoint.endpoint_gid)] = endpoint.node_name
+                # Not cached while discovery has the endpoint but not yet its node's name: asked again
+                # at the next message (cached, a whole short soak judged none of actuation's commands).
+                if endpoint.node_name != UNKNOWN_NODE_NAME:
+                    self._gid_names[bytes(endpoint.endpoint_gid)] = endpoint.node_name
             name = self._gid_names.get(gid, "?")
         return name
 
