@@ -19,6 +19,36 @@ from vla_common.action_space import ActionSpace
 
 
 @dataclass(frozen=True)
+class CommittedActions:
+    """The actions already committed to the arm when an inference starts (real-time chunking).
+
+    ``actions[j]`` is what the previous chunk commands for the control step that starts at
+    ``observation.stamp_ns + j * step_dt`` (the new chunk's step ``j``), continuous and unnormalised
+    (the backend's action space), for as many steps as the previous chunk still covers. The first
+    ``frozen_steps`` of them will have started before the new chunk can arrive (the inference
+    latency): the arm runs those whatever the new chunk says, so a chunk that joins smoothly agrees
+    with them. A backend that guides its sampler toward them (Octo's diffusion head) says so with
+    ``guides_chunks = True``; for any other chunking backend the policy node blends the prefix
+    (``vla_policy.chunk_join``).
+    """
+
+    actions: np.ndarray  # K x D, K >= 1
+    frozen_steps: int  # 0 <= frozen_steps <= K
+
+    def __post_init__(self) -> None:
+        actions = np.asarray(self.actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] < 1:
+            raise ValueError(f"CommittedActions: actions must be K x D with K, D >= 1, got {list(actions.shape)}")
+        if not np.all(np.isfinite(actions)):
+            raise ValueError("CommittedActions: actions must be finite")
+        frozen = self.frozen_steps
+        if isinstance(frozen, bool) or not isinstance(frozen, (int, np.integer)) or not 0 <= frozen <= len(actions):
+            raise ValueError(f"CommittedActions: frozen_steps {frozen!r} must be an integer in 0..{len(actions)}")
+        object.__setattr__(self, "actions", actions)
+        object.__setattr__(self, "frozen_steps", int(frozen))
+
+
+@dataclass(frozen=True)
 class Observation:
     """One control tick's inputs, all taken at ``stamp_ns``."""
 
@@ -27,6 +57,7 @@ class Observation:
     instruction: str
     proprio: np.ndarray | None = None  # 6 arm joint positions (rad, waist..wrist_rotate) + left_finger (m)
     privileged: Mapping[str, Any] | None = None  # simulator ground truth; only the scripted expert uses it
+    committed: CommittedActions | None = None  # real-time chunking: what the arm runs meanwhile
 
 
 @dataclass(frozen=True)
