@@ -38,12 +38,20 @@ class CommittedActions:
     def __post_init__(self) -> None:
         actions = np.asarray(self.actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] < 1 or actions.shape[1] < 1:
-            raise ValueError(f"CommittedActions: actions must be K x D with K, D >= 1, got {list(actions.shape)}")
+            raise ValueError(
+                f"CommittedActions: actions must be K x D with K, D >= 1, got {list(actions.shape)}"
+            )
         if not np.all(np.isfinite(actions)):
             raise ValueError("CommittedActions: actions must be finite")
         frozen = self.frozen_steps
-        if isinstance(frozen, bool) or not isinstance(frozen, (int, np.integer)) or not 0 <= frozen <= len(actions):
-            raise ValueError(f"CommittedActions: frozen_steps {frozen!r} must be an integer in 0..{len(actions)}")
+        if (
+            isinstance(frozen, bool)
+            or not isinstance(frozen, (int, np.integer))
+            or not 0 <= frozen <= len(actions)
+        ):
+            raise ValueError(
+                f"CommittedActions: frozen_steps {frozen!r} must be an integer in 0..{len(actions)}"
+            )
         object.__setattr__(self, "actions", actions)
         object.__setattr__(self, "frozen_steps", int(frozen))
 
