@@ -11,6 +11,13 @@ Cameras: an observation may lack some of the model's cameras (Bridge has no wris
 missing camera gets a blank image and a pad mask, as Octo's ``pad_mask_dict``, so the model does
 not attend to it; at least one camera must be there. Precision: float32 unless ``dtype`` asks for
 another, on CUDA too, with TF32 matmuls allowed there (``octo_dtype``).
+
+Real-time chunking (``guides_chunks = True``): with ``observation.committed`` (the previous chunk's
+actions on the new chunk's steps, ``contract.CommittedActions``) the diffusion sampler is inpainted
+toward them (``realtime_chunking``): the frozen prefix comes out equal to the committed actions and
+the overlap bends toward them, over the model's whole ``action_horizon`` (frozen and overlap from
+``chunk_join.join_extent``); ``info`` reports ``rtc_frozen``, ``rtc_overlap`` and
+``rtc_frozen_clamped`` (0, 0, False without ``committed``, whose chunk is exactly the unguided one).
 """
 
 from __future__ import annotations
@@ -29,12 +36,13 @@ from vla_policy.backends.octo.checkpoint import load_octo_checkpoint
 from vla_policy.backends.octo.config import SCHEDULERS, OctoConfig, octo_preset
 from vla_policy.backends.octo.model import OctoModel
 from vla_policy.backends.octo.processor import ObservationHistory, prepare_image, unnormalize_actions
+from vla_policy.backends.octo.realtime_chunking import PrefixGuide
 from vla_policy.backends.octo.tokenizers import (
     build_word_tokenizer,
     load_text_tokenizer,
     tokenize_instructions,
 )
-from vla_policy.contract import Observation, PolicyOutput
+from vla_policy.contract import CommittedActions, Observation, PolicyOutput
 from vla_policy.torch_dtype import resolve_dtype
 
 PROPRIO = "__proprio__"  # key of the proprio in the observation history
@@ -57,6 +65,7 @@ class OctoBackend:
     """PolicyBackend over an :class:`OctoModel` (see the module docstring)."""
 
     name = "octo"
+    guides_chunks = True  # infer() inpaints toward observation.committed (real-time chunking)
 
     def __init__(
         self,
@@ -132,15 +141,28 @@ class OctoBackend:
 
     def infer(self, observation: Observation) -> PolicyOutput:
         images = self._images(observation.images)
-        return self.infer_prepared(images, observation.proprio, observation.instruction)
+        return self.infer_prepared(
+            images, observation.proprio, observation.instruction, committed=observation.committed
+        )
 
     @torch.no_grad()
     def infer_prepared(
-        self, images: dict[str, np.ndarray], proprio: np.ndarray | None, instruction: str
+        self,
+        images: dict[str, np.ndarray],
+        proprio: np.ndarray | None,
+        instruction: str,
+        committed: CommittedActions | None = None,
     ) -> PolicyOutput:
         """``infer`` on images already cropped and resized to the model's input (``prepare_image``),
-        as demonstrations store them; a camera left out is absent (blank image, pad mask)."""
+        as demonstrations store them; a camera left out is absent (blank image, pad mask).
+        ``committed``: real-time chunking, as ``observation.committed`` (module docstring)."""
         start = time.perf_counter()
+        guide, rtc_info = None, {"rtc_frozen": 0, "rtc_overlap": 0, "rtc_frozen_clamped": False}
+        if committed is not None:  # checked before the history takes the frame
+            guide, extent = PrefixGuide.from_committed(
+                committed, self.action_space.stats, self.config.action_horizon
+            )
+            rtc_info = extent.info()
         inputs = camera_inputs(images, self.camera_names, self.image_size)
         if self.config.proprio_dim:
             inputs[PROPRIO] = self._proprio(proprio)
@@ -155,7 +177,7 @@ class OctoBackend:
         proprio_t = None if proprio is None else torch.from_numpy(proprio)[None].to(self.device)
         text, text_mask = self._text_embedding(instruction)
         readout = self.model(images, text, mask, camera_masks, proprio=proprio_t, text_mask=text_mask)
-        normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator)
+        normalized = self.model.sample_actions(readout[:, -1], self.sampler, self.generator, guide=guide)
         chunk = unnormalize_actions(
             normalized[0, : self.horizon].cpu().numpy(), self.action_space.stats, self.action_space.dim_names
         )
@@ -165,6 +187,7 @@ class OctoBackend:
             "num_steps": self.sampler.num_steps,
             "pad_timesteps": int((~timestep_mask).sum()),
             "absent_cameras": [c for c in self.camera_names if not present[c][-1]],
+            **rtc_info,
             "infer_ms": (time.perf_counter() - start) * 1e3,
         }
         return PolicyOutput(chunk=chunk, info=info)

@@ -26,6 +26,7 @@ from torch import nn
 from vla_policy.backends.octo.action_head import DiffusionActionHead, DiffusionSampler
 from vla_policy.backends.octo.config import OctoConfig
 from vla_policy.backends.octo.object_slots import ObjectSlots
+from vla_policy.backends.octo.realtime_chunking import PrefixGuide
 from vla_policy.backends.octo.tokenizers import ImageTokenizer, LanguageEncoder
 from vla_policy.backends.octo.transformer import BlockTransformer, TokenGroup, block_causal_mask, octo_groups
 
@@ -205,7 +206,9 @@ class OctoModel(nn.Module):
         sampler: DiffusionSampler,
         generator: torch.Generator | None,
         noise: torch.Tensor | None = None,
+        guide: PrefixGuide | None = None,
     ) -> torch.Tensor:
         """readout (B, width) of the last timestep -> normalised action chunk (B, horizon, dim);
-        ``noise``: the sampler's Gaussian draws given instead of drawn (``DiffusionSampler.sample``)."""
-        return sampler.sample(self.action_head, readout, generator, noise=noise)
+        ``noise``: the sampler's Gaussian draws given instead of drawn; ``guide``: real-time chunking
+        toward the previous chunk's committed actions (both as ``DiffusionSampler.sample``)."""
+        return sampler.sample(self.action_head, readout, generator, noise=noise, guide=guide)

@@ -6,7 +6,8 @@ latency L and a control period dt, the first d actions of the new chunk are alre
 (d = ceil(L / dt): ``vla_policy.inference_schedule.frozen_prefix_steps``): the previous chunk's
 actions at those times (the *frozen prefix*). The steps after them that the previous chunk also
 covers (the *overlap*) should bend toward it, so that the join is
-smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` gives the weight of
+smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` (defined in
+``vla_policy.chunk_join``, shared with the blend of backends that do not guide) gives the weight of
 each chunk step: 1 on the frozen prefix, decaying exponentially over the overlap as in Black et al.
 (2025), "Real-Time Execution of Action Chunking Flow Policies", eq. 5:
 w_i = c_i (e^{c_i} - 1) / (e - 1), c_i = (d + overlap - i) / (overlap + 1), and 0 on the tail.
@@ -42,37 +43,10 @@ import numpy as np
 import torch
 
 from vla_common.action_space import NormStats
+from vla_policy.chunk_join import JoinExtent, check_committed_dim, join_extent, soft_mask
+from vla_policy.contract import CommittedActions
 
-# Tolerance on latency / step_dt before the ceiling: 0.3 / 0.1 is 2.9999999999999996 in floats,
-# 0.2 / 0.1 is 2.0000000000000004; both mean an exact number of control steps.
-
-
-def soft_mask(frozen: int, overlap: int, horizon: int) -> np.ndarray:
-    """Per-step guidance weights (horizon,), float64: 1 on the ``frozen`` prefix, exponential decay
-    (Black et al. 2025, eq. 5) over the next ``overlap`` steps, 0 on the rest."""
-    for name, value in (("frozen", frozen), ("overlap", overlap), ("horizon", horizon)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"soft_mask: {name} must be an integer, got {value!r}")
-    if horizon < 1:
-        raise ValueError(f"soft_mask: horizon must be >= 1, got {horizon}")
-    if frozen < 0 or overlap < 0:
-        raise ValueError(f"soft_mask: frozen and overlap must be >= 0, got frozen={frozen} overlap={overlap}")
-    if frozen >= horizon:
-        raise ValueError(
-            f"soft_mask: frozen={frozen} leaves nothing new in a chunk of horizon={horizon}; the "
-            "inference latency exceeds the chunk: use a longer chunk or a faster model"
-        )
-    if frozen + overlap > horizon:
-        raise ValueError(
-            f"soft_mask: frozen + overlap = {frozen} + {overlap} exceeds horizon={horizon}; "
-            "the overlap is at most the previous chunk's remaining steps after the frozen prefix"
-        )
-    weights = np.zeros(horizon)
-    weights[:frozen] = 1.0
-    i = np.arange(frozen, frozen + overlap)
-    c = (frozen + overlap - i) / (overlap + 1)
-    weights[frozen : frozen + overlap] = c * np.expm1(c) / math.expm1(1.0)
-    return weights
+__all__ = ["PrefixGuide", "guided_step", "normalize_actions", "pin_frozen", "soft_mask"]
 
 
 def normalize_actions(actions: np.ndarray, stats: NormStats) -> np.ndarray:
@@ -141,6 +115,21 @@ class PrefixGuide:
         target = np.zeros((horizon, previous.shape[1]), dtype=np.float32)
         target[: min(remaining.shape[0], horizon)] = remaining[:horizon]
         return cls.build(target, frozen, overlap)
+
+    @classmethod
+    def from_committed(
+        cls, committed: CommittedActions, stats: NormStats, horizon: int
+    ) -> tuple[PrefixGuide, JoinExtent]:
+        """Guide a chunk of the model's ``horizon`` steps toward the committed actions
+        (``contract.CommittedActions``, unnormalised: normalised here with ``stats``), with the
+        frozen prefix and overlap of ``chunk_join.join_extent`` (a frozen prefix covering the whole
+        chunk is clamped to ``horizon - 1``: the extent says so)."""
+        check_committed_dim(committed, len(stats.mean))
+        extent = join_extent(committed, horizon)
+        covered = extent.frozen + extent.overlap
+        target = np.zeros((horizon, committed.actions.shape[1]), dtype=np.float32)
+        target[:covered] = normalize_actions(committed.actions[:covered], stats)
+        return cls.build(target, extent.frozen, extent.overlap), extent
 
     def flat(
         self, batch: int, horizon: int, dim: int, device: torch.device
