@@ -1,4 +1,4 @@
-"""When to start the next inference, and on which observation (pure; issue 24, points 1 and 2).
+"""When to start the next inference, and on which observation (pure).
 
 Asynchronous inference replaces the fixed inference tick: the actuation node keeps playing the
 committed chunk, and the policy starts its next inference early enough that the new chunk arrives
@@ -12,6 +12,9 @@ before the committed steps run out. Three pieces, each independent of ROS:
 - :func:`refill_due` / :func:`frozen_prefix_steps`: the refill trigger (the committed steps left
   cover less time than latency plus margin) and the number of steps that will have run by the time
   the new chunk arrives (the frozen prefix of real-time chunking).
+- :class:`InferenceScheduler`: the three together, as the policy node and the graph replica use
+  them: whether an inference starts now on the newest observation (first, refill, replan) and what
+  the committed chunk contributes to the next one (real-time chunking).
 - :class:`NewestObservation`: a one-slot mailbox between the perception callbacks and the
   inference thread: a newer observation replaces the pending one, an older one is dropped, and the
   inference thread takes the newest when it is free.
@@ -140,12 +143,13 @@ def refill_due(steps_left: int, step_dt_s: float, latency_estimate_s: float, mar
 
 
 def frozen_prefix_steps(latency_s: float, step_dt_s: float) -> int:
-    """Steps of the committed chunk that will have been executed when a chunk started now arrives
-    ``latency_s`` later: ``ceil(latency_s / step_dt_s)`` (a step that has begun counts as executed).
-    Real-time chunking freezes this many leading steps of the new chunk to the committed ones."""
+    """Leading steps of a new chunk that the arm takes from the committed chunk because the new one
+    arrives ``latency_s`` after its observation's stamp: the actuation starts a late chunk at the
+    step its arrival belongs to by the chunk executor's half-step rule (``floor(latency / dt +
+    1/2)``, see vla_actuation.chunk_executor) and drops the ones before it, which the committed
+    chunk has run meanwhile. Real-time chunking freezes this many steps to the committed ones."""
     latency_s = _check_seconds("latency_s", latency_s)
-    step_dt_s = _check_period(step_dt_s)
-    return max(0, math.ceil(latency_s / step_dt_s - _EPS))
+    return max(0, step_offset(0.0, latency_s, step_dt_s))
 
 
 T = TypeVar("T")
@@ -197,6 +201,18 @@ class NewestObservation(Generic[T]):
             self._newest_ns = stamp_ns
             return OfferResult(True, reason)
 
+    def pending_stamp_ns(self) -> int | None:
+        """The stamp of the pending observation (None when none is pending), left in the slot."""
+        with self._lock:
+            return None if self._pending is None else self._pending[0]
+
+    def clear(self) -> None:
+        """Drop the pending observation and forget the newest stamp (an episode start: a restarted
+        simulation's clock may begin again below the old stamps)."""
+        with self._lock:
+            self._pending = None
+            self._newest_ns = None
+
     def take(self) -> tuple[int, T] | None:
         """The pending ``(stamp_ns, observation)``, removed from the slot; None when none is pending."""
         with self._lock:
@@ -207,3 +223,141 @@ class NewestObservation(Generic[T]):
     def pending(self) -> bool:
         with self._lock:
             return self._pending is not None
+
+
+def committed_steps_left(chunk_start_s: float, usable_steps: int, step_dt_s: float, now_s: float) -> int:
+    """Steps of a committed chunk that have not begun at ``now_s``: the chunk's step ``k`` runs from
+    ``chunk_start_s + k * step_dt_s`` for one period, the step running at ``now_s`` counts as begun,
+    and only the first ``usable_steps`` run at all (the chunk's length within the actuation's
+    open-loop bound). The time the chunk still covers is then at most one period more than
+    ``steps_left * step_dt_s``: the refill trigger fires early by at most a step, never late."""
+    step_dt_s = _check_period(step_dt_s)
+    if isinstance(usable_steps, bool) or not isinstance(usable_steps, (int, np.integer)) or usable_steps < 0:
+        raise ValueError(f"committed_steps_left: usable_steps {usable_steps!r} must be an integer >= 0")
+    if now_s < chunk_start_s:
+        return int(usable_steps)
+    begun = math.floor((now_s - chunk_start_s) / step_dt_s + _EPS) + 1
+    return max(0, int(usable_steps) - begun)
+
+
+def step_offset(from_stamp_s: float, to_stamp_s: float, step_dt_s: float) -> int:
+    """The step of a chunk stamped ``from_stamp_s`` that covers the control step starting at
+    ``to_stamp_s``, by the chunk executor's half-step rule (a tick belongs to the nearest step)."""
+    return math.floor((to_stamp_s - from_stamp_s) / _check_period(step_dt_s) + 0.5 + _EPS)
+
+
+# Replanning waits for an observation stamped this fraction of a control period short of the replan
+# period: camera stamps jitter by a sim clock tick (10 ms) around their period.
+REPLAN_STAMP_TOLERANCE = 0.25
+
+# Why an inference starts (InferenceScheduler.due), as the policy node counts them in /diagnostics.
+FIRST = "first"  # nothing committed: the arm holds until a chunk arrives
+REFILL = "refill"  # the committed steps run out within the latency estimate
+REPLAN = "replan"  # the observation is replan_steps periods newer than the one the chunk came from
+
+
+@dataclass(frozen=True)
+class CommittedChunk:
+    """The last chunk the policy published: its observation stamp (s), its continuous actions
+    (H x D, as the actuation executes them) and how many of its steps can run (``usable_steps``)."""
+
+    start_s: float
+    actions: np.ndarray
+    usable_steps: int
+
+
+class InferenceScheduler:
+    """When the policy starts an inference and what real-time chunking freezes (pure; used by the
+    policy node and by the graph replica alike).
+
+    An inference starts on the newest observation when nothing is committed (``first``), when the
+    committed steps left cover less time than the latency estimate plus its margin (``refill``:
+    the new chunk arrives before the arm runs out), or when the observation is ``replan_steps``
+    control periods newer than the committed chunk's (``replan``: closed-loop replanning at a
+    fixed execution horizon; 1 = every control step, a slow model then infers back to back on the
+    newest frame whenever it is free). ``committed_for`` gives the actions the arm will run while
+    the inference runs, on the new chunk's step grid, with the frozen prefix (the steps that will
+    have begun when the chunk arrives) for real-time chunking.
+
+    An observation less than a control period newer than the committed chunk's never starts one:
+    cameras faster than the control rate do not multiply the inferences of a fast model.
+
+    ``open_loop_s`` is the actuation's ``max_open_loop_s``: a chunk's step ``k`` runs only if it
+    ends within that bound of the chunk's stamp.
+    """
+
+    def __init__(
+        self, step_dt_s: float, open_loop_s: float, latency: LatencyEstimate, replan_steps: int = 1
+    ) -> None:
+        self.step_dt_s = _check_period(step_dt_s)
+        self.open_loop_steps = math.floor(_check_seconds("open_loop_s", open_loop_s) / self.step_dt_s + _EPS)
+        if isinstance(replan_steps, bool) or not isinstance(replan_steps, int) or replan_steps < 1:
+            raise ValueError(f"InferenceScheduler: replan_steps {replan_steps!r} must be an integer >= 1")
+        self.latency = latency
+        self.replan_steps = replan_steps
+        self.committed: CommittedChunk | None = None
+
+    def reset(self) -> None:
+        """A new episode: nothing is committed (the latency estimate is kept: same model)."""
+        self.committed = None
+
+    def on_chunk(self, start_s: float, actions: np.ndarray) -> None:
+        """The policy published ``actions`` (H x D, continuous) computed from the observation at
+        ``start_s``; the actuation replaces what it ran with it (receding horizon)."""
+        actions = np.atleast_2d(np.asarray(actions, dtype=np.float64))
+        usable = min(actions.shape[0], self.open_loop_steps)
+        self.committed = CommittedChunk(float(start_s), actions, usable)
+
+    def steps_left(self, now_s: float) -> int:
+        if self.committed is None:
+            return 0
+        c = self.committed
+        return committed_steps_left(c.start_s, c.usable_steps, self.step_dt_s, now_s)
+
+    def refill_due(self, now_s: float) -> bool:
+        return refill_due(
+            self.steps_left(now_s), self.step_dt_s, self.latency.quantile_s(), self.latency.margin_s
+        )
+
+    def due(self, now_s: float, observation_stamp_s: float) -> str | None:
+        """Why an inference on the observation stamped ``observation_stamp_s`` starts at ``now_s``
+        (:data:`FIRST`, :data:`REFILL`, :data:`REPLAN`), or None: keep waiting."""
+        if self.committed is None:
+            return FIRST
+        newer_by = (observation_stamp_s - self.committed.start_s) / self.step_dt_s
+        if newer_by < 1 - REPLAN_STAMP_TOLERANCE:
+            return None  # not a control step newer than what the committed chunk saw: no new plan
+        if self.refill_due(now_s):
+            return REFILL
+        if newer_by >= self.replan_steps - REPLAN_STAMP_TOLERANCE:
+            return REPLAN
+        return None
+
+    def refill_at_s(self) -> float | None:
+        """The earliest time at which :meth:`refill_due` turns true (None: nothing committed), for
+        a caller that sleeps until then."""
+        if self.committed is None:
+            return None
+        c = self.committed
+        needed_s = self.latency.quantile_s() + self.latency.margin_s
+        # due once steps_left <= max(0, ceil(needed_s / dt) - 1) (refill_due: always at 0 left), i.e.
+        # once the steps begun reach usable - max(1, ceil(needed_s / dt)) + 1; b steps have begun
+        # from start + (b - 1) * dt on (committed_steps_left)
+        begun = c.usable_steps - max(1, math.ceil(needed_s / self.step_dt_s - _EPS)) + 1
+        return c.start_s + max(0, begun - 1) * self.step_dt_s
+
+    def committed_for(self, observation_stamp_s: float, now_s: float) -> tuple[np.ndarray, int] | None:
+        """The committed chunk's actions for the new chunk's steps (the control step starting at
+        ``observation_stamp_s + j * step_dt_s`` is row ``j``), as far as it can still run, and how
+        many of them will have begun when an inference started at ``now_s`` arrives (``now_s``
+        plus the latency quantile): the frozen prefix. None when nothing of it is left."""
+        if self.committed is None:
+            return None
+        c = self.committed
+        offset = step_offset(c.start_s, observation_stamp_s, self.step_dt_s)
+        if not 0 <= offset < c.usable_steps:  # an older observation, or the chunk is spent
+            return None
+        actions = c.actions[offset : c.usable_steps]
+        arrival_s = now_s + self.latency.quantile_s()
+        frozen = frozen_prefix_steps(max(0.0, arrival_s - observation_stamp_s), self.step_dt_s)
+        return actions, min(frozen, len(actions))

@@ -72,9 +72,25 @@ def test_refill_rejects_bad_inputs_by_name(args, match):
 
 @pytest.mark.parametrize(
     ("latency_s", "step_dt_s", "steps"),
-    [(0.0, 0.2, 0), (0.05, 0.2, 1), (0.2, 0.2, 1), (0.21, 0.2, 2), (0.3, 0.1, 3), (8.4, 0.2, 42)],
+    [
+        (0.0, 0.2, 0),
+        (0.05, 0.2, 0),
+        (0.1, 0.2, 1),
+        (0.2, 0.2, 1),
+        (0.29, 0.2, 1),
+        (0.3, 0.2, 2),
+        (0.3, 0.1, 3),
+        (8.4, 0.2, 42),
+    ],
 )
-def test_frozen_prefix_is_the_steps_begun_during_inference(latency_s, step_dt_s, steps):
+def test_frozen_prefix_is_what_the_executor_drops_from_a_late_chunk(latency_s, step_dt_s, steps):
+    """The executor starts a chunk arriving ``latency_s`` after its stamp at the step that tick
+    belongs to (half-step rule); the steps before it ran from the committed chunk."""
+    from vla_actuation.chunk_executor import ChunkExecutor  # lazy: the rule's owner, for this check only
+
+    executor = ChunkExecutor("receding_horizon", step_dt_s, max_open_loop_s=1000.0)
+    result = executor.submit(np.zeros((100, 7)), 10.0, 10.0 + latency_s)
+    assert result.dropped_steps == steps
     assert frozen_prefix_steps(latency_s, step_dt_s) == steps
 
 
@@ -258,3 +274,117 @@ def test_concurrent_offers_keep_the_newest():
     stamp, _ = box.take()
     assert stamp == 2 * (per_thread - 1) + 1
     assert 1 + box.replaced + box.dropped_stale == 2 * per_thread
+
+
+# --- the scheduler: when the policy node (and the replica) start an inference ------------------
+
+from vla_policy.inference_schedule import (  # noqa: E402
+    FIRST,
+    REFILL,
+    REPLAN,
+    InferenceScheduler,
+    committed_steps_left,
+    step_offset,
+)
+
+
+def _scheduler(latency_s: float, replan_steps: int = 1, open_loop_s: float = 1.0) -> InferenceScheduler:
+    estimate = LatencyEstimate(latency_s, warmup_samples=0, margin_s=0.0)
+    return InferenceScheduler(DT, open_loop_s, estimate, replan_steps=replan_steps)
+
+
+def test_committed_steps_left_counts_the_running_step_as_begun():
+    assert committed_steps_left(1.0, 4, DT, 0.5) == 4  # not started yet
+    assert committed_steps_left(1.0, 4, DT, 1.0) == 3  # step 0 begins now
+    assert committed_steps_left(1.0, 4, DT, 1.0 + DT - 1e-6) == 3
+    assert committed_steps_left(1.0, 4, DT, 1.0 + 3 * DT) == 0  # the last step runs
+    assert committed_steps_left(1.0, 4, DT, 9.0) == 0
+
+
+def test_step_offset_is_the_executors_half_step_rule():
+    assert step_offset(0.0, 2 * DT, DT) == 2
+    assert step_offset(0.0, 1.5 * DT, DT) == 2  # half a step late belongs to the next one
+    assert step_offset(0.0, 1.4 * DT, DT) == 1
+
+
+def test_first_observation_starts_an_inference_then_only_newer_ones():
+    s = _scheduler(0.01)
+    assert s.due(0.0, 0.0) == FIRST
+    s.on_chunk(0.0, np.zeros((8, 7)))
+    assert s.due(0.01, 0.0) is None  # the committed chunk's own observation
+    assert s.due(DT, DT) == REPLAN  # one control period newer: replan every step (default)
+
+
+def test_replan_waits_for_the_execution_horizon():
+    s = _scheduler(0.01, replan_steps=3)
+    s.on_chunk(0.0, np.zeros((8, 7)))
+    assert s.due(DT, DT) is None
+    assert s.due(2 * DT, 2 * DT) is None
+    assert s.due(3 * DT, 3 * DT) == REPLAN
+
+
+def test_refill_starts_an_inference_before_the_committed_steps_run_out():
+    """Latency 0.3 s, 5 steps of 0.125 s committed: due once fewer than 3 steps are left (2 * 0.125
+    < 0.3), i.e. when step 2 begins at 0.25 s; never due earlier, even with new observations."""
+    s = _scheduler(0.3, replan_steps=100, open_loop_s=5 * DT)
+    s.on_chunk(0.0, np.zeros((8, 7)))  # 5 usable steps within the open-loop bound
+    assert s.committed.usable_steps == 5
+    assert s.due(0.24, 0.2) is None
+    assert s.due(0.25, 0.2) == REFILL
+    assert s.refill_at_s() == pytest.approx(0.25)
+    # The chunk arrives at 0.55 s; its steps cover until 0.625 s: no idle tick.
+    assert 0.25 + 0.3 < 5 * DT
+
+
+def test_refill_at_is_when_due_turns_true():
+    for latency in (0.0, 0.05, 0.125, 0.2, 0.3, 0.5, 0.7, 2.0):
+        s = _scheduler(latency, replan_steps=100, open_loop_s=5 * DT)
+        s.on_chunk(1.0, np.zeros((8, 7)))
+        at = s.refill_at_s()
+        assert s.refill_due(at + 1e-9), latency
+        assert at <= 1.0 or not s.refill_due(at - 1e-3), latency
+
+
+def test_committed_actions_line_up_with_the_new_chunk_and_freeze_what_runs_meanwhile():
+    s = _scheduler(0.3, open_loop_s=8 * DT)
+    actions = np.arange(8)[:, None] * np.ones((1, 7))  # row k holds k
+    s.on_chunk(0.0, actions)
+    # Observation two steps later, inference starts 0.05 s after it, arrives 0.35 s after it
+    # (2.8 steps): the executor starts the new chunk at its step 3, steps 0..2 ran from the old
+    # one and are frozen; the new chunk's row j is the old row j + 2.
+    committed, frozen = s.committed_for(2 * DT, 2 * DT + 0.05)
+    np.testing.assert_array_equal(committed[:, 0], np.arange(2, 8))
+    assert frozen == 3
+
+
+def test_committed_is_none_when_the_committed_chunk_is_spent():
+    s = _scheduler(0.01, open_loop_s=2 * DT)  # 2 usable steps
+    s.on_chunk(0.0, np.zeros((8, 7)))
+    assert s.committed_for(2 * DT, 2 * DT) is None
+    committed, frozen = s.committed_for(DT, DT)
+    assert committed.shape == (1, 7) and frozen == 0  # arrives 0.01 s after its stamp: its step 0 runs
+
+
+def test_reset_forgets_the_committed_chunk():
+    s = _scheduler(0.01)
+    s.on_chunk(0.0, np.zeros((4, 7)))
+    s.reset()
+    assert s.due(0.0, 0.0) == FIRST and s.committed_for(0.0, 0.0) is None
+
+
+def test_an_observation_less_than_a_step_newer_starts_nothing():
+    """A 10 Hz camera and a 5 Hz control rate: the frame half a step newer waits, even when the
+    committed chunk runs out (a one-step model)."""
+    s = _scheduler(0.01)
+    s.on_chunk(0.0, np.zeros((1, 7)))  # one action: nothing left once it runs
+    assert s.due(0.5 * DT, 0.5 * DT) is None
+    assert s.due(DT, DT) == REFILL
+
+
+def test_newest_observation_clear_forgets_the_newest_stamp():
+    box = NewestObservation()
+    box.offer(100, "a")
+    assert box.pending_stamp_ns() == 100
+    box.clear()
+    assert box.pending_stamp_ns() is None
+    assert box.offer(5, "b").kept  # an older clock after a restart is accepted again
