@@ -44,6 +44,23 @@ def spinning(node_factory) -> Iterator:
         rclpy.try_shutdown()
 
 
+@contextlib.contextmanager
+def perception_with_probe(tmp_path: Path, overrides: dict, probe_factory) -> Iterator:
+    """The perception node alone (``overrides`` for it) and ``probe_factory()``'s node spinning, which
+    must have an ``instruction`` publisher: the instruction is published before the block runs.
+    Yields (probe, launcher)."""
+    from std_msgs.msg import String  # lazy: only the ROS tests that spin a probe need it
+
+    spec = NodeSpec("perception", "vla_perception.perception_node", ("perception",))
+    launcher = start_graph([spec], tmp_path, overrides)
+    try:
+        with spinning(probe_factory) as node:
+            node.instruction.publish(String(data="pick up the cube"))
+            yield node, launcher
+    finally:
+        launcher.stop()
+
+
 def udp_bindings(pid: int) -> list[tuple[str, int]]:
     """Local (ip, port) of every UDP socket the process holds, from /proc (IPv4 only)."""
     inodes = set()

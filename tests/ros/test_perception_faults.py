@@ -22,13 +22,12 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from graph_helpers import spinning, start_graph, wait_until
+from graph_helpers import perception_with_probe, wait_until
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from vla_bringup.profiles import NodeSpec
 from vla_common.ros.qos import CAMERA_QOS, LATCHED_QOS, RELIABLE_QOS
 
 pytestmark = pytest.mark.ros
@@ -131,14 +130,8 @@ class Probe(Node):
 
 @pytest.fixture()
 def probe(tmp_path: Path):
-    spec = NodeSpec("perception", "vla_perception.perception_node", ("perception",))
-    launcher = start_graph([spec], tmp_path, OVERRIDES)
-    try:
-        with spinning(Probe) as node:
-            node.instruction.publish(String(data="pick up the cube"))
-            yield node, launcher
-    finally:
-        launcher.stop()
+    with perception_with_probe(tmp_path, OVERRIDES, Probe) as (node, launcher):
+        yield node, launcher
 
 
 def middle_zeroed(data: bytes) -> bytes:

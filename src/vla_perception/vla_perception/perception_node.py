@@ -1,16 +1,20 @@
-"""Perception: any number of cameras in, one synchronised observation per control tick out.
+"""Perception: any number of cameras in, a synchronised observation out as soon as a set is complete.
 
 Each camera (raw sensor_msgs/Image or CompressedImage, sensor-data QoS) feeds an approximate time
 synchroniser. A frame is checked on arrival (frame_gate: stamps, size bounds, data, structure,
-frozen content) and refused with a reason before it is queued. On every control tick the newest
-set whose stamps lie within the slop is checked for age, decoded, resized to the policy's input
-size and published as rgb8 on /vla/observation/<camera>, every image under the set's stamp.
+frozen content) and refused with a reason before it is queued. The frame that completes a set
+(every camera has a frame newer than its frame in the last set, all within the slop) publishes it
+from its own callback, at most at the camera rate: the set is checked for age, decoded, resized
+to the policy's input size and published as rgb8 on /vla/observation/<camera>, every image under
+the set's stamp. No timer delays it; the policy takes the newest observation when it is free.
 
 A refused frame counts ``rejected.frame.<camera>`` and ``refused.<cause>.<camera>`` (causes in
-frame_gate) in /diagnostics, its reason becomes the status and is logged (throttled). No set on a
-tick counts ``no_sync`` and names the camera without frames (and why its topic is silent) or the
-one lagging past the slop; an incompatible QoS on a camera subscription counts
-``qos_incompatible.<camera>`` and is reported as an error.
+frame_gate) in /diagnostics, its reason becomes the status and is logged (throttled). A watchdog
+timer at the control rate reports a missing set: when none was published for longer than a
+control period plus the slop (sync.set_overdue_after_ns says why), it counts ``no_sync`` and names
+the camera without frames (and why its topic is silent) or the one lagging past the slop. An
+incompatible QoS on a camera subscription counts ``qos_incompatible.<camera>`` and is reported as
+an error.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from vla_perception.perception_settings import (
     camera_parameters,
 )
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
+from vla_perception.sync import SetWatchdog, set_overdue_after_ns
 
 NO_SET_LOG_INTERVAL_S = 5.0  # one log line per interval while no synchronised set forms
 _MESSAGE_TYPES = {"raw": Image, "compressed": CompressedImage}
@@ -70,7 +75,7 @@ def _camera_qos(camera: CameraConfig) -> QoSProfile:
 
 
 class PerceptionNode(Node):
-    """Synchronises the cameras and publishes one policy-ready observation per control tick."""
+    """Synchronises the cameras and publishes a policy-ready observation as each camera set completes."""
 
     def __init__(self) -> None:
         super().__init__("perception")
@@ -112,9 +117,11 @@ class PerceptionNode(Node):
             String, self.instruction_topic, guard("instruction", self._on_instruction), LATCHED_QOS
         )
         self.create_subscription(String, "/vla/episode", guard("episode", self._on_episode), EVENTS_QOS)
+        self._control_period_ns = int(round(step_period_s(values["control_hz"]) * 1e9))
+        self.watchdog = SetWatchdog(set_overdue_after_ns(self._control_period_ns, self.checks.slop_ns))
         self.create_timer(
             step_period_s(values["control_hz"]),
-            guard("tick", self._on_tick),
+            guard("watchdog", self._on_watchdog),
             callback_group=MutuallyExclusiveCallbackGroup(),
         )
         self.params.on_change(build_frame_checks, self._apply_frame_checks)
@@ -128,6 +135,7 @@ class PerceptionNode(Node):
         """
         if checks.slop_ns != self.checks.slop_ns:
             self.sync = checks.sync([camera.name for camera in self.cameras])
+            self.watchdog.overdue_ns = set_overdue_after_ns(self._control_period_ns, checks.slop_ns)
         if checks.limits != self.checks.limits:
             self.gate = checks.gate()
         self.checks = checks
@@ -188,22 +196,33 @@ class PerceptionNode(Node):
             return
         self.sync.add(camera.name, stamp_ns, msg)
         self.diag.count(f"frames.{camera.name}")
+        self._publish_complete_set()
 
-    def _on_tick(self) -> None:
+    def _on_watchdog(self) -> None:
+        """Reports, throttled, while no set has been published for longer than it should."""
         now_ns = self.get_clock().now().nanoseconds
-        if self.instruction is None:
+        if self.instruction is None:  # nothing is published before an instruction: not a missing set
             self.diag.report(WARN, f"waiting for an instruction on {self.instruction_topic}")
+            self.watchdog.mark(now_ns)
+            return
+        if not self.watchdog.overdue(now_ns):
+            return
+        refused = "".join(f"; refused {reason}" for reason in self._refused.values())
+        refused += "".join(f"; {reason}" for reason in self._qos_problems.values())
+        message = f"no synchronised camera set: {self._why_no_set()}{refused}"
+        self.diag.report(WARN, message, log=False)  # its numbers change every tick: log throttled
+        self.get_logger().warning(message, throttle_duration_sec=NO_SET_LOG_INTERVAL_S)
+        self.diag.count("no_sync")
+
+    def _publish_complete_set(self) -> None:
+        """Publishes the set the last frame completed, if it did (called on every admitted frame)."""
+        if self.instruction is None:  # frames stay queued; the watchdog says what is awaited
             return
         with self.timer.measure("sync"):
             synced = self.sync.pop_newest_set()
         if synced is None:
-            refused = "".join(f"; refused {reason}" for reason in self._refused.values())
-            refused += "".join(f"; {reason}" for reason in self._qos_problems.values())
-            message = f"no synchronised camera set: {self._why_no_set()}{refused}"
-            self.diag.report(WARN, message, log=False)  # its numbers change every tick: log throttled
-            self.get_logger().warning(message, throttle_duration_sec=NO_SET_LOG_INTERVAL_S)
-            self.diag.count("no_sync")
             return
+        now_ns = self.get_clock().now().nanoseconds
         frames: dict[str, tuple[np.ndarray, str, CameraPreprocess]] = {}
         for camera in self.cameras:
             stamp_ns, msg = synced.frames[camera.name]
@@ -243,6 +262,7 @@ class PerceptionNode(Node):
                 out.header.stamp = ns_to_stamp(synced.stamp_ns)
                 out.header.frame_id = name
                 self.obs_pubs[name].publish(out)
+        self.watchdog.mark(now_ns)
         self.diag.count("observations")
         if self._qos_problems:  # observations flow, but a publisher's frames never reach us
             self.diag.report(WARN, "; ".join(self._qos_problems.values()), log=False)

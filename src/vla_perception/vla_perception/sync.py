@@ -4,15 +4,21 @@ Time is integer nanoseconds throughout (``header.stamp.sec * 10**9 + header.stam
 
 ``ApproximateSync`` keeps the last ``queue_size`` frames of each camera in arrival order (like a
 KEEP_LAST subscription queue) and finds the newest set holding one frame per camera whose stamps
-all lie within ``slop_ns`` of each other. Unlike message_filters it does not consume frames: a slow
-camera's frame may pair with several frames of a fast one. To avoid handing the same set out twice,
-use ``pop_newest_set()``, which only returns a set newer than the last one it returned
-(``last_returned_stamp_ns``). A camera that drops out, or lags by more than the slop beyond what the
-queues still hold, yields no set (``missing()`` and ``lagging()`` name it); a set can still be old,
-so check ``SyncedSet.stamp_ns`` against the clock before acting on it. A camera whose stamps go
-back by more than ``max_reorder_ns`` (its clock had jumped ahead; None: never) drops its frames
-stamped later, so the next set is handed out at once; a smaller step back is a late arrival.
-After a clock jump backwards of the node itself (simulation reset, bag loop) call ``clear()``.
+all lie within ``slop_ns`` of each other. ``newest_set()`` is a query over every queued frame.
+``pop_newest_set()`` hands out a set only when it is complete: every camera has a frame newer than
+its frame in the last set handed out (``last_returned_stamp_ns`` is that set's stamp), so a set is
+handed out at most at the rate of the slowest camera and never twice, and calling it on every frame
+arrival hands each set out on the frame that completes it. A camera that drops out, or lags by
+more than the slop beyond what the queues still hold, yields no set (``missing()`` and
+``lagging()`` name it); a set can still be old, so check ``SyncedSet.stamp_ns`` against the clock
+before acting on it. A camera whose stamps go back by more than ``max_reorder_ns`` (its clock had
+jumped ahead; None: never) drops its frames stamped later, so the next set is handed out at once; a
+smaller step back is a late arrival. After a clock jump backwards of the node itself (simulation
+reset, bag loop) call ``clear()``.
+
+``SetWatchdog`` says when no set has been handed out for longer than it should (see
+:func:`set_overdue_after_ns`), so a consumer that publishes sets as they complete can still report
+the lack of them.
 
 ``FrameHealth`` checks one frame of one camera for a zero stamp, a stale or future stamp, and a
 frozen image (same content fingerprint ``frozen_repeat_limit`` frames in a row). A static simulated
@@ -95,7 +101,7 @@ class ApproximateSync:
         self._names = tuple(names)
         self._queues: dict[str, deque[_Entry]] = {name: deque(maxlen=size) for name in names}
         self._arrivals = 0
-        self._last_returned_stamp_ns: int | None = None
+        self._last_returned: dict[str, int] = {}  # camera -> its frame's stamp in the last set handed out
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -104,7 +110,7 @@ class ApproximateSync:
     @property
     def last_returned_stamp_ns(self) -> int | None:
         """Stamp of the last set ``pop_newest_set`` returned; None before the first or after clear()."""
-        return self._last_returned_stamp_ns
+        return max(self._last_returned.values()) if self._last_returned else None
 
     def add(self, camera: str, stamp_ns: int, frame: Any) -> None:
         """Queue a frame; the oldest arrival of that camera is dropped when its queue is full."""
@@ -129,8 +135,8 @@ class ApproximateSync:
         kept = [entry for entry in queue if entry.stamp_ns <= stamp_ns]
         queue.clear()
         queue.extend(kept)
-        if self._last_returned_stamp_ns is not None and self._last_returned_stamp_ns >= stamp_ns:
-            self._last_returned_stamp_ns = stamp_ns - 1
+        if self._last_returned.get(camera, -1) >= stamp_ns:
+            self._last_returned[camera] = stamp_ns - 1
 
     def lagging(self) -> dict[str, int]:
         """Cameras whose newest frame is more than the slop older than the newest frame of any camera,
@@ -151,7 +157,7 @@ class ApproximateSync:
         """Drop every queued frame and forget the last returned stamp."""
         for queue in self._queues.values():
             queue.clear()
-        self._last_returned_stamp_ns = None
+        self._last_returned.clear()
 
     def newest_set(self) -> SyncedSet | None:
         """The set with the newest ``stamp_ns`` among all sets within slop, or None if there is none.
@@ -159,10 +165,26 @@ class ApproximateSync:
         Each queued frame is tried as the newest member of a set; every other camera contributes its
         newest frame in [pivot - slop, pivot] (ties: the later arrival). Cost: cameras^2 x queue_size^2.
         """
-        if self.missing():
+        return self._newest_set({})
+
+    def pop_newest_set(self) -> SyncedSet | None:
+        """The newest set of frames that are each newer than their camera's frame in the last set this
+        returned (the first time: the newest set), or None while no camera set is complete."""
+        synced = self._newest_set(self._last_returned)
+        if synced is not None:
+            self._last_returned = {name: stamp_ns for name, (stamp_ns, _) in synced.frames.items()}
+        return synced
+
+    def _newest_set(self, after_ns: dict[str, int]) -> SyncedSet | None:
+        """``newest_set`` over the frames stamped after ``after_ns[camera]`` (every frame if absent)."""
+        fresh = {
+            name: [entry for entry in queue if entry.stamp_ns > after_ns.get(name, -1)]
+            for name, queue in self._queues.items()
+        }
+        if not all(fresh.values()):
             return None
         pivots = sorted(
-            ((entry, name) for name, queue in self._queues.items() for entry in queue),
+            ((entry, name) for name, entries in fresh.items() for entry in entries),
             key=lambda pair: (pair[0].stamp_ns, pair[0].arrival),
             reverse=True,
         )
@@ -171,7 +193,7 @@ class ApproximateSync:
             for name in self._names:
                 if name == pivot_camera:
                     continue
-                match = self._newest_in_window(name, pivot.stamp_ns - self._slop_ns, pivot.stamp_ns)
+                match = _newest_in_window(fresh[name], pivot.stamp_ns - self._slop_ns, pivot.stamp_ns)
                 if match is None:
                     break
                 frames[name] = (match.stamp_ns, match.frame)
@@ -179,24 +201,54 @@ class ApproximateSync:
                 return SyncedSet(pivot.stamp_ns, {name: frames[name] for name in self._names})
         return None
 
-    def pop_newest_set(self) -> SyncedSet | None:
-        """``newest_set()`` if it is newer than the last set this returned, else None."""
-        synced = self.newest_set()
-        if synced is None:
-            return None
-        if self._last_returned_stamp_ns is not None and synced.stamp_ns <= self._last_returned_stamp_ns:
-            return None
-        self._last_returned_stamp_ns = synced.stamp_ns
-        return synced
 
-    def _newest_in_window(self, camera: str, low_ns: int, high_ns: int) -> _Entry | None:
-        best: _Entry | None = None
-        for entry in self._queues[camera]:
-            if low_ns <= entry.stamp_ns <= high_ns and (
-                best is None or (entry.stamp_ns, entry.arrival) > (best.stamp_ns, best.arrival)
-            ):
-                best = entry
-        return best
+def _newest_in_window(entries: list[_Entry], low_ns: int, high_ns: int) -> _Entry | None:
+    best: _Entry | None = None
+    for entry in entries:
+        if low_ns <= entry.stamp_ns <= high_ns and (
+            best is None or (entry.stamp_ns, entry.arrival) > (best.stamp_ns, best.arrival)
+        ):
+            best = entry
+    return best
+
+
+def set_overdue_after_ns(control_period_ns: int, slop_ns: int) -> int:
+    """How long without a new synchronised set counts as a missing one: a control period plus the slop.
+
+    The consumer (the policy) needs one observation per control period; the frames of a set that is
+    on time may reach the node up to the slop apart, so a set can complete that much after its
+    period ended. A longer gap means a control step went without a new observation, which is what
+    a tick-driven node would have reported as "no set on this tick".
+    """
+    return _stamp(control_period_ns, "set watchdog: control_period_ns") + _stamp(
+        slop_ns, "set watchdog: slop_ns"
+    )
+
+
+class SetWatchdog:
+    """Whether no set was handed out for longer than ``overdue_ns`` (node clock, ns).
+
+    The time runs from the last ``mark`` (a set handed out, or a state in which none is expected,
+    such as waiting for an instruction), or from the first ``overdue`` call; a clock that went back
+    (simulation reset, bag loop) starts it again.
+    """
+
+    def __init__(self, overdue_ns: int) -> None:
+        self.overdue_ns = _stamp(overdue_ns, "set watchdog: overdue_ns")
+        if self.overdue_ns == 0:
+            raise ValueError("set watchdog: overdue_ns 0 must be positive")
+        self._since_ns: int | None = None
+
+    def mark(self, now_ns: int) -> None:
+        """A set was handed out (or none is expected) at ``now_ns``."""
+        self._since_ns = now_ns
+
+    def overdue(self, now_ns: int) -> bool:
+        """True when more than ``overdue_ns`` passed since the last mark."""
+        if self._since_ns is None or now_ns < self._since_ns:
+            self._since_ns = now_ns
+            return False
+        return now_ns - self._since_ns > self.overdue_ns
 
 
 def frame_fingerprint(frame: np.ndarray) -> int:

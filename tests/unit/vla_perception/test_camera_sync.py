@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_perception.sync import ApproximateSync, FrameHealth, frame_fingerprint
+from vla_perception.sync import (
+    ApproximateSync,
+    FrameHealth,
+    SetWatchdog,
+    frame_fingerprint,
+    set_overdue_after_ns,
+)
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -119,6 +125,54 @@ def test_pop_newest_set_hands_each_set_out_once() -> None:
     sync.clear()
     assert sync.last_returned_stamp_ns is None
     assert sync.missing() == ["a", "b"] and sync.newest_set() is None
+
+
+def test_pop_newest_set_needs_a_new_frame_of_every_camera() -> None:
+    """Called on every arrival, a set is handed out on the frame that completes it: never a frame of
+    the last set again, so at most at the slowest camera's rate."""
+    sync = ApproximateSync(["fast", "slow"], slop_ns=40 * MS)
+    sync.add("slow", 100 * MS, "s100")
+    assert sync.pop_newest_set() is None  # fast has no frame yet
+    sync.add("fast", 110 * MS, "f110")
+    assert stamps(sync.pop_newest_set()) == {"fast": 110 * MS, "slow": 100 * MS}
+    sync.add("fast", 130 * MS, "f130")  # within the slop of s100, but s100 was used: not complete
+    assert sync.pop_newest_set() is None
+    assert stamps(sync.newest_set()) == {"fast": 130 * MS, "slow": 100 * MS}  # the query still pairs
+    sync.add("slow", 135 * MS, "s135")  # completes the set with the newest fresh fast frame
+    assert stamps(sync.pop_newest_set()) == {"fast": 130 * MS, "slow": 135 * MS}
+    assert sync.last_returned_stamp_ns == 135 * MS
+    sync.add("slow", 120 * MS, "late")  # older than the slow frame already used: never handed out
+    sync.add("fast", 125 * MS, "late")
+    assert sync.pop_newest_set() is None
+
+
+def test_a_set_is_complete_on_the_frame_of_the_last_camera_and_is_handed_out_once() -> None:
+    sync = ApproximateSync(["primary", "wrist"], slop_ns=50 * MS)
+    handed_out = []
+    for i in range(1, 5):  # two cameras rendered at the same stamp, arriving one after the other
+        for camera in ("primary", "wrist"):
+            sync.add(camera, i * 100 * MS, camera)
+            synced = sync.pop_newest_set()
+            handed_out.append((camera, None if synced is None else synced.stamp_ns))
+    assert handed_out == [pair for i in range(1, 5) for pair in (("primary", None), ("wrist", i * 100 * MS))]
+
+
+def test_set_watchdog_is_overdue_only_after_its_time_without_a_mark() -> None:
+    overdue_ns = set_overdue_after_ns(200 * MS, 50 * MS)
+    assert overdue_ns == 250 * MS
+    watchdog = SetWatchdog(overdue_ns)
+    assert not watchdog.overdue(10 * S)  # the first look starts the time
+    assert not watchdog.overdue(10 * S + 250 * MS)  # exactly the limit: not yet
+    assert watchdog.overdue(10 * S + 251 * MS)
+    watchdog.mark(10 * S + 300 * MS)
+    assert not watchdog.overdue(10 * S + 500 * MS)
+    assert watchdog.overdue(10 * S + 600 * MS)
+    assert not watchdog.overdue(1 * S)  # the clock went back (sim reset): starts again
+    assert watchdog.overdue(1 * S + 251 * MS)
+    with pytest.raises(ValueError, match="overdue_ns 0 must be positive"):
+        SetWatchdog(0)
+    with pytest.raises(ValueError, match="slop_ns -1 is negative"):
+        set_overdue_after_ns(200 * MS, -1)
 
 
 def test_single_camera_sync_returns_its_newest_frame() -> None:
