@@ -19,6 +19,7 @@ from vla_bringup.paths import params_file
 @dataclass(frozen=True)
 class Deployment:
     control_hz: float  # control ticks per second (config/control.yaml)
+    max_open_loop_s: float  # a chunk's steps run within this of its observation (config/control.yaml)
     chunk_horizon: int  # actions per policy chunk (config/policy.yaml)
     camera_sizes: dict[str, tuple[int, int]]  # perception camera -> policy input (height, width)
 
@@ -45,6 +46,7 @@ def load_deployment(directory: Path | None = None) -> Deployment:
     control_hz = float(require(control, "control_hz", "control.yaml"))
     if not control_hz > 0:
         raise ValueError(f"control.yaml: control_hz must be > 0, got {control_hz}")
+    max_open_loop_s = float(require(control, "max_open_loop_s", "control.yaml"))
     chunk_horizon = int(require(policy, "chunk_horizon", "policy.yaml"))
     sizes = {}
     for camera in require(perception, "cameras", "perception.yaml"):
@@ -53,7 +55,7 @@ def load_deployment(directory: Path | None = None) -> Deployment:
             int(require(entry, "height", f"perception.yaml {camera}")),
             int(require(entry, "width", f"perception.yaml {camera}")),
         )
-    return Deployment(control_hz, chunk_horizon, sizes)
+    return Deployment(control_hz, max_open_loop_s, chunk_horizon, sizes)
 
 
 def require(section: dict, key: str, where: str) -> Any:

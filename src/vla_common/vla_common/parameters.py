@@ -17,6 +17,10 @@ from typing import Any
 # The control rate every node shares (config/control.yaml sets it once for the whole graph).
 CONTROL_HZ_DEFAULT = 5.0
 CONTROL_HZ_RANGE = (0.1, 100.0)
+# How long one chunk may run open loop after its observation (config/control.yaml, shared by the
+# policy, which plans its next inference by it, and the actuation, which stops a chunk there).
+MAX_OPEN_LOOP_S_DEFAULT = 0.5
+MAX_OPEN_LOOP_S_RANGE = (0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,19 @@ def control_hz_spec(description: str) -> ParameterSpec:
     low, high = CONTROL_HZ_RANGE
     return ParameterSpec(
         "control_hz", CONTROL_HZ_DEFAULT, description, minimum=low, maximum=high, read_only=True
+    )
+
+
+def max_open_loop_spec() -> ParameterSpec:
+    """The shared ``max_open_loop_s`` parameter: a chunk's step runs only if it ends within this
+    bound of the chunk's observation stamp."""
+    low, high = MAX_OPEN_LOOP_S_RANGE
+    return ParameterSpec(
+        "max_open_loop_s",
+        MAX_OPEN_LOOP_S_DEFAULT,
+        "Longest open-loop execution of one chunk after its observation (s)",
+        minimum=low,
+        maximum=high,
     )
 
 

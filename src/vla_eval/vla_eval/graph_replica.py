@@ -39,7 +39,8 @@ EPS_S = 1e-9  # float slack when comparing times on the tick grid
 
 def graph_periods(directory: Path | None = None) -> dict[str, float]:
     """The node graph's periods and rates, from the params files (what ``Timing`` defaults to)."""
-    control_period_s = load_deployment(directory).step_dt_s
+    deployment = load_deployment(directory)
+    control_period_s = deployment.step_dt_s
     sim = node_parameters("sim", "sim", directory)
     actuation = node_parameters("actuation", "actuation", directory)
     return {
@@ -47,7 +48,7 @@ def graph_periods(directory: Path | None = None) -> dict[str, float]:
         "policy_period_s": control_period_s,  # the policy infers once per control tick
         "step_dt_s": control_period_s,
         "servo_hz": float(require(actuation, "servo_hz", "actuation.yaml actuation")),
-        "max_open_loop_s": float(require(actuation, "max_open_loop_s", "actuation.yaml actuation")),
+        "max_open_loop_s": deployment.max_open_loop_s,
         "tick_s": 1.0 / float(require(sim, "clock_hz", "sim.yaml sim")),  # the sim node's clock tick
     }
 
@@ -66,7 +67,7 @@ class Timing:
     processing_jitter_s: float = 0.0
     step_dt_s: float | None = None  # control.yaml control_hz
     servo_hz: float | None = None  # actuation.yaml servo_hz
-    max_open_loop_s: float | None = None  # actuation.yaml max_open_loop_s
+    max_open_loop_s: float | None = None  # control.yaml max_open_loop_s
     tick_s: float | None = None  # sim.yaml clock_hz
 
     def __post_init__(self) -> None:

@@ -1,10 +1,20 @@
-"""Policy: runs the chosen VLA backend at control frequency and publishes self-describing actions.
+"""Policy: runs the chosen VLA backend on the newest observation and publishes self-describing actions.
 
-Inference runs in a thread of its own, woken as soon as a complete observation arrives and at most
-``control_hz`` times a second, so subscriptions keep flowing while a model thinks. (A callback group
-on rclpy's MultiThreadedExecutor does the same on paper, but that executor busy-waits: it held a
-full core of this 2-core machine at 93 % with a 1 ms model.) Each action carries the stamp of the
-observation it came from; see vla_common.action_message for the wire format.
+Inference runs in a thread of its own, so subscriptions keep flowing while a model thinks. (A
+callback group on rclpy's MultiThreadedExecutor does the same on paper, but that executor
+busy-waits: it held a full core of this 2-core machine at 93 % with a 1 ms model.) Each complete
+observation replaces the pending one (vla_policy.inference_schedule.NewestObservation); the thread
+starts an inference on it as soon as it is due (InferenceScheduler): the first of an episode, once
+the committed chunk's steps left cover less than the measured latency plus a margin (refill), or
+once the observation is ``replan_steps`` control periods newer than the committed chunk's (replan).
+With ``realtime_chunking`` the next chunk is joined to the steps the arm runs while it is computed
+(``Observation.committed``: Octo's diffusion head is guided toward them, other chunking backends
+are blended, vla_policy.chunk_join). Each action carries the stamp of the observation it came
+from; see vla_common.action_message for the wire format.
+
+/diagnostics adds: ``inference_trigger.<first|refill|replan>`` counts, ``observations_replaced``
+(a newer set arrived before the pending one was inferred on), ``latency_estimate_ms`` (the
+quantile the refill trigger plans with) and the ``inference`` stage.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from vla_common.action_message import encode_action_chunk
-from vla_common.control_period import step_dt_mismatch
+from vla_common.control_period import step_dt_mismatch, step_period_s
 from vla_common.inbound import (
     check_instruction,
     decode_episode_event,
@@ -32,7 +42,10 @@ from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
 from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
-from vla_policy.contract import Observation, PolicyBackend, make_backend, validate_output
+from vla_policy.chunk_join import blend_prefix
+from vla_policy.contract import CommittedActions, Observation, PolicyBackend, make_backend, validate_output
+from vla_policy.inference_schedule import InferenceScheduler, LatencyEstimate, NewestObservation
+from vla_policy.latency_injection import DelayedBackend, InjectedLatency
 from vla_policy.observation_assembly import ObservationAssembler, StateByStamp
 from vla_policy.policy_settings import (
     PARAMETERS,
@@ -41,6 +54,11 @@ from vla_policy.policy_settings import (
     build_inference_limits,
     resolve_device,
 )
+
+IDLE_WAIT_S = 0.2  # nothing pending: the thread wakes on the next observation (or this, to see a stop)
+# An observation waits for its trigger (the refill time or the replan step): look again after a tick
+# of the sim's clock (10 ms, sim.yaml clock_hz), the finest step in which ROS time moves there.
+PENDING_POLL_S = 0.01
 
 
 class PolicyNode(Node):
@@ -95,7 +113,14 @@ class PolicyNode(Node):
         self._obs_lock = threading.Lock()  # the assembler is filled here and emptied by inference
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._last_inference_ns = 0
+        self.newest: NewestObservation[dict[str, np.ndarray]] = NewestObservation()
+        self.step_dt_s = step_period_s(self.control_hz)
+        # Until measured, plan with one control period; the first inference (kernels, caches) is not counted.
+        self.latency = LatencyEstimate(initial_s=self.step_dt_s)
+        self._schedule_lock = (
+            threading.Lock()
+        )  # the scheduler: inference thread, episode and parameter callbacks
+        self.scheduler = self._new_scheduler(self.limits)
 
     def _load_backend(self, values: dict) -> PolicyBackend:
         device = resolve_device(values["device"])
@@ -107,6 +132,13 @@ class PolicyNode(Node):
 
             torch.set_num_threads(values["cpu_threads"])
         backend = make_backend(values["backend"], **backend_options(values, device))
+        if values["inject_latency_s"] > 0 or values["inject_latency_jitter_s"] > 0:
+            latency = InjectedLatency(values["inject_latency_s"], values["inject_latency_jitter_s"])
+            backend = DelayedBackend(backend, latency)
+            self.get_logger().warn(
+                f"benchmark mode: every inference padded to {latency.latency_s:g} s "
+                f"+- {latency.jitter_s:g} s (inject_latency_s)"
+            )
         self.get_logger().info(
             f"backend '{values['backend']}' on {device}: {backend.action_space}; checkpoint "
             f"{values['checkpoint'] or 'none'}; privileged sim state "
@@ -119,9 +151,17 @@ class PolicyNode(Node):
             )
         return backend
 
+    def _new_scheduler(self, limits: InferenceLimits) -> InferenceScheduler:
+        return InferenceScheduler(self.step_dt_s, limits.max_open_loop_s, self.latency, limits.replan_steps)
+
     def _apply_limits(self, limits: InferenceLimits) -> None:
         # One reference, read once per observation: inference sees the old limits or the new ones.
         self.limits = limits
+        with self._schedule_lock:  # a new open-loop bound or replan step; the committed chunk stays
+            committed = self.scheduler.committed
+            self.scheduler = self._new_scheduler(limits)
+            if committed is not None:
+                self.scheduler.on_chunk(committed.start_s, committed.actions)
 
     def _on_image(self, camera: str, msg: Image) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
@@ -134,8 +174,13 @@ class PolicyNode(Node):
             return
         with self._obs_lock:
             self.assembler.add(camera, stamp_ns, image)
-            if self.assembler.has_complete():
-                self._wake.set()
+            complete = self.assembler.take()
+        if complete is None:
+            return
+        offered = self.newest.offer(*complete)
+        if offered.reason == NewestObservation.REPLACED:
+            self.diag.count("observations_replaced")
+        self._wake.set()
 
     def _on_instruction(self, msg: String) -> None:
         try:
@@ -190,48 +235,61 @@ class PolicyNode(Node):
         if event.event == "start":
             with self._obs_lock:
                 self.assembler.clear()
+            self.newest.clear()
             with self._state_arrived:
                 self.states.clear()
             self._episode_start_ns = event.stamp_ns
             with self._backend_lock:
                 self.backend.reset(seed=event.seed)
+            with self._schedule_lock:
+                self.scheduler.reset()
 
     def _inference_loop(self) -> None:
+        wait_s = IDLE_WAIT_S
         while not self._stop.is_set():
-            if not self._wake.wait(timeout=0.2):
-                continue
+            self._wake.wait(timeout=wait_s)
             self._wake.clear()
-            now_ns = self.get_clock().now().nanoseconds
-            wait_s = 0.95 / self.control_hz - (now_ns - self._last_inference_ns) * 1e-9
-            if wait_s > 0 and self._last_inference_ns and now_ns >= self._last_inference_ns:
-                self._wake.set()  # too early for control_hz: keep the observation, look again soon
-                time.sleep(min(wait_s, 0.01))
-                continue
             try:
-                self._infer_newest(now_ns)
+                wait_s = self._infer_if_due()
             except Exception as exc:  # noqa: BLE001 - the inference thread's last-resort guard
                 if not self.context.ok():
                     return  # shutting down: the publisher is gone
                 self.guard.caught("inference", exc)
+                wait_s = IDLE_WAIT_S
 
-    def _infer_newest(self, now_ns: int) -> None:
-        with self._obs_lock:
-            complete = self.assembler.take()
-        if complete is None:
-            return
-        self._last_inference_ns = now_ns
-        stamp_ns, images = complete
+    def _infer_if_due(self) -> float:
+        """Infer on the newest observation if an inference is due now; returns how long to wait
+        before looking again (a new observation wakes the thread earlier)."""
+        pending_ns = self.newest.pending_stamp_ns()
+        if pending_ns is None:
+            return IDLE_WAIT_S
+        now_ns = self.get_clock().now().nanoseconds
+        with self._schedule_lock:
+            reason = self.scheduler.due(now_ns * 1e-9, pending_ns * 1e-9)
+        if reason is None:
+            return PENDING_POLL_S
+        taken = self.newest.take()  # the newest by now (perhaps newer than the one looked at)
+        if taken is None:
+            return IDLE_WAIT_S
+        self.diag.count(f"inference_trigger.{reason}")
+        self._infer(now_ns, *taken)
+        return 0.0  # a newer observation may be pending already
+
+    def _infer(self, now_ns: int, stamp_ns: int, images: dict[str, np.ndarray]) -> None:
         age_s = (now_ns - stamp_ns) * 1e-9
-        max_age_s = self.limits.max_observation_age_s
-        if age_s > max_age_s:
-            self.diag.report(WARN, f"observation is {age_s:.3f} s old (max {max_age_s} s); not inferred")
+        limits = self.limits
+        if age_s > limits.max_observation_age_s:
+            self.diag.report(
+                WARN, f"observation is {age_s:.3f} s old (max {limits.max_observation_age_s} s); not inferred"
+            )
             self.diag.count("stale_observation")
             return
         if self.instruction is None:
             self.diag.report(WARN, "no instruction yet on /vla/instruction")
             return
         privileged = self._privileged_for(stamp_ns) if self.use_privileged else None
-        observation = Observation(stamp_ns, images, self.instruction, self.proprio, privileged)
+        committed = self._committed(stamp_ns, now_ns) if limits.realtime_chunking else None
+        observation = Observation(stamp_ns, images, self.instruction, self.proprio, privileged, committed)
         start = time.perf_counter()
         try:
             with self._backend_lock:
@@ -241,19 +299,35 @@ class PolicyNode(Node):
             self.diag.report(ERROR, f"backend '{self.backend.name}' failed: {exc}; no action published")
             self.diag.count("inference_errors")
             return
-        inference_ms = (time.perf_counter() - start) * 1e3
-        self.timer.record("inference", inference_ms)
+        inference_s = time.perf_counter() - start
+        if committed is not None and chunk.shape[0] > 1 and not getattr(self.backend, "guides_chunks", False):
+            chunk = blend_prefix(chunk, committed)  # a chunking backend that cannot be guided
+        self.timer.record("inference", inference_s * 1e3)
         text = encode_action_chunk(
             stamp_ns,
             self.backend.action_space,
             chunk,
             policy=self.backend.name,
             terminate=output.terminate,
-            inference_ms=inference_ms,
+            inference_ms=inference_s * 1e3,
         )
         self.action_pub.publish(String(data=text))
+        with self._schedule_lock:
+            self.latency.record(inference_s)
+            if stamp_ns >= self._episode_start_ns:  # (an episode started meanwhile: not committed)
+                self.scheduler.on_chunk(stamp_ns * 1e-9, chunk)
+            estimate_ms = self.latency.quantile_s() * 1e3
+        self.diag.note("latency_estimate_ms", f"{estimate_ms:.1f}")
         self.diag.count("actions")
         self.diag.report(OK, "ok")
+
+    def _committed(self, stamp_ns: int, now_ns: int) -> CommittedActions | None:
+        """What the arm runs meanwhile, on the new chunk's steps (continuous action spaces only)."""
+        if self.backend.action_space.kind != "continuous":
+            return None
+        with self._schedule_lock:
+            committed = self.scheduler.committed_for(stamp_ns * 1e-9, now_ns * 1e-9)
+        return None if committed is None else CommittedActions(*committed)
 
     def close(self) -> None:
         self._stop.set()

@@ -15,13 +15,44 @@ from typing import Any
 
 from vla_common.action_space import ACTION_KINDS
 from vla_common.control_period import step_period_s
-from vla_common.parameters import ParameterSpec, control_hz_spec
+from vla_common.parameters import ParameterSpec, control_hz_spec, max_open_loop_spec
 
 DEVICES = ("auto", "cuda", "cpu")
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("backend", "scripted", "Policy backend by name (see vla-stack backends)", read_only=True),
-    control_hz_spec("Inference rate (Hz)"),
+    control_hz_spec("Control steps per second: the step of every chunk, the replanning unit"),
+    max_open_loop_spec(),
+    ParameterSpec(
+        "replan_steps",
+        1,
+        "Replan once the newest observation is this many control steps newer than the committed "
+        "chunk's (1 = every step; the refill trigger may start earlier)",
+        minimum=1,
+        maximum=1000,
+    ),
+    ParameterSpec(
+        "realtime_chunking",
+        True,
+        "Join each chunk to the steps the arm runs during its inference (diffusion guidance, or a "
+        "prefix blend for other chunking backends)",
+    ),
+    ParameterSpec(
+        "inject_latency_s",
+        0.0,
+        "Benchmarks only: pad every inference to this latency (s; 0 = off)",
+        minimum=0.0,
+        maximum=60.0,
+        read_only=True,
+    ),
+    ParameterSpec(
+        "inject_latency_jitter_s",
+        0.0,
+        "Benchmarks only: the padded latency varies uniformly by +- this (s)",
+        minimum=0.0,
+        maximum=60.0,
+        read_only=True,
+    ),
     ParameterSpec(
         "max_observation_age_s",
         0.5,
@@ -85,12 +116,18 @@ class InferenceLimits:
 
     max_observation_age_s: float
     privileged_state_wait_s: float
+    max_open_loop_s: float
+    replan_steps: int
+    realtime_chunking: bool
 
 
 def build_inference_limits(values: Mapping[str, Any]) -> InferenceLimits:
     return InferenceLimits(
         max_observation_age_s=float(values["max_observation_age_s"]),
         privileged_state_wait_s=float(values["privileged_state_wait_s"]),
+        max_open_loop_s=float(values["max_open_loop_s"]),
+        replan_steps=int(values["replan_steps"]),
+        realtime_chunking=bool(values["realtime_chunking"]),
     )
 
 

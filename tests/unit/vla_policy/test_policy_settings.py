@@ -1,4 +1,5 @@
-"""The policy node's parameters: the backend fixed at start, the observation limits changeable."""
+"""The policy node's parameters: the backend fixed at start, the observation limits and the
+inference schedule changeable."""
 
 from __future__ import annotations
 
@@ -16,11 +17,18 @@ from vla_policy.policy_settings import (
 DEFAULTS = {spec.name: spec.default for spec in PARAMETERS}
 
 
-def test_only_the_observation_limits_change_at_run_time():
+def test_only_the_observation_limits_and_the_schedule_change_at_run_time():
     dynamic = {spec.name for spec in PARAMETERS if not spec.read_only}
-    assert dynamic == {"max_observation_age_s", "privileged_state_wait_s"}
-    limits = build_inference_limits({**DEFAULTS, "max_observation_age_s": 0.3})
+    assert dynamic == {
+        "max_observation_age_s",
+        "privileged_state_wait_s",
+        "max_open_loop_s",
+        "replan_steps",
+        "realtime_chunking",
+    }
+    limits = build_inference_limits({**DEFAULTS, "max_observation_age_s": 0.3, "replan_steps": 3})
     assert (limits.max_observation_age_s, limits.privileged_state_wait_s) == (0.3, 0.2)
+    assert (limits.replan_steps, limits.max_open_loop_s, limits.realtime_chunking) == (3, 0.5, True)
 
 
 def test_backend_options_merge_the_json_extras_and_the_checkpoint():
