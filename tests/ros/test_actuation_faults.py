@@ -46,6 +46,7 @@ class Probe(Node):
         self.measured: list[tuple[float, np.ndarray]] = []  # (receipt s, valid joint states)
         self.counters: dict[str, int] = {}
         self.notes: dict[str, str] = {}  # last_rejected.<counter>: the last reason of each kind
+        self.execution: dict = {}  # the execution statistics (ExecutionStats.summary())
         self.message = ""  # the last problem actuation reported on /diagnostics
         self.lock = threading.Lock()
         self.actions = self.create_publisher(String, "/vla/action", RELIABLE_QOS)
@@ -88,6 +89,9 @@ class Probe(Node):
                         kv.key[6:]: int(kv.value) for kv in status.values if kv.key.startswith("count.")
                     }
                     self.notes = {kv.key: kv.value for kv in status.values if kv.key.startswith("last_")}
+                    for kv in status.values:
+                        if kv.key == "execution":
+                            self.execution = json.loads(kv.value)
 
     def send(self, values, age_s: float = 0.0, space: ActionSpace | None = None) -> None:
         stamp = self.get_clock().now().nanoseconds - int(age_s * 1e9)
@@ -471,4 +475,42 @@ def test_an_action_is_stepped_when_it_arrives_not_at_the_next_control_tick(probe
             delays.append(node.gripper_received[before] - sent)
     # At the timer's tick the delays spread over a period (median ~0.1 s); at arrival, DDS latency.
     assert np.median(delays) < 0.05, np.round(delays, 3)
+    assert launcher.poll() is None, launcher.poll()
+
+
+def _execution(node: Probe) -> dict:
+    with node.lock:
+        return dict(node.execution)
+
+
+def test_chunk_joins_and_idle_ticks_are_measured_on_diagnostics(probe):
+    """Three 4-step chunks moving the tool along x: 0.01 m a step, then 0.03 (a join whose step
+    changes by 0.02 m), then 0.03 again (a join that continues the motion: ~0); the last runs out,
+    and its empty ticks are idle. The figures are read from /diagnostics."""
+    node, launcher = probe
+    params = ParameterClient(node, "actuation")  # every step of a 4-step chunk runs (4 * 0.2 <= 1.0 s)
+    assert params.set_atomically(execution_mode="receding_horizon", max_open_loop_s=1.0).successful
+    assert wait_until(lambda: _execution(node).get("control_steps") == 0, 5.0), _execution(node)
+    step = lambda dx: np.tile([dx, 0, 0, 0, 0, 0, 1.0], (4, 1))  # noqa: E731
+    node.send(step(0.01))
+    time.sleep(0.3)  # the second chunk arrives while the first runs (steps at 0, 0.2, 0.4, 0.6 s)
+    node.send(step(0.03))
+    time.sleep(0.3)
+    node.send(step(0.03))
+    assert wait_until(lambda: _execution(node).get("idle_steps", 0) >= 2, 5.0), _execution(node)
+    figures = _execution(node)
+    assert figures["boundaries"] == 2, figures  # the first chunk after the start joins nothing
+    assert figures["boundary_jump_tool_m_max"] == pytest.approx(0.02, abs=0.002), figures
+    assert figures["boundary_jump_tool_m_p50"] == pytest.approx(0.01, abs=0.002), figures  # (0.02 + 0) / 2
+    assert figures["boundary_jump_tool_rad_max"] < 0.01, figures
+    assert figures["boundary_step_tool_m_max"] == pytest.approx(0.03, abs=0.002), figures
+    assert figures["boundary_jumps_over_bound"] == 0 and figures["boundary_steps_over_bound"] == 0, figures
+    assert figures["steps_over_speed_limit"] == 0, figures
+    assert 0.0 < figures["idle_fraction"] < 1.0, figures
+    node.estop.publish(Bool(data=True))  # after an e-stop the empty ticks are not idle
+    time.sleep(0.2)
+    node.estop.publish(Bool(data=False))
+    time.sleep(1.5)  # past the next diagnostics period
+    idle = _execution(node)["idle_steps"]
+    assert not wait_until(lambda: _execution(node)["idle_steps"] != idle, 2.5), (idle, _execution(node))
     assert launcher.poll() is None, launcher.poll()

@@ -7,12 +7,30 @@ rate to the ros2_control joint_trajectory_controller topics. It holds the arm (p
 new) on stale or invalid commands, on joint states that stop or are all refused for
 joint_state_timeout_s, and on /vla/estop; resuming never jumps. A refused joint state changes
 nothing; a jump in the measured joints is believed only once later states confirm it.
-All decisions live in pure modules (ee_delta_controller, chunk_executor, safety).
+All decisions live in pure modules (ee_delta_controller, chunk_executor, safety, execution_stats).
+
+/diagnostics (1 Hz, status ``vla_stack/actuation``) carries, besides ``latency_ms``, the ``count.*``
+counters and the ``last_rejected.*`` reasons, the key ``execution``: a JSON object of
+``ExecutionStats.summary()`` over the executed control steps since the node started (see
+``vla_actuation.execution_stats`` for the definitions): ``control_steps``, ``idle_steps`` and
+``idle_fraction`` (control ticks with nothing to execute while a chunk sequence runs),
+``boundaries`` (chunk joins measured), ``boundary_jump_joint_rad_{p50,p99,max}``,
+``boundary_jump_tool_m_{p50,p99,max}``, ``boundary_jump_tool_rad_{p50,p99,max}`` (the change of
+the commanded step across each join), ``boundary_jumps_over_bound``,
+``boundary_step_{joint_rad,tool_m,tool_rad}_max``, ``boundary_steps_over_bound`` (against the
+per-step bound of the safety limits), ``max_joint_speed_rad_s``, ``max_joint_speed_fraction`` and
+``steps_over_speed_limit``; ``null`` where nothing was measured. An episode start, an e-stop, a
+terminate and every re-plan from the measured joints (a resume) restart the running state (no
+join is measured across them, ticks before the next step are not idle); the figures restart when
+the control rate or the limits change.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -50,10 +68,24 @@ EXPECTED_SPACE = "bridge_ee_delta"
 # A policy that keeps sending chunks of the wrong step would log at 5 Hz: once every so often is enough.
 STEP_DT_LOG_PERIOD_S = 10.0
 OVERRUN_LOG_PERIOD_S = 5.0  # a process paused again and again logs its overruns once per period
+EXECUTION_KEY = "execution"  # the /diagnostics key of the execution statistics (JSON)
 
 
 def _duration(seconds: float) -> Duration:
     return Duration(sec=int(seconds), nanosec=int(round((seconds - int(seconds)) * 1e9)))
+
+
+class ExecutionDiagnostics(StageDiagnostics):
+    """StageDiagnostics that adds the execution statistics (``EXECUTION_KEY``) to each publication:
+    computed once a second, at publishing, not on the control path."""
+
+    def __init__(self, node: Node, timer: StageTimer, summary: Callable[[], dict[str, Any]]) -> None:
+        self._summary = summary
+        super().__init__(node, timer)
+
+    def publish(self) -> None:
+        self.note(EXECUTION_KEY, json.dumps(self._summary()))
+        super().publish()
 
 
 class ActuationNode(Node):
@@ -66,7 +98,8 @@ class ActuationNode(Node):
         self.controller = EeDeltaController(self.settings.controller_config)
         self._new_executors()
         self.timer = StageTimer()
-        self.diag = StageDiagnostics(self, self.timer)
+        self.execution = self.settings.execution_stats()
+        self.diag = ExecutionDiagnostics(self, self.timer, lambda: self.execution.summary())
         self.measured: np.ndarray | None = None
         self.measured_finger_m: float | None = None
         self.measured_stamp_ns = 0
@@ -152,6 +185,8 @@ class ActuationNode(Node):
         self.continuity.accepted = accepted  # new thresholds, same last measurement
         if not settings.same_execution(previous):
             self._new_executors()  # held chunks are dropped: the next chunk starts afresh
+        if not settings.same_step_bounds(previous):
+            self.execution = settings.execution_stats()  # figures against the new bounds
 
     # --- inputs -------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
@@ -202,6 +237,7 @@ class ActuationNode(Node):
         self._stream_reset = self._stream_reset or reset  # a reset forgets the last point streamed
 
     def _reset_to_measured(self) -> None:
+        self.execution.start()  # a resume from the measured joints: no join measured across it
         self.controller.reset(self.measured, self.measured_finger_m)
         now_s = self.get_clock().now().nanoseconds * 1e-9
         self.stream.anchor(self.measured, now_s, keep_speed_reference=not self._stream_reset)
@@ -254,6 +290,7 @@ class ActuationNode(Node):
                 return
         if chunk.terminate:  # the policy says the episode is over (RT-2's terminate): stop here
             self.executor_.reset()
+            self.execution.start()
             self.stream.clear()
             self.diag.count("terminate")
             self.diag.report(OK, f"policy '{chunk.policy}' signalled the end of the episode; holding")
@@ -292,6 +329,7 @@ class ActuationNode(Node):
         if msg.data and not self.estopped:
             self.estopped = True
             self.executor_.reset()
+            self.execution.start()
             self.stream.clear()
             if self.measured is not None:  # protective stop: toward where the arm is now, within the limits
                 now_ns = self.get_clock().now().nanoseconds
@@ -319,6 +357,7 @@ class ActuationNode(Node):
         if event.event == "start":  # nothing computed before the reset is sent after it
             self._episode_start_ns = event.stamp_ns
             self.executor_.reset()
+            self.execution.start()
             self._hold_until_valid_state(reset=True)
 
     # --- control ------------------------------------------------------------------------------
@@ -334,9 +373,12 @@ class ActuationNode(Node):
             self._refuse(ERROR, f"joint_states are {age_s:.2f} s old; holding", "stale_joint_states")
             self._hold_until_valid_state()
             return
-        action = self.executor_.next_action(now_ns * 1e-9)
+        tick = self.executor_.next_step(now_ns * 1e-9)
+        action = tick.action
         if action is None:
             self.diag.count("hold_no_action")
+            if tick.idle:
+                self.execution.on_idle()
             return
         if self._anchored_ns is not None and self.measured_stamp_ns > self._anchored_ns:
             # Nothing sent since the reference moved to a measurement (e.g. 0.44 s without an action
@@ -348,8 +390,10 @@ class ActuationNode(Node):
         for violation in step.violations:
             self.diag.count(f"violation.{violation.code}")
         if not step.accepted:
+            self.execution.on_held(tick.boundary)
             self.diag.report(WARN, f"step held: {'; '.join(v.message for v in step.violations)}")
             return
+        self.execution.on_step(step.joint_targets_rad, tick.boundary)
         # From where the stream really is, stretched to the distance: the streamed speed holds.
         self.stream.plan(step.joint_targets_rad, now_ns * 1e-9)
         self._publish_gripper(step.finger_target_m)

@@ -14,10 +14,11 @@ from typing import Any
 
 from vla_actuation.chunk_executor import MODES, ChunkExecutor
 from vla_actuation.ee_delta_controller import ControllerConfig
+from vla_actuation.execution_stats import ExecutionStats
 from vla_actuation.safety import SafetyLimits
 from vla_common.action_message import MAX_ACTION_BYTES, MAX_CHUNK_STEPS
 from vla_common.control_period import step_period_s
-from vla_common.parameters import ParameterSpec, control_hz_spec
+from vla_common.parameters import ParameterSpec, control_hz_spec, max_open_loop_spec
 
 _DEFAULT_LIMITS = SafetyLimits()
 
@@ -28,9 +29,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "servo_hz", 50.0, "Rate of streamed joint targets (Hz)", minimum=1.0, maximum=1000.0, read_only=True
     ),
     ParameterSpec("execution_mode", "receding_horizon", "How action chunks are executed", choices=MODES),
-    ParameterSpec(
-        "max_open_loop_s", 0.5, "Longest open-loop execution of one chunk (s)", minimum=0.0, maximum=10.0
-    ),
+    max_open_loop_spec(),  # shared with the policy: config/control.yaml
     ParameterSpec(
         "ensemble_decay",
         0.0,
@@ -156,6 +155,14 @@ class ActuationSettings:
     def step_executor(self) -> ChunkExecutor:
         """A fresh executor for one-step actions (OpenVLA, RT-2): always single steps."""
         return ChunkExecutor("single_step", self.step_dt_s, max_open_loop_s=self.max_open_loop_s)
+
+    def execution_stats(self) -> ExecutionStats:
+        """Fresh execution statistics, their step bounds from the control period and the limits."""
+        return ExecutionStats(self.step_dt_s, self.limits)
+
+    def same_step_bounds(self, other: ActuationSettings) -> bool:
+        """Whether ``other`` has the same per-step bounds (else the execution statistics restart)."""
+        return self.step_dt_s == other.step_dt_s and self.limits == other.limits
 
     def same_execution(self, other: ActuationSettings) -> bool:
         """Whether ``other`` executes chunks the same way (else the executors must be rebuilt)."""

@@ -19,6 +19,14 @@ Timing semantics
 - ``next_action(t)`` returns the action for the tick at ``t`` or ``None`` (= hold). Each tick's
   action is returned once: a second call within half a period of the last returned tick gives
   ``None``, and within one chunk a step index is never executed twice.
+- ``next_step(t)`` is ``next_action(t)`` that also says what the tick was (:class:`TickResult`):
+  whether the action is the first one taken from a newly accepted chunk (``boundary``: a chunk
+  join, or the first chunk after a reset; in temporal ensembling, the first action to which a newer
+  chunk than before contributes; every single-step action), and whether a ``None`` means that
+  nothing is left to execute (``idle``: no chunk, all exhausted or past the open-loop bound, the
+  chunk not started yet) rather than that this tick was already served (a call within half a
+  period of the last served tick, or a step index of the chunk already executed): what the
+  execution statistics count as idle (``execution_stats``).
 
 Modes
 -----
@@ -52,6 +60,19 @@ class SubmitResult:
     accepted: bool
     dropped_steps: int
     reason: str
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What :meth:`ChunkExecutor.next_step` did at one control tick (see the module docstring)."""
+
+    action: np.ndarray | None
+    boundary: bool = False  # the action is the first one taken from a newly accepted chunk
+    idle: bool = False  # no action because nothing is left to execute (not: the tick was already served)
+
+
+_SERVED = TickResult(None)  # this tick (or the step it belongs to) was already served
+_IDLE = TickResult(None, idle=True)
 
 
 @dataclass
@@ -92,6 +113,7 @@ class ChunkExecutor:
         self._newest_start_s: float | None = None
         self._last_tick_s: float | None = None
         self._dim: int | None = None
+        self._source_start_s: float | None = None  # the newest chunk that the last action came from
 
     def reset(self) -> None:
         """Forget every chunk and the tick history (episode start, e-stop, resume)."""
@@ -99,6 +121,7 @@ class ChunkExecutor:
         self._newest_start_s = None
         self._last_tick_s = None
         self._dim = None
+        self._source_start_s = None
 
     @property
     def stored_chunks(self) -> int:
@@ -178,42 +201,53 @@ class ChunkExecutor:
 
     def next_action(self, now_s: float) -> np.ndarray | None:
         """The action for the control tick at ``now_s``, or ``None`` to hold."""
-        if not math.isfinite(now_s) or not self._chunks:
-            return None
-        if self._last_tick_s is not None and now_s - self._last_tick_s < 0.5 * self.step_dt_s:
-            return None  # this tick (or an earlier one) was already served
-        if self.mode == "single_step":
-            action = self._next_single(now_s)
-        elif self.mode == "receding_horizon":
-            action = self._next_receding(now_s)
-        else:
-            action = self._next_ensembled(now_s)
-        if action is not None:
-            self._last_tick_s = now_s
-        return action
+        return self.next_step(now_s).action
 
-    def _next_single(self, now_s: float) -> np.ndarray | None:
+    def next_step(self, now_s: float) -> TickResult:
+        """``next_action`` with what the tick was: a chunk boundary, idle, or already served."""
+        if not math.isfinite(now_s):
+            return _SERVED  # not a tick on this clock: nothing said about it
+        if not self._chunks:
+            return _IDLE
+        if self._last_tick_s is not None and now_s - self._last_tick_s < 0.5 * self.step_dt_s:
+            return _SERVED  # this tick (or an earlier one) was already served
+        if self.mode == "single_step":
+            result = self._next_single(now_s)
+        elif self.mode == "receding_horizon":
+            result = self._next_receding(now_s)
+        else:
+            result = self._next_ensembled(now_s)
+        if isinstance(result, TickResult):
+            return result
+        action, source_start_s = result
+        self._last_tick_s = now_s
+        boundary = self._source_start_s is None or source_start_s > self._source_start_s
+        self._source_start_s = source_start_s
+        return TickResult(action, boundary=boundary)
+
+    def _next_single(self, now_s: float) -> tuple[np.ndarray, float] | TickResult:
         stored = self._chunks[0]
         if stored.executed or now_s - stored.start_s > self.max_open_loop_s:
             self._chunks.clear()
-            return None
+            return _IDLE
         stored.executed = True
-        return stored.actions[0].copy()
+        return stored.actions[0].copy(), stored.start_s
 
-    def _next_receding(self, now_s: float) -> np.ndarray | None:
+    def _next_receding(self, now_s: float) -> tuple[np.ndarray, float] | TickResult:
         stored = self._chunks[0]
         index = self._step_index(stored.start_s, now_s)
         if index >= min(stored.actions.shape[0], self.open_loop_steps):
             self._chunks.clear()  # exhausted or past the open-loop bound: hold
-            return None
-        if index < stored.next_index:
-            return None  # not started yet, or this step was already executed
+            return _IDLE
+        if index < stored.next_index:  # not started yet, or this step was already executed
+            return _IDLE if index < 0 else _SERVED
         stored.next_index = index + 1
-        return stored.actions[index].copy()
+        return stored.actions[index].copy(), stored.start_s
 
-    def _next_ensembled(self, now_s: float) -> np.ndarray | None:
+    def _next_ensembled(self, now_s: float) -> tuple[np.ndarray, float] | TickResult:
         live = []
         predictions = []
+        newest_start_s = -math.inf
         for stored in self._chunks:  # oldest first: chunks are appended in start order
             if self._ended(stored, now_s):
                 continue  # no longer covers now: drop it
@@ -221,8 +255,10 @@ class ChunkExecutor:
             live.append(stored)
             if index >= max(0, stored.next_index):
                 predictions.append(stored.actions[index])
+                newest_start_s = stored.start_s
         self._chunks = live
         if not predictions:
-            return None
+            return _IDLE
         weights = np.exp(-self.ensemble_decay * np.arange(len(predictions)))
-        return (weights[:, None] * np.asarray(predictions)).sum(axis=0) / weights.sum()
+        action = (weights[:, None] * np.asarray(predictions)).sum(axis=0) / weights.sum()
+        return action, newest_start_s

@@ -68,9 +68,12 @@ def test_the_stream_bounds_are_parameters_with_ranges():
 
 
 def test_config_yaml_lists_every_parameter_with_the_table_default():
-    """config/actuation.yaml lists every parameter at its default (control_hz is in control.yaml)."""
+    """config/actuation.yaml lists every parameter at its default (control_hz and max_open_loop_s,
+    shared by every node, are in control.yaml)."""
     listed = yaml.safe_load((CONFIG / "actuation.yaml").read_text())["actuation"]["ros__parameters"]
-    table = {name: value for name, value in DEFAULTS.items() if name != "control_hz"}
+    shared = yaml.safe_load((CONFIG / "control.yaml").read_text())["/**"]["ros__parameters"]
+    table = {name: value for name, value in DEFAULTS.items() if name not in ("control_hz", "max_open_loop_s")}
+    assert shared["max_open_loop_s"] == DEFAULTS["max_open_loop_s"]
     assert set(listed) == set(table)
     for name, value in table.items():
         assert listed[name] == pytest.approx(value, abs=1e-5) if not isinstance(value, str) else value, name

@@ -220,3 +220,66 @@ def test_temporal_ensembling_keeps_only_the_chunks_that_still_act_while_nothing_
         assert executor.submit(_chunk(k, k, k, k), 10.0 + DT * k, 10.0 + DT * k).accepted
     assert len(executor._chunks) == 4  # 4 steps of 0.2 s: the last 4 chunks still cover now
     assert _value(executor.next_action(10.0 + DT * 299)) == pytest.approx((296 + 297 + 298 + 299) / 4)
+
+
+# --- what each tick was: boundary, idle, already served ----------------------------------------
+def _tick(executor: ChunkExecutor, now_s: float) -> tuple[float | None, bool, bool]:
+    result = executor.next_step(now_s)
+    return _value(result.action), result.boundary, result.idle
+
+
+def test_receding_horizon_ticks_say_boundary_idle_or_served() -> None:
+    executor = ChunkExecutor("receding_horizon", DT, max_open_loop_s=1.6)
+    assert _tick(executor, 9.8) == (None, False, True)  # nothing submitted yet: idle
+    executor.submit(_chunk(0, 1, 2), 10.0, 10.0)
+    assert _tick(executor, 10.0) == (0.0, True, False)  # first step of a newly accepted chunk
+    assert _tick(executor, 10.05) == (None, False, False)  # the same tick again: served, not idle
+    assert _tick(executor, 10.2) == (1.0, False, False)
+    executor.submit(_chunk(10, 11, 12), 10.4, 10.4)  # the join: the next step comes from it
+    assert _tick(executor, 10.4) == (10.0, True, False)
+    assert _tick(executor, 10.6) == (11.0, False, False)
+    assert _tick(executor, 10.8) == (12.0, False, False)
+    assert _tick(executor, 11.0) == (None, False, True)  # the chunk ran out: idle
+    assert _tick(executor, 11.2) == (None, False, True)
+    executor.reset()
+    executor.submit(_chunk(5, 6), 12.0, 12.0)
+    assert _tick(executor, 12.0) == (5.0, True, False)  # after a reset the first step is a boundary
+
+
+def test_receding_horizon_a_chunk_not_started_yet_is_idle_a_step_run_before_is_served() -> None:
+    executor = ChunkExecutor("receding_horizon", DT)
+    executor.submit(_chunk(0, 1, 2), 10.5, 10.1)  # stamped ahead of now: starts at 10.5
+    assert _tick(executor, 10.1) == (None, False, True)
+    assert _tick(executor, 10.41) == (0.0, True, False)  # within half a step of its start
+    # 0.11 s later (more than half a period) but still step 0's time: that step already ran
+    assert _tick(executor, 10.52) == (None, False, False)
+    assert _tick(executor, 10.71) == (1.0, False, False)
+
+
+def test_single_step_every_action_is_a_boundary_and_a_spent_action_leaves_idle_ticks() -> None:
+    executor = ChunkExecutor("single_step", DT)
+    executor.submit(_chunk(1.0), 10.0, 10.05)
+    assert _tick(executor, 10.1) == (1.0, True, False)
+    assert _tick(executor, 10.3) == (None, False, True)
+    executor.submit(_chunk(2.0), 10.3, 10.35)
+    assert _tick(executor, 10.5) == (2.0, True, False)
+
+
+def test_temporal_ensembling_a_boundary_is_where_a_newer_chunk_first_contributes() -> None:
+    executor = ChunkExecutor("temporal_ensembling", DT, max_open_loop_s=1.6)
+    executor.submit(_chunk(0, 0, 0, 0), 10.0, 10.0)
+    assert _tick(executor, 10.0) == (0.0, True, False)
+    assert _tick(executor, 10.2) == (0.0, False, False)
+    executor.submit(_chunk(4, 4, 4), 10.4, 10.45)  # covers 10.4 on: averaged with the first
+    assert _tick(executor, 10.4) == (2.0, True, False)
+    assert _tick(executor, 10.6) == (2.0, False, False)
+    assert _tick(executor, 10.8) == (4.0, False, False)  # the first chunk ended: no new chunk, no join
+    assert _tick(executor, 11.0) == (None, False, True)
+
+
+def test_next_action_is_next_step_action() -> None:
+    a, b = ChunkExecutor("receding_horizon", DT), ChunkExecutor("receding_horizon", DT)
+    for executor in (a, b):
+        executor.submit(_chunk(0, 1, 2), 10.0, 10.0)
+    for t in (10.0, 10.1, 10.2, 10.4, 10.6, 10.8, float("nan")):
+        assert _value(a.next_action(t)) == _value(b.next_step(t).action)
