@@ -99,8 +99,12 @@ def test_fewer_committed_actions_than_the_chunk_leave_a_fresh_tail(tiny_backend)
 
 
 def test_committed_actions_of_the_wrong_width_are_refused_naming_them(tiny_backend):
+    tiny_backend.reset(seed=0)
+    bad = Observation(1, images(tiny_backend), INSTRUCTION, committed=CommittedActions(np.zeros((4, 6)), 1))
     with pytest.raises(ValueError, match=r"observation\.committed: actions are 6 wide.*7 dimensions"):
-        infer(tiny_backend, CommittedActions(np.zeros((4, 6)), 1))
+        tiny_backend.infer(bad)
+    # refused before the frame entered the history: the next observation is still the first
+    assert tiny_backend.infer(Observation(2, images(tiny_backend), INSTRUCTION)).info["pad_timesteps"] == 1
 
 
 def test_infer_prepared_takes_committed_too(tiny_backend):
