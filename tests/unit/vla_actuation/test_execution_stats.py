@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vla_actuation.execution_stats import ExecutionStats
+from vla_actuation.execution_stats import PENDING_BOUNDARIES, ExecutionStats
 from vla_actuation.kinematics import forward_kinematics
 from vla_actuation.safety import SafetyLimits
 
@@ -142,7 +142,7 @@ def test_a_held_join_is_measured_at_the_next_executed_step():
 
 
 def test_percentiles_cover_the_window_and_maxima_everything():
-    stats = ExecutionStats(DT, window=2)  # the FK of waiting boundaries runs when two wait
+    stats = ExecutionStats(DT, window=2)
     stats.start()
     q = HOME.copy()
     for jump in (0.05, 0.01, 0.02, 0.03, 0.04):
@@ -177,3 +177,17 @@ def test_an_empty_summary_is_all_zero_counts():
     s = ExecutionStats(DT).summary()
     assert s["control_steps"] == 0 and s["idle_fraction"] == 0.0 and s["boundaries"] == 0
     assert s["max_joint_speed_fraction"] is None
+
+
+def test_boundaries_waiting_for_their_tool_figures_are_processed_when_the_buffer_is_full():
+    stats = ExecutionStats(DT)
+    stats.start()
+    q = HOME.copy()
+    for _ in range(PENDING_BOUNDARIES + 3):  # no summary() in between
+        q = _steps(stats, q, np.zeros(6), 2, boundary_at=None)  # holds still, then a join moves
+        q = q + 0.001 * _unit(1)
+        stats.on_step(q, chunk_boundary=True)
+    assert stats._pending_count == 3  # the full buffer was processed on the way
+    s = stats.summary()
+    assert s["boundaries"] == PENDING_BOUNDARIES + 3
+    assert s["boundary_jump_tool_rad_p50"] == pytest.approx(0.001, abs=1e-6)  # every join: 0 -> 0.001 rad
