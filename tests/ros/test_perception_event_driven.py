@@ -5,7 +5,8 @@ publish at most one observation per 5 s period, and only from frames younger tha
 max_image_age_s (0.5 s) at the tick. This test publishes the primary frame of a known stamp,
 checks that no observation comes while the wrist frame of that stamp is missing, then publishes
 the wrist frame and expects the observation under that stamp well within the control period (a
-mechanism check: the bound is a fifth of the period, not a speed).
+mechanism check: the bound is a fifth of the period, not a speed). Frames arrive serialized (a raw
+subscription): a cut-short serialized Image is refused as malformed and named in /diagnostics.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from graph_helpers import perception_with_probe, wait_until
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -53,6 +56,7 @@ class Probe(Node):
         super().__init__("perception_event_probe")
         self.lock = threading.Lock()
         self.received: dict[int, float] = {}  # observation stamp ns -> receipt monotonic s
+        self.statuses: list[tuple[dict[str, str], str]] = []  # perception's (values, message)
         self.rng = np.random.default_rng(0)
         self.cameras = {
             "primary": self.create_publisher(Image, PRIMARY, RELIABLE_CAMERA_QOS),
@@ -60,16 +64,36 @@ class Probe(Node):
         }
         self.instruction = self.create_publisher(String, "/vla/instruction", LATCHED_QOS)
         self.create_subscription(Image, "/vla/observation/wrist", self._on_observation, RELIABLE_QOS)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        with self.lock:
+            self.statuses += [
+                ({kv.key: kv.value for kv in status.values}, status.message)
+                for status in msg.status
+                if status.name == "vla_stack/perception"
+            ]
+
+    def said(self, key: str, text: str) -> bool:
+        """A perception status counted ``key`` and its message or a note contains ``text``."""
+        with self.lock:
+            return any(
+                key in values and any(text in said for said in (message, *values.values()))
+                for values, message in self.statuses
+            )
 
     def _on_observation(self, msg: Image) -> None:
         with self.lock:
             self.received[msg.header.stamp.sec * S + msg.header.stamp.nanosec] = time.monotonic()
 
-    def publish(self, camera: str, stamp_ns: int) -> None:
+    def image(self, stamp_ns: int) -> Image:
         pixels = self.rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
         msg = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=pixels.tobytes())
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, S)
-        self.cameras[camera].publish(msg)
+        return msg
+
+    def publish(self, camera: str, stamp_ns: int) -> None:
+        self.cameras[camera].publish(self.image(stamp_ns))
 
     def arrival(self, stamp_ns: int) -> float | None:
         with self.lock:
@@ -107,4 +131,16 @@ def test_a_set_is_published_on_the_frame_that_completes_it(probe):
         )
         delays.append(node.arrival(stamp) - completed)
     assert max(delays) < ARRIVAL_BOUND_S, f"observations {delays} s after their completing frame"
+    assert launcher.poll() is None
+
+
+def test_a_cut_short_serialized_frame_is_refused_as_malformed(probe):
+    node, launcher = probe
+    cut_short = serialize_message(node.image(time.time_ns()))[:-100]
+    text = "bytes are not a serialized sensor_msgs/msg/Image"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not node.said("count.refused.malformed.primary", text):
+        node.cameras["primary"].publish(cut_short)  # rclpy publishes bytes as they are
+        time.sleep(0.2)
+    assert node.said("count.refused.malformed.primary", text), node.statuses[-2:]
     assert launcher.poll() is None

@@ -21,9 +21,11 @@ from vla_common.latency import StageTimer
 from vla_data.replay import ReplayOptions, run_replay
 from vla_eval import bench_demo, bench_load, bench_policy
 from vla_eval.bench_report import machine_description, percentiles, write_section
+from vla_perception.frame_gate import check_stamp
 from vla_perception.image_codec import array_to_image_fields, image_to_array
+from vla_perception.perception_settings import build_frame_checks
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
-from vla_perception.sync import ApproximateSync, FrameHealth
+from vla_perception.wire_frame import parse_frame
 from vla_policy.observation_assembly import ObservationAssembler
 
 __all__ = ["add_bench_parser", "bench_overhead", "bench_replay", "run_bench"]
@@ -41,24 +43,25 @@ class _OverheadPipeline:
     """Every stage of a control step but the model and DDS: serialised camera images in, joints out."""
 
     def __init__(self, sizes: tuple[tuple[int, int], tuple[int, int]], interpolation: str) -> None:
-        # lazy: rclpy and sensor_msgs (the step times their deserialisation); bench.py stays ROS-free
-        from rclpy.serialization import deserialize_message, serialize_message
+        # lazy: rclpy and sensor_msgs serialise the camera frames; bench.py stays ROS-free
+        from rclpy.serialization import serialize_message
         from sensor_msgs.msg import Image
 
-        self._deserialize = lambda data: deserialize_message(data, Image)
         rng = np.random.default_rng(0)
         self.cameras = {
             "primary": CameraPreprocess(*sizes[0], interpolation=interpolation),
             "wrist": CameraPreprocess(*sizes[1], interpolation=interpolation),
         }
-        self.wire = {}
+        self.wire: dict[str, bytearray] = {}  # what DDS hands rclpy: one camera's serialized frame
         for name in self.cameras:
             fields = array_to_image_fields(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), "bgr8")
             msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step)
             msg.data = fields.data
-            self.wire[name] = serialize_message(msg)
-        self.sync = ApproximateSync(list(self.cameras), slop_ns=50_000_000)
-        self.health = FrameHealth(max_age_ns=500_000_000, frozen_repeat_limit=0)
+            self.wire[name] = bytearray(serialize_message(msg))
+        # The perception node's frame checks and synchroniser, from its params file (config/perception.yaml).
+        self.checks = build_frame_checks(node_parameters("perception", "perception"))
+        self.gate = self.checks.gate()
+        self.sync = self.checks.sync(list(self.cameras))
         self.assembler = ObservationAssembler(list(self.cameras))
         self.space = ActionSpace()
         self.controller = EeDeltaController(ControllerConfig())
@@ -85,19 +88,24 @@ class _OverheadPipeline:
             servo_waypoints(previous, result.joint_targets_rad, self.step_dt_s, self.servo_hz)
 
     def _observe(self, stamp_ns: int, timer: StageTimer) -> None:
-        """Perception's half: deserialise, sync, decode, check, preprocess, encode, assemble."""
-        for name in self.cameras:
+        """Perception's half, as the node runs it, then the policy's observation assembly."""
+        for name, wire in self.wire.items():
+            self._set_stamp(wire, stamp_ns)  # a new frame of this camera
             with timer.measure("ros_deserialize"):
-                self.sync.add(name, stamp_ns, self._deserialize(self.wire[name]))
-        with timer.measure("sync"):
-            synced = self.sync.pop_newest_set()
+                serialized = bytes(wire)  # rclpy's raw take: the serialized message as Python bytes
+                msg, _ = parse_frame(name, "raw", serialized)
+            with timer.measure("frame_gate"):
+                self.gate.admit(name, "raw", msg, stamp_ns, stamp_ns)
+            with timer.measure("sync"):
+                self.sync.add(name, stamp_ns, msg)
+                synced = self.sync.pop_newest_set()  # the node looks on every frame: complete on the last
         frames = {}
         for name, prep in self.cameras.items():
             msg = synced.frames[name][1]
+            with timer.measure("frame_gate"):
+                check_stamp(name, stamp_ns, stamp_ns, self.checks.limits)  # age at use
             with timer.measure("image_decode"):
-                frame = image_to_array(msg, copy=False)
-            with timer.measure("health"):
-                self.health.check(name, stamp_ns, frame, stamp_ns)
+                frame = image_to_array(msg, camera=name, copy=False)
             frames[name] = (frame, msg.encoding, prep)
         with timer.measure("preprocess"):
             inputs = {name: to_policy_input(*frame) for name, frame in frames.items()}
@@ -106,6 +114,14 @@ class _OverheadPipeline:
                 fields = array_to_image_fields(small, "rgb8")
             self.assembler.add(name, stamp_ns, np.frombuffer(fields.data, np.uint8).reshape(small.shape))
         self.assembler.take()
+
+    @staticmethod
+    def _set_stamp(wire: bytearray, stamp_ns: int) -> None:
+        """A new stamp (header.stamp: int32 sec, uint32 nanosec after the 4-byte encapsulation header)
+        and new content (the last pixels: the frozen-camera check hashes a sample of the data)."""
+        stamp = np.array(divmod(stamp_ns, 1_000_000_000), dtype="<u4").tobytes()
+        wire[4:12] = stamp
+        wire[-8:] = stamp
 
 
 STAGE_RUNS_PER_STEP = 8  # a stage runs once per camera in one control step (2 cameras)

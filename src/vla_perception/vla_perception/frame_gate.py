@@ -2,7 +2,8 @@
 
 ``FrameGate.admit`` refuses a frame with a :class:`Refusal`: a ``cause`` (a short stable name, for
 counters) and a ``reason`` (a sentence naming the camera, the value, the limit and the parameter
-that sets it). In the order checked:
+that sets it). In the order checked (``malformed``, a serialized message that does not parse, is
+refused before the gate, by wire_frame):
 
 - ``zero_stamp``: ``header.stamp`` was never set;
 - ``too_large``: a raw frame over ``max_pixels`` pixels (or with more data than that many pixels

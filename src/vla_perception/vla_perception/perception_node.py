@@ -1,8 +1,10 @@
 """Perception: any number of cameras in, a synchronised observation out as soon as a set is complete.
 
 Each camera (raw sensor_msgs/Image or CompressedImage, sensor-data QoS) feeds an approximate time
-synchroniser. A frame is checked on arrival (frame_gate: stamps, size bounds, data, structure,
-frozen content) and refused with a reason before it is queued. The frame that completes a set
+synchroniser. Frames arrive serialized (a raw subscription) and are read in place by wire_frame
+(the pixels are never copied into a Python message). A frame is checked on arrival (wire_frame: a
+malformed buffer; frame_gate: stamps, size bounds, data, structure, frozen content) and refused
+with a reason before it is queued. The frame that completes a set
 (every camera has a frame newer than its frame in the last set, all within the slop) publishes it
 from its own callback, at most at the camera rate: the set is checked for age, decoded, resized
 to the policy's input size and published as rgb8 on /vla/observation/<camera>, every image under
@@ -54,6 +56,7 @@ from vla_perception.perception_settings import (
 )
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
 from vla_perception.sync import SetWatchdog, set_overdue_after_ns
+from vla_perception.wire_frame import parse_frame
 
 NO_SET_LOG_INTERVAL_S = 5.0  # one log line per interval while no synchronised set forms
 _MESSAGE_TYPES = {"raw": Image, "compressed": CompressedImage}
@@ -107,6 +110,7 @@ class PerceptionNode(Node):
                 camera.topic,
                 guard(f"frame.{camera.name}", lambda m, c=camera: self._on_frame(c, m)),
                 _camera_qos(camera),
+                raw=True,  # serialized bytes, read in place by wire_frame
                 event_callbacks=SubscriptionEventCallbacks(
                     incompatible_qos=guard(
                         f"qos.{camera.name}", lambda event, c=camera: self._on_incompatible_qos(c, event)
@@ -184,7 +188,11 @@ class PerceptionNode(Node):
             self.gate.reset()
             self._episode_start_ns = event.stamp_ns
 
-    def _on_frame(self, camera: CameraConfig, msg: Image | CompressedImage) -> None:
+    def _on_frame(self, camera: CameraConfig, serialized: bytes) -> None:
+        msg, refusal = parse_frame(camera.name, camera.transport, serialized)
+        if refusal is not None:
+            self._refuse(camera.name, refusal)
+            return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         now_ns = self.get_clock().now().nanoseconds
         refusal = self.gate.admit(camera.name, camera.transport, msg, stamp_ns, now_ns)
