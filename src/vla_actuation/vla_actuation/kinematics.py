@@ -84,6 +84,24 @@ _KV = np.einsum("nij,nj->ni", _K, _V)
 _K2V = np.einsum("nij,nj->ni", _K2, _V)
 # A point on each joint axis at home: q = omega x v for a unit omega and v = -omega x q (q _|_ omega).
 _AXIS_POINTS = np.cross(_OMEGA, _V)
+# Every joint of this arm turns about a base-frame coordinate axis at home (omega = +x, +y or +z), so
+# the chain below composes each joint's rotation in closed form, on Python floats: a 6-joint chain
+# of 3-vectors is too small for numpy, whose per-call cost was most of the IK time.
+_AXIS_INDEX = tuple(int(np.argmax(omega)) for omega in _OMEGA)
+if not all(np.array_equal(omega, np.eye(3)[axis]) for omega, axis in zip(_OMEGA, _AXIS_INDEX, strict=True)):
+    raise ValueError(f"kinematics: screw axes {_OMEGA.tolist()} must each be +x, +y or +z")
+# Per joint: the translation terms (v, K v, K2 v) and its axis point, as float tuples.
+_JOINT_TERMS = tuple(
+    (
+        tuple(map(float, _V[i])),
+        tuple(map(float, _KV[i])),
+        tuple(map(float, _K2V[i])),
+        tuple(map(float, _AXIS_POINTS[i])),
+    )
+    for i in range(6)
+)
+_HOME_ROTATION = HOME_TOOL_POSE[:3, :3]
+_HOME_OFFSET = tuple(map(float, HOME_TOOL_POSE[:3, 3]))
 _CONTINUOUS_MASK = np.array([True, False, False, True, False, True])
 # Planar geometry of the arm for the closed-form seeds (see _analytic_seeds).
 _UPPER_ARM_M = math.hypot(0.04975, 0.25)
@@ -92,6 +110,11 @@ _FOREARM_M = 0.25
 _WRIST_TO_TOOL_M = 0.158575
 _ORIENTATION_WEIGHT_M = 0.1  # metres per radian when mixing position and orientation errors
 _MAX_STEP_RAD = 0.5  # largest joint change per iteration
+# IK error weights: [position (m); orientation (rad) x _ORIENTATION_WEIGHT_M]
+_ERROR_WEIGHTS = np.array(
+    [1.0, 1.0, 1.0, _ORIENTATION_WEIGHT_M, _ORIENTATION_WEIGHT_M, _ORIENTATION_WEIGHT_M]
+)
+_ERROR_WEIGHTS_COLUMN = _ERROR_WEIGHTS[:, None]
 
 
 @dataclass(frozen=True)
@@ -113,13 +136,75 @@ def _joint_array(joints_rad: np.ndarray, name: str) -> np.ndarray:
     return q
 
 
-def _chain(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the 6 joint exponentials as rotations (6,3,3) and translations (6,3)."""
-    s = np.sin(q)[:, None]
-    c1 = (1.0 - np.cos(q))[:, None]
-    rotations = np.eye(3) + s[:, :, None] * _K + c1[:, :, None] * _K2
-    translations = q[:, None] * _V + c1 * _KV + (q[:, None] - s) * _K2V
-    return rotations, translations
+_Frame = tuple[float, float, float, float, float, float, float, float, float, float, float, float]
+
+
+def _frames(q: np.ndarray) -> tuple[_Frame, list[_Frame]]:
+    """The flange frame after the 6 joint exponentials, and the frame each joint acts in (T_1 ... T_{i-1}).
+
+    A frame is (r00, r01, r02, r10, r11, r12, r20, r21, r22, p0, p1, p2): rotation row-major, then
+    position. Joint i adds the translation q v + (1 - cos q) K v + (q - sin q) K2 v (Rodrigues) and
+    turns two columns of the rotation about its coordinate axis.
+    """
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
+    p0 = p1 = p2 = 0.0
+    parents = []
+    for i in range(6):
+        parents.append((r00, r01, r02, r10, r11, r12, r20, r21, r22, p0, p1, p2))
+        angle = float(q[i])
+        s, c = math.sin(angle), math.cos(angle)
+        c1, qs = 1.0 - c, angle - s
+        v, kv, k2v, _ = _JOINT_TERMS[i]
+        t0 = angle * v[0] + c1 * kv[0] + qs * k2v[0]
+        t1 = angle * v[1] + c1 * kv[1] + qs * k2v[1]
+        t2 = angle * v[2] + c1 * kv[2] + qs * k2v[2]
+        p0 += r00 * t0 + r01 * t1 + r02 * t2
+        p1 += r10 * t0 + r11 * t1 + r12 * t2
+        p2 += r20 * t0 + r21 * t1 + r22 * t2
+        axis = _AXIS_INDEX[i]
+        if axis == 0:  # R @ Rx(q): columns y, z turn
+            r01, r02 = c * r01 + s * r02, c * r02 - s * r01
+            r11, r12 = c * r11 + s * r12, c * r12 - s * r11
+            r21, r22 = c * r21 + s * r22, c * r22 - s * r21
+        elif axis == 1:  # R @ Ry(q): columns z, x turn
+            r00, r02 = c * r00 - s * r02, c * r02 + s * r00
+            r10, r12 = c * r10 - s * r12, c * r12 + s * r10
+            r20, r22 = c * r20 - s * r22, c * r22 + s * r20
+        else:  # R @ Rz(q): columns x, y turn
+            r00, r01 = c * r00 + s * r01, c * r01 - s * r00
+            r10, r11 = c * r10 + s * r11, c * r11 - s * r10
+            r20, r21 = c * r20 + s * r21, c * r21 - s * r20
+    return (r00, r01, r02, r10, r11, r12, r20, r21, r22, p0, p1, p2), parents
+
+
+def _tool(flange: _Frame) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Tool rotation (3x3) and tool position from the flange frame (flange @ HOME_TOOL_POSE)."""
+    r00, r01, r02, r10, r11, r12, r20, r21, r22, p0, p1, p2 = flange
+    h0, h1, h2 = _HOME_OFFSET
+    position = (
+        r00 * h0 + r01 * h1 + r02 * h2 + p0,
+        r10 * h0 + r11 * h1 + r12 * h2 + p1,
+        r20 * h0 + r21 * h1 + r22 * h2 + p2,
+    )
+    rotation = np.array(((r00, r01, r02), (r10, r11, r12), (r20, r21, r22))) @ _HOME_ROTATION
+    return rotation, position
+
+
+def _fk_and_jacobian(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tool rotation, tool position and the 6x6 tool-point Jacobian [linear; angular] (base frame)."""
+    flange, parents = _frames(q)
+    tool_rot, (x, y, z) = _tool(flange)
+    columns = []  # per joint: (tool-point velocity; angular velocity) for a unit joint rate
+    for i, (a00, a01, a02, a10, a11, a12, a20, a21, a22, b0, b1, b2) in enumerate(parents):
+        axis = _AXIS_INDEX[i]  # the joint's axis in the base frame: that column of its frame
+        w0, w1, w2 = (a00, a10, a20) if axis == 0 else (a01, a11, a21) if axis == 1 else (a02, a12, a22)
+        point = _JOINT_TERMS[i][3]
+        d0 = x - (a00 * point[0] + a01 * point[1] + a02 * point[2] + b0)  # tool point - axis point
+        d1 = y - (a10 * point[0] + a11 * point[1] + a12 * point[2] + b1)
+        d2 = z - (a20 * point[0] + a21 * point[1] + a22 * point[2] + b2)
+        columns.append((w1 * d2 - w2 * d1, w2 * d0 - w0 * d2, w0 * d1 - w1 * d0, w0, w1, w2))
+    jacobian = np.array(columns).T
+    return tool_rot, np.array((x, y, z)), jacobian
 
 
 def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -134,36 +219,14 @@ def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _fk_and_jacobian(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tool rotation, tool position and the 6x6 tool-point Jacobian [linear; angular] (base frame)."""
-    rotations, translations = _chain(q)
-    parent_rot = np.empty((6, 3, 3))  # pose of the frame each joint acts in: T_1 ... T_{i-1}
-    parent_pos = np.empty((6, 3))
-    rot = np.eye(3)
-    pos = np.zeros(3)
-    for i in range(6):
-        parent_rot[i] = rot
-        parent_pos[i] = pos
-        pos = rot @ translations[i] + pos
-        rot = rot @ rotations[i]
-    tool_rot = rot @ HOME_TOOL_POSE[:3, :3]
-    tool_pos = rot @ HOME_TOOL_POSE[:3, 3] + pos
-    omegas = (parent_rot @ _OMEGA[:, :, None])[:, :, 0]
-    axis_points = (parent_rot @ _AXIS_POINTS[:, :, None])[:, :, 0] + parent_pos
-    jacobian = np.empty((6, 6))
-    jacobian[:3] = _cross_rows(omegas, tool_pos - axis_points).T  # velocity of the tool point
-    jacobian[3:] = omegas.T
-    return tool_rot, tool_pos, jacobian
-
-
 def forward_kinematics(joints_rad: np.ndarray) -> np.ndarray:
     """4x4 homogeneous pose of ee_gripper_link in base_link for the 6 arm joints (rad)."""
-    rotations, translations = _chain(_joint_array(joints_rad, "joints_rad"))
+    flange, _ = _frames(_joint_array(joints_rad, "joints_rad"))
+    rotation, position = _tool(flange)
     pose = np.eye(4)
-    for rotation, translation in zip(rotations, translations, strict=True):
-        pose[:3, 3] = pose[:3, :3] @ translation + pose[:3, 3]
-        pose[:3, :3] = pose[:3, :3] @ rotation
-    return pose @ HOME_TOOL_POSE
+    pose[:3, :3] = rotation
+    pose[:3, 3] = position
+    return pose
 
 
 def space_jacobian(joints_rad: np.ndarray) -> np.ndarray:
@@ -233,16 +296,15 @@ def _levenberg_marquardt(
     max_iterations: int,
     enforce_limits: bool,
 ) -> _Attempt:
-    weights = np.array([1.0, 1.0, 1.0, _ORIENTATION_WEIGHT_M, _ORIENTATION_WEIGHT_M, _ORIENTATION_WEIGHT_M])
-
     def evaluate(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
         rot, pos, jac = _fk_and_jacobian(q)
-        error = np.concatenate([target_pos - pos, rotation_vector(target_rot @ rot.T)])
+        position_error = target_pos - pos
+        orientation_error = rotation_vector(target_rot @ rot.T)
         return (
-            error * weights,
-            jac * weights[:, None],
-            float(np.linalg.norm(error[:3])),
-            float(np.linalg.norm(error[3:])),
+            np.concatenate([position_error, orientation_error]) * _ERROR_WEIGHTS,
+            jac * _ERROR_WEIGHTS_COLUMN,
+            math.sqrt(position_error @ position_error),  # what np.linalg.norm computes, without its checks
+            math.sqrt(orientation_error @ orientation_error),
         )
 
     q = _wrap_and_clip(seed, enforce_limits)
@@ -255,9 +317,9 @@ def _levenberg_marquardt(
             return _Attempt(q, True, pos_err, rot_err, iterations)
         iterations += 1
         normal = jac.T @ jac
-        step = np.linalg.solve(
-            normal + damping * (np.diag(np.diag(normal)) + 1e-6 * np.eye(6)), jac.T @ error
-        )
+        damped = normal.copy()  # normal + damping * (diag(normal) + 1e-6 I)
+        damped.flat[::7] += damping * (normal.diagonal() + 1e-6)
+        step = np.linalg.solve(damped, jac.T @ error)
         largest = float(np.max(np.abs(step)))
         if largest > _MAX_STEP_RAD:
             step *= _MAX_STEP_RAD / largest
