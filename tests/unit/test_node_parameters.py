@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from vla_actuation.actuation_settings import PARAMETERS as ACTUATION
-from vla_common.parameters import control_hz_spec
+from vla_common.parameters import control_hz_spec, max_open_loop_spec
 from vla_perception.perception_settings import PARAMETERS as PERCEPTION
 from vla_perception.perception_settings import camera_parameters
 from vla_policy.policy_settings import PARAMETERS as POLICY
@@ -68,9 +68,21 @@ def test_every_key_in_the_params_files_is_a_declared_parameter(file_name):
     content = yaml.safe_load((CONFIG / f"{file_name}.yaml").read_text())
     for node, body in content.items():
         parameters = body["ros__parameters"]
-        # "/**" (control.yaml) reaches every node; nodes that are not ours (recorders) are skipped.
-        for name in sorted(NODES) if node == "/**" else [node] if node in NODES else []:
-            unknown = _flatten(parameters) - _declared(name, parameters)
+        if node == "/**":  # control.yaml: reaches every node; each key is some nodes' shared number
+            unknown = _flatten(parameters) - set().union(*(_declared(n, parameters) for n in NODES))
+            assert not unknown, f"config/{file_name}.yaml: /** sets {sorted(unknown)}, declared by no node"
+            continue
+        if node in NODES:  # nodes that are not ours (recorders) are skipped
+            unknown = _flatten(parameters) - _declared(node, parameters)
             assert not unknown, (
-                f"config/{file_name}.yaml: {node} sets {sorted(unknown)}, not declared by {name}"
+                f"config/{file_name}.yaml: {node} sets {sorted(unknown)}, not declared by {node}"
             )
+
+
+def test_the_shared_open_loop_bound_is_one_spec():
+    """control.yaml's max_open_loop_s: the policy plans by it, actuation stops a chunk there."""
+    declaring = {node for node, specs in NODES.items() if any(s.name == "max_open_loop_s" for s in specs)}
+    assert declaring == {"policy", "actuation"}
+    shared = max_open_loop_spec()
+    for node in declaring:
+        assert next(s for s in NODES[node] if s.name == "max_open_loop_s") == shared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
@@ -30,6 +31,19 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     """(p50, p99) of ``samples_ms``."""
     values = np.asarray(samples_ms)
     return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) of a success rate ``successes / trials``."""
+    if not 0 <= successes <= trials or trials < 1:
+        raise ValueError(
+            f"wilson_interval: need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}"
+        )
+    rate = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (rate + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def benchmarks_file() -> Path:

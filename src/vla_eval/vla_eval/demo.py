@@ -60,6 +60,9 @@ class DemoOptions:
     overrides: dict = field(default_factory=dict)  # node -> {param: value}, applied last
     episode_plan_file: str | None = None  # the sim runs these episodes (vla-stack eval)
     failure_video_dir: str | None = None  # one MP4 of the third-person camera per failed episode
+    # Judge every arm command (vla_eval.arm_monitor: limits, joint speed, tool steps) and keep every
+    # node's last /diagnostics values: the summary's "arm" and "diagnostics" (vla-stack bench control).
+    judge_arm: bool = False
 
 
 def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -72,7 +75,7 @@ def stage_latency(latency_by_node: dict[str, dict]) -> dict[str, dict[str, float
     return out
 
 
-def summarise(events: list[dict], latency_by_node: dict[str, dict]) -> dict:
+def summarise(events: list[dict], latency_by_node: dict[str, dict], extras: dict | None = None) -> dict:
     episodes = [
         {
             "seed": int(e["seed"]),
@@ -85,7 +88,8 @@ def summarise(events: list[dict], latency_by_node: dict[str, dict]) -> dict:
         if e.get("event") == "end"
     ]
     rate = sum(e["success"] for e in episodes) / len(episodes) if episodes else 0.0
-    return {"success_rate": rate, "episodes": episodes, "latency_ms": stage_latency(latency_by_node)}
+    summary = {"success_rate": rate, "episodes": episodes, "latency_ms": stage_latency(latency_by_node)}
+    return {**summary, **(extras or {})}
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -104,8 +108,9 @@ def run_demo(options: DemoOptions) -> int:
     )
     stop = StopSignals()
     with stop:
-        events, latency, failure = _run_graph(options, launcher, out_dir, stop)
-        summary = summarise(events, latency)
+        extras: dict = {}
+        events, latency, failure = _run_graph(options, launcher, out_dir, stop, extras)
+        summary = summarise(events, latency, extras)
         print_summary(summary, out_dir)
         if options.json_path:
             Path(options.json_path).write_text(json.dumps(summary, indent=2))
@@ -149,16 +154,23 @@ def time_budget_s(options: DemoOptions, step_dt_s: float) -> float:
 
 
 def _run_graph(
-    options: DemoOptions, launcher: GraphLauncher, out_dir: Path, stop: StopSignals
+    options: DemoOptions, launcher: GraphLauncher, out_dir: Path, stop: StopSignals, extras: dict
 ) -> tuple[list[dict], dict[str, dict], str | None]:
     """Start the graph, watch it until the sim is done, a node fails or a stop signal comes; stop it.
 
-    Returns (episode events, latency per node, failure or None). On SIGINT or SIGTERM (``stop``)
+    Returns (episode events, latency per node, failure or None); with ``options.judge_arm``,
+    ``extras`` receives "arm" (the ArmMonitor's summary) and "diagnostics" (every node's last
+    /diagnostics values). On SIGINT or SIGTERM (``stop``)
     the monitor stops (its bag closed with metadata.yaml), every node is stopped, and the episodes
     finished so far are the result, with "interrupted by <signal>" as the failure.
     """
-    # lazy: demo_monitor_node imports rclpy; demo.py stays ROS-free (the CLI builds its parser from it)
+    # lazy: the judge loads mujoco's arm model (only benchmarks ask for it); demo_monitor_node imports
+    # rclpy; demo.py stays ROS-free (the CLI builds its parser from it)
+    from vla_eval.arm_monitor import ArmMonitor
     from vla_eval.demo_monitor_node import monitor_run
+
+    arm_monitor = ArmMonitor() if options.judge_arm else None
+    diagnostics: dict[str, dict[str, str]] = {}
 
     artefacts = _EpisodeArtefacts(options, out_dir)
 
@@ -176,10 +188,15 @@ def _run_graph(
             video_topic=VIDEO_TOPIC if artefacts.wants_frames else None,
             on_frame=artefacts.add_frame if artefacts.wants_frames else None,
             bag_path=out_dir / "bag" if options.record else None,
+            arm_monitor=arm_monitor,
+            diagnostics=diagnostics,
         )
     finally:
         launcher.stop()
         artefacts.close()
+        if arm_monitor is not None:
+            extras["arm"] = arm_monitor.summary()
+            extras["diagnostics"] = diagnostics
 
 
 class _EpisodeArtefacts:

@@ -1,4 +1,6 @@
-"""The demo's in-process observer: episode events, stage latencies, third-person video, the bag."""
+"""The demo's in-process observer: episode events, stage latencies and every node's other /diagnostics
+values, third-person video, the bag, and (for ``vla-stack bench control``) an independent judge of
+the arm commands (vla_eval.arm_monitor)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
 
 from vla_common.inbound import decode_episode_event, image_to_pixels, load_bounded_json
+from vla_common.robot import ARM_JOINT_NAMES
 from vla_common.ros.callback_guard import CallbackGuard
+from vla_common.ros.node_runtime import stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS
 from vla_data.bag_recorder_node import BagRecorderNode
+from vla_eval.arm_monitor import ArmMonitor, StreamedCommand
 
 DIAGNOSTICS_DEPTH = 50  # every node's 1 Hz status, with room for a slow spin
 MAX_LATENCY_SUMMARY_BYTES = 65536  # a node's stage latencies: a few hundred bytes
@@ -28,10 +34,18 @@ MAX_LATENCY_SUMMARY_BYTES = 65536  # a node's stage latencies: a few hundred byt
 class DemoMonitorNode(Node):
     """Collects the sim's episode events and the nodes' latency diagnostics; hands on camera frames."""
 
-    def __init__(self, video_topic: str | None, on_frame: Callable[[np.ndarray], None] | None) -> None:
+    def __init__(
+        self,
+        video_topic: str | None,
+        on_frame: Callable[[np.ndarray], None] | None,
+        arm_monitor: ArmMonitor | None = None,
+        robot_name: str = "wx250s",
+    ) -> None:
         super().__init__("demo_monitor")
         self.events: list[dict] = []
         self.latency: dict[str, dict] = {}  # node -> {stage: {p50, p99, count}}
+        self.values: dict[str, dict[str, str]] = {}  # node -> its newest /diagnostics values by key
+        self.arm_monitor = arm_monitor
         self.done = False
         self.dropped: dict[str, int] = {}  # bad messages per kind (another publisher on a topic)
         self._on_frame = on_frame
@@ -42,6 +56,12 @@ class DemoMonitorNode(Node):
         )
         if video_topic and on_frame:
             self.create_subscription(Image, video_topic, guard("video_frame", self._on_image), CAMERA_QOS)
+        if arm_monitor is not None:
+            ns = f"/{robot_name}"
+            self.create_subscription(
+                JointTrajectory, f"{ns}/arm_controller/joint_trajectory", guard("arm", self._on_arm), 100
+            )
+            self.create_subscription(JointState, f"{ns}/joint_states", guard("joints", self._on_joints), 100)
 
     def _on_event(self, msg: String) -> None:
         try:
@@ -50,13 +70,40 @@ class DemoMonitorNode(Node):
             self._drop("episode", str(exc))
             return
         self.events.append(event.body)
+        if event.event == "start" and self.arm_monitor is not None:
+            self.arm_monitor.episode_start(event.stamp_ns, time.monotonic())
         if event.event == "done":
             self.done = True
+
+    def _on_arm(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            return
+        try:
+            order = [list(msg.joint_names).index(name) for name in ARM_JOINT_NAMES]
+            point = msg.points[0]
+            command = StreamedCommand(
+                received_s=time.monotonic(),
+                stamp_ns=stamp_to_ns(msg.header.stamp),
+                positions=tuple(float(point.positions[i]) for i in order),
+                time_from_start_s=point.time_from_start.sec + point.time_from_start.nanosec * 1e-9,
+            )
+            self.arm_monitor.add(command)
+        except (ValueError, IndexError) as exc:
+            self._drop("arm_command", str(exc))
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            positions = [msg.position[list(msg.name).index(name)] for name in ARM_JOINT_NAMES]
+            self.arm_monitor.joint_state(time.monotonic(), positions, stamp_to_ns(msg.header.stamp))
+        except (ValueError, IndexError) as exc:
+            self._drop("joint_state", str(exc))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if not status.name.startswith("vla_stack/"):
                 continue
+            node = status.name.split("/", 1)[1]
+            self.values[node] = {kv.key: kv.value for kv in status.values}
             for kv in status.values:
                 if kv.key != "latency_ms":
                     continue
@@ -95,15 +142,20 @@ def monitor_run(
     video_topic: str | None = None,
     on_frame: Callable[[np.ndarray], None] | None = None,
     bag_path: Path | None = None,
+    arm_monitor: ArmMonitor | None = None,
+    diagnostics: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[dict], dict[str, dict], str | None]:
-    """Spin until the sim reports 'done', a node fails, or the timeout; returns (events, latency, failure)."""
+    """Spin until the sim reports 'done', a node fails, or the timeout; returns (events, latency, failure).
+
+    ``arm_monitor`` judges every arm command and joint state; ``diagnostics`` (a dict) receives each
+    node's newest /diagnostics values by key at the end."""
     # The caller's SIGINT/SIGTERM handlers decide (vla_eval.demo: a stop ends the run at the next poll
     # with its bag closed); rclpy's own would shut the context down under the executor mid-spin.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     recorder = None
     failure: str | None = None
     try:
-        monitor = DemoMonitorNode(video_topic, on_frame)
+        monitor = DemoMonitorNode(video_topic, on_frame, arm_monitor)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
         if bag_path is not None:
@@ -128,6 +180,8 @@ def monitor_run(
         end = time.monotonic() + 1.2
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
+        if diagnostics is not None:
+            diagnostics.update(monitor.values)
         return monitor.events, monitor.latency, failure
     finally:
         if recorder is not None:

@@ -1,11 +1,16 @@
 """A ROS-free replica of the node graph's timing: the same modules, the same clocks, no DDS.
 
 The sim runs clock ticks; cameras render once per camera period (with the sim node's read noise,
-resized as the perception node resizes them); the policy infers once per control period on the
-newest frame with the newest joint state as proprio, and its chunk arrives ``processing_s`` later;
-the actuation runs a control step when an action arrives and every step_dt after its last step (as
-actuation_node does), streaming min-jerk servo waypoints through the same chunk executor and IK
-controller.
+resized as the perception node resizes them). The policy runs as the policy node does
+(:class:`AsyncInference`, the default): each frame completes an observation at once, and an
+inference starts on the newest one when the node's ``InferenceScheduler`` says it is due and the
+model is free, with the newest joint state as proprio and (with real-time chunking) the committed
+chunk's actions; the model takes its (injected) latency, the chunk arrives ``processing_s`` (+
+jitter) after that. ``schedule=None`` is the fixed tick the graph had before (one inference per
+control period at ``policy_phase_s`` after the frames), kept because the shipped octo-sim
+demonstrations were recorded with it (``vla-stack collect`` passes it). The actuation runs a control
+step when an action arrives and every step_dt after its last step (as actuation_node does),
+streaming min-jerk servo waypoints through the same chunk executor and IK controller.
 
 Every number the graph has is read from the params files its nodes load (control.yaml, sim.yaml,
 perception.yaml, actuation.yaml through vla_bringup.deployment, so $VLA_STACK_CONFIG_DIR too): change
@@ -19,17 +24,21 @@ demonstrations see exactly what a policy sees through the graph.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from vla_actuation.chunk_executor import ChunkExecutor
 from vla_actuation.ee_delta_controller import ControllerConfig, EeDeltaController, servo_waypoints
+from vla_actuation.execution_stats import ExecutionStats
 from vla_bringup.deployment import load_deployment, node_parameters, require
 from vla_common.action_space import dequantize_actions
 from vla_perception.preprocess import CameraPreprocess
-from vla_policy.contract import Observation, PolicyBackend, PolicyOutput
+from vla_policy.chunk_join import blend_prefix
+from vla_policy.contract import CommittedActions, Observation, PolicyBackend, PolicyOutput
+from vla_policy.inference_schedule import InferenceScheduler, LatencyEstimate
+from vla_policy.latency_injection import InjectedLatency
 from vla_sim.scene import CAMERA_NAMES, camera_topic
 from vla_sim.sensor_noise import add_read_noise
 from vla_sim.widowx_sim import WidowXSim
@@ -79,6 +88,31 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class AsyncInference:
+    """The policy node's schedule (vla_policy.inference_schedule) and an injected model latency.
+
+    ``replan_steps`` and ``realtime_chunking`` left None take config/policy.yaml's values. The model
+    latency is sim time: the chunk is published ``model_latency_s`` (+ U(-jitter, +jitter)) after
+    the inference starts, and arrives ``Timing.processing_s`` (+ its jitter) after that, so a
+    latency of 0 is the graph with the model's time inside processing_s."""
+
+    model_latency_s: float = 0.0
+    model_jitter_s: float = 0.0
+    replan_steps: int | None = None
+    realtime_chunking: bool | None = None
+
+    def __post_init__(self) -> None:
+        policy = node_parameters("policy", "policy")
+        if self.replan_steps is None:
+            object.__setattr__(
+                self, "replan_steps", int(require(policy, "replan_steps", "policy.yaml policy"))
+            )
+        if self.realtime_chunking is None:
+            value = bool(require(policy, "realtime_chunking", "policy.yaml policy"))
+            object.__setattr__(self, "realtime_chunking", value)
+
+
+@dataclass(frozen=True)
 class CameraInputs:
     """What the perception node hands the policy per camera, read from perception.yaml and sim.yaml."""
 
@@ -120,6 +154,14 @@ def _camera_preprocess(camera: str, entry: dict) -> CameraPreprocess:
 class EpisodeOutcome:
     success: bool
     steps: int  # control steps until success was first detected, or the budget
+    # The actuation's ExecutionStats summary (idle ticks, chunk joins, joint speeds) and, with the
+    # asynchronous schedule, the inference triggers (first / refill / replan) with their counts.
+    execution: dict = field(default_factory=dict)
+    triggers: dict = field(default_factory=dict)
+
+
+# run_graph_episode(schedule=TICKED): one inference per control period (the graph before issue 24).
+TICKED = "ticked"
 
 
 # Called after every inference with the observation the backend saw and its output.
@@ -163,7 +205,7 @@ class _PolicySide:
         on_inference: InferenceHook | None,
         perturb: ChunkPerturbation | None,
     ) -> None:
-        self.sim, self.backend, self.timing = sim, backend, timing
+        self.sim, self.backend, self.timing, self.seed = sim, backend, timing, seed
         self.inputs = CameraInputs.from_params() if render else None
         self.on_inference, self.perturb = on_inference, perturb
         self.noise_rng = np.random.default_rng(seed + 7919)
@@ -213,11 +255,88 @@ class _PolicySide:
         self.pending.append((now + delay, stamp, chunk))
 
 
+class _AsyncPolicySide(_PolicySide):
+    """Perception and policy as the nodes run them (see :class:`AsyncInference`): every frame is an
+    observation; the newest one is inferred on when the scheduler says so and the model is free."""
+
+    def __init__(self, schedule: AsyncInference, *args, **kwargs) -> None:  # then _PolicySide's
+        super().__init__(*args, **kwargs)
+        timing = self.timing
+        self.schedule = schedule
+        self.model_latency = InjectedLatency(schedule.model_latency_s, schedule.model_jitter_s, self.seed)
+        # Until measured, one control period (as the policy node); no warm-up in simulated time.
+        self.latency = LatencyEstimate(initial_s=timing.step_dt_s, warmup_samples=0)
+        self.scheduler = InferenceScheduler(
+            timing.step_dt_s, timing.max_open_loop_s, self.latency, schedule.replan_steps
+        )
+        # The chunk being computed: (publish time, frame stamp, chunk, latency), None when free.
+        self.in_flight: tuple[float, float, np.ndarray, float] | None = None
+        self.guides = bool(getattr(self.backend, "guides_chunks", False))
+        self.triggers: dict[str, int] = {}
+
+    def tick(self, now: float) -> list[tuple[float, np.ndarray]]:
+        if now + EPS_S >= self.next_camera:
+            self._capture(now)
+            self.next_camera += self.timing.camera_period_s
+        if self.in_flight is not None and now + EPS_S >= self.in_flight[0]:
+            _, stamp, chunk, latency_s = self.in_flight
+            self.latency.record(latency_s)
+            self.scheduler.on_chunk(stamp, chunk)  # published: the node commits it now
+            self.in_flight = None
+        if self.in_flight is None and self.frame is not None:
+            reason = self.scheduler.due(now, self.frame[0])
+            if reason is not None:
+                self.triggers[reason] = self.triggers.get(reason, 0) + 1
+                self._infer(now)
+        arrived = [p for p in self.pending if p[0] <= now + EPS_S]
+        self.pending = [p for p in self.pending if p[0] > now + EPS_S]
+        return [(stamp, chunk) for _, stamp, chunk in arrived]
+
+    def _capture(self, now: float) -> None:
+        images = self.blank
+        if self.inputs is not None:  # any frame may be the newest when the model is next free
+            images = render_observation_images(
+                self.sim, self.backend.camera_names, self.noise_rng, self.inputs
+            )
+        self.frame = (now, self.sim.privileged_state(), images)
+
+    def _infer(self, now: float) -> None:
+        stamp, state, images = self.frame
+        self.frame = None  # taken: the next inference waits for a newer frame
+        proprio = self.sim.joint_state()[1][:7].astype(np.float64)
+        committed = None
+        if self.schedule.realtime_chunking and self.backend.action_space.kind == "continuous":
+            got = self.scheduler.committed_for(stamp, now)
+            committed = None if got is None else CommittedActions(*got)
+        observation = Observation(
+            int(round(stamp * 1e9)), images, self.sim.spec.instruction, proprio, state, committed
+        )
+        out = self.backend.infer(observation)
+        if self.on_inference is not None:
+            self.on_inference(observation, out)
+        chunk = np.atleast_2d(out.chunk)
+        if self.backend.action_space.kind == "discrete":
+            chunk = dequantize_actions(chunk, self.backend.action_space)
+        elif committed is not None and chunk.shape[0] > 1 and not self.guides:
+            chunk = blend_prefix(chunk, committed)
+        if self.perturb is not None:
+            chunk = self.perturb(chunk)
+        latency_s = self.model_latency.draw()
+        publish = now + latency_s
+        arrival = publish + self.timing.processing_s
+        arrival += self.latency_rng.uniform(0.0, self.timing.processing_jitter_s)
+        self.in_flight = (publish, stamp, chunk, latency_s)
+        self.pending.append((arrival, stamp, chunk))
+
+
 class _ActuationSide:
     """The actuation node: a control step when a chunk is accepted and every step_dt after the last
-    one, then min-jerk servo waypoints to the arm at servo_hz."""
+    one, then min-jerk servo waypoints to the arm at servo_hz. Every tick feeds the node's
+    ExecutionStats (idle ticks, chunk joins); the waypoints' fastest joint speed is kept too."""
 
-    def __init__(self, sim: WidowXSim, mode: str, horizon: int, timing: Timing) -> None:
+    def __init__(
+        self, sim: WidowXSim, mode: str, horizon: int, timing: Timing, stats: ExecutionStats | None = None
+    ) -> None:
         self.sim, self.timing = sim, timing
         # As actuation_node: one-step actions always run as single steps.
         self.executor = ChunkExecutor(
@@ -229,25 +348,40 @@ class _ActuationSide:
         self.commanded = measured[:6].copy()
         self.waypoints: list[tuple[float, np.ndarray]] = []
         self.last_step = -1.0
+        self.stats = stats or ExecutionStats(timing.step_dt_s)
+        self.stats.start()  # an episode start (as the actuation node's)
+        self.frame_to_action_s: list[float] = []  # per accepted chunk: arrival - its frame's stamp
+        self.max_waypoint_speed_rad_s = np.zeros(6)
+        self._last_waypoint_s = 0.0  # when self.commanded was sent (the episode's start before any)
 
     def tick(self, now: float, arrived: list[tuple[float, np.ndarray]]) -> None:
         run_step = False
         for stamp, chunk in arrived:
-            run_step |= self.executor.submit(chunk, stamp, now).accepted
+            accepted = self.executor.submit(chunk, stamp, now).accepted
+            if accepted:
+                self.frame_to_action_s.append(now - stamp)
+            run_step |= accepted
         if not run_step and self.last_step >= 0 and now - self.last_step >= self.timing.step_dt_s - EPS_S:
             run_step = True
         if run_step:
             self.last_step = now
             self._control_step(now)
         while self.waypoints and self.waypoints[0][0] <= now + EPS_S:
-            self.commanded = self.waypoints.pop(0)[1]
+            at, joints = self.waypoints.pop(0)
+            if at > self._last_waypoint_s + EPS_S:
+                speed = np.abs(joints - self.commanded) / (at - self._last_waypoint_s)
+                self.max_waypoint_speed_rad_s = np.maximum(self.max_waypoint_speed_rad_s, speed)
+            self.commanded, self._last_waypoint_s = joints, at
             self.sim.set_arm_command(self.commanded)
 
     def _control_step(self, now: float) -> None:
-        action = self.executor.next_action(now)
-        if action is None:
+        result = self.executor.next_step(now)
+        if result.action is None:
+            if result.idle:
+                self.stats.on_idle()
             return
-        command = self.controller.step(action, self.sim.joint_state()[1][:6])
+        command = self.controller.step(result.action, self.sim.joint_state()[1][:6])
+        self.stats.on_step(command.joint_targets_rad, result.boundary)
         self.sim.set_finger_command(command.finger_target_m)
         path = servo_waypoints(
             self.commanded, command.joint_targets_rad, self.timing.step_dt_s, self.timing.servo_hz
@@ -269,17 +403,27 @@ def run_graph_episode(
     stop_on_success: bool = True,
     stop_after_success_steps: int | None = None,
     perturb: ChunkPerturbation | None = None,
+    schedule: AsyncInference | str | None = None,
+    stats: ExecutionStats | None = None,
 ) -> EpisodeOutcome:
     """One episode through the replica; ``render`` gives the backend real camera images.
 
-    ``timing`` defaults to the graph's (``Timing()``: the params files). Runs until success (or
-    ``stop_after_success_steps`` control steps after it) or the step budget.
+    ``timing`` defaults to the graph's (``Timing()``: the params files), ``schedule`` to the policy
+    node's (``AsyncInference()``); :data:`TICKED` runs the fixed inference tick instead. Runs until
+    success (or ``stop_after_success_steps`` control steps after it) or the step budget.
     """
     timing = timing or Timing()
     spec = sim.reset(seed, **(reset_kwargs or {}))
     backend.reset(seed)
-    policy = _PolicySide(sim, backend, seed, timing, render, on_inference, perturb)
-    actuation = _ActuationSide(sim, mode, int(getattr(backend, "horizon", 1)), timing)
+    if schedule == TICKED:
+        policy = _PolicySide(sim, backend, seed, timing, render, on_inference, perturb)
+    elif schedule is None or isinstance(schedule, AsyncInference):
+        policy = _AsyncPolicySide(
+            schedule or AsyncInference(), sim, backend, seed, timing, render, on_inference, perturb
+        )
+    else:
+        raise ValueError(f"schedule: expected an AsyncInference, None or '{TICKED}', got {schedule!r}")
+    actuation = _ActuationSide(sim, mode, int(getattr(backend, "horizon", 1)), timing, stats)
     physics_per_tick = round(timing.tick_s / sim.config.physics_dt)
     budget = max_steps or spec.max_steps
     success_at: int | None = None
@@ -294,6 +438,12 @@ def run_graph_episode(
         if success_at is not None and stop_after_success_steps is not None:
             if now >= (success_at + stop_after_success_steps) * timing.step_dt_s:
                 break
+    execution = {
+        **(actuation.stats.summary() if stats is None else {}),
+        "frame_to_action_s": actuation.frame_to_action_s,
+        "max_waypoint_speed_rad_s": actuation.max_waypoint_speed_rad_s.tolist(),
+    }
+    triggers = dict(getattr(policy, "triggers", {}))
     if success_at is None:
-        return EpisodeOutcome(False, budget)
-    return EpisodeOutcome(True, success_at)
+        return EpisodeOutcome(False, budget, execution, triggers)
+    return EpisodeOutcome(True, success_at, execution, triggers)

@@ -226,17 +226,17 @@ class NewestObservation(Generic[T]):
 
 
 def committed_steps_left(chunk_start_s: float, usable_steps: int, step_dt_s: float, now_s: float) -> int:
-    """Steps of a committed chunk that have not begun at ``now_s``: the chunk's step ``k`` runs from
-    ``chunk_start_s + k * step_dt_s`` for one period, the step running at ``now_s`` counts as begun,
-    and only the first ``usable_steps`` run at all (the chunk's length within the actuation's
-    open-loop bound). The time the chunk still covers is then at most one period more than
-    ``steps_left * step_dt_s``: the refill trigger fires early by at most a step, never late."""
+    """Steps of a committed chunk that no control tick at or before ``now_s`` has taken: a tick at
+    ``t`` runs the step it belongs to by the chunk executor's half-step rule (:func:`step_offset`),
+    so the step ``now_s`` belongs to counts as begun, and only the first ``usable_steps`` run at all
+    (the chunk's length within the actuation's open-loop bound). The actuation's ticks fall anywhere
+    within a step, so the committed chunk may run out as soon as ``steps_left`` periods from the
+    start of that step: the refill trigger (``steps_left * step_dt_s`` against the latency) plans
+    with exactly that, and fires early by at most a step, never late."""
     step_dt_s = _check_period(step_dt_s)
     if isinstance(usable_steps, bool) or not isinstance(usable_steps, (int, np.integer)) or usable_steps < 0:
         raise ValueError(f"committed_steps_left: usable_steps {usable_steps!r} must be an integer >= 0")
-    if now_s < chunk_start_s:
-        return int(usable_steps)
-    begun = math.floor((now_s - chunk_start_s) / step_dt_s + _EPS) + 1
+    begun = max(0, step_offset(chunk_start_s, now_s, step_dt_s) + 1)
     return max(0, int(usable_steps) - begun)
 
 
@@ -341,10 +341,10 @@ class InferenceScheduler:
         c = self.committed
         needed_s = self.latency.quantile_s() + self.latency.margin_s
         # due once steps_left <= max(0, ceil(needed_s / dt) - 1) (refill_due: always at 0 left), i.e.
-        # once the steps begun reach usable - max(1, ceil(needed_s / dt)) + 1; b steps have begun
-        # from start + (b - 1) * dt on (committed_steps_left)
+        # once the steps begun reach usable - max(1, ceil(needed_s / dt)) + 1; b >= 1 steps have
+        # begun from start + (b - 1.5) * dt on (committed_steps_left, the half-step rule)
         begun = c.usable_steps - max(1, math.ceil(needed_s / self.step_dt_s - _EPS)) + 1
-        return c.start_s + max(0, begun - 1) * self.step_dt_s
+        return c.start_s + (max(1, begun) - 1.5) * self.step_dt_s
 
     def committed_for(self, observation_stamp_s: float, now_s: float) -> tuple[np.ndarray, int] | None:
         """The committed chunk's actions for the new chunk's steps (the control step starting at

@@ -112,13 +112,24 @@ FAMILY_ORDER: tuple[str, ...] = ("pick_up", "place_in_bowl", "push", "stack")
 # Evaluation seeds are never used for demonstrations: held-out layouts, families round-robin.
 HELDOUT_SEEDS: tuple[int, ...] = tuple(range(0, 400))
 TRAIN_SEED_START = 100_000
+# Validation layouts, for choosing settings (never reported as results): neither held out nor trained on.
+VALIDATION_SEEDS: tuple[int, ...] = tuple(range(50_000, 50_400))
 
 
 def heldout_episodes(count: int) -> list[tuple[int, str]]:
     """The first ``count`` held-out (seed, family) pairs: families in turn, so each gets a fair share."""
-    if not 1 <= count <= len(HELDOUT_SEEDS):
-        raise ValueError(f"episodes: expected 1..{len(HELDOUT_SEEDS)} held-out episodes, got {count}")
-    return [(seed, FAMILY_ORDER[i % len(FAMILY_ORDER)]) for i, seed in enumerate(HELDOUT_SEEDS[:count])]
+    return _episodes(HELDOUT_SEEDS, count, "held-out")
+
+
+def validation_episodes(count: int) -> list[tuple[int, str]]:
+    """The first ``count`` validation (seed, family) pairs, families in turn (settings are chosen here)."""
+    return _episodes(VALIDATION_SEEDS, count, "validation")
+
+
+def _episodes(seeds: tuple[int, ...], count: int, which: str) -> list[tuple[int, str]]:
+    if not 1 <= count <= len(seeds):
+        raise ValueError(f"episodes: expected 1..{len(seeds)} {which} episodes, got {count}")
+    return [(seed, FAMILY_ORDER[i % len(FAMILY_ORDER)]) for i, seed in enumerate(seeds[:count])]
 
 
 # --- Layout --------------------------------------------------------------------------------------

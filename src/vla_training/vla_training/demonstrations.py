@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vla_bringup.deployment import load_deployment
-from vla_eval.graph_replica import Timing, graph_periods, run_graph_episode
+from vla_eval.graph_replica import TICKED, Timing, graph_periods, run_graph_episode
 from vla_policy.backends.octo.processor import prepare_image
 from vla_policy.backends.scripted.backend import ScriptedBackend
 from vla_sim import tasks
@@ -264,6 +264,7 @@ def _collect_episode(sim: WidowXSim, options: CollectOptions, seed: int, family:
         stop_on_success=False,
         stop_after_success_steps=TAIL_STEPS,
         max_steps=None if options.first_ticks is None else options.first_ticks + 1,
+        schedule=TICKED,  # the fixed inference tick the shipped demonstrations were recorded with
     )
     records = recorder.records
     if options.first_ticks is not None:

@@ -293,12 +293,29 @@ def _scheduler(latency_s: float, replan_steps: int = 1, open_loop_s: float = 1.0
     return InferenceScheduler(DT, open_loop_s, estimate, replan_steps=replan_steps)
 
 
-def test_committed_steps_left_counts_the_running_step_as_begun():
+def test_committed_steps_left_counts_the_step_a_tick_now_would_run():
+    """A tick at t runs the step it belongs to by the half-step rule (the chunk executor's)."""
     assert committed_steps_left(1.0, 4, DT, 0.5) == 4  # not started yet
-    assert committed_steps_left(1.0, 4, DT, 1.0) == 3  # step 0 begins now
-    assert committed_steps_left(1.0, 4, DT, 1.0 + DT - 1e-6) == 3
-    assert committed_steps_left(1.0, 4, DT, 1.0 + 3 * DT) == 0  # the last step runs
+    assert committed_steps_left(1.0, 4, DT, 1.0 - 0.5 * DT) == 3  # a tick now would run step 0
+    assert committed_steps_left(1.0, 4, DT, 1.0) == 3
+    assert committed_steps_left(1.0, 4, DT, 1.0 + 0.49 * DT) == 3
+    assert committed_steps_left(1.0, 4, DT, 1.0 + 0.5 * DT) == 2  # ... and now step 1
+    assert committed_steps_left(1.0, 4, DT, 1.0 + 2.5 * DT) == 0  # the last step may run
     assert committed_steps_left(1.0, 4, DT, 9.0) == 0
+
+
+def test_steps_left_agree_with_what_the_executor_still_runs():
+    """Whatever the actuation's tick phase, a tick after now finds at most steps_left steps."""
+    from vla_actuation.chunk_executor import ChunkExecutor  # lazy: the rule's owner, for this check only
+
+    for phase in np.linspace(0.0, DT, 7, endpoint=False):
+        executor = ChunkExecutor("receding_horizon", DT, max_open_loop_s=4 * DT)
+        executor.submit(np.zeros((4, 7)), 0.0, 0.0)
+        ticks = phase + DT * np.arange(8)
+        ran = [t for t in ticks if executor.next_step(t).action is not None]
+        for now in ticks:
+            later = sum(1 for t in ran if t > now + 1e-9)
+            assert later <= committed_steps_left(0.0, 4, DT, now), (phase, now)
 
 
 def test_step_offset_is_the_executors_half_step_rule():
@@ -325,15 +342,15 @@ def test_replan_waits_for_the_execution_horizon():
 
 def test_refill_starts_an_inference_before_the_committed_steps_run_out():
     """Latency 0.3 s, 5 steps of 0.125 s committed: due once fewer than 3 steps are left (2 * 0.125
-    < 0.3), i.e. when step 2 begins at 0.25 s; never due earlier, even with new observations."""
+    < 0.3), i.e. once a tick would run step 2 (from 0.1875 s); never due earlier."""
     s = _scheduler(0.3, replan_steps=100, open_loop_s=5 * DT)
     s.on_chunk(0.0, np.zeros((8, 7)))  # 5 usable steps within the open-loop bound
     assert s.committed.usable_steps == 5
-    assert s.due(0.24, 0.2) is None
-    assert s.due(0.25, 0.2) == REFILL
-    assert s.refill_at_s() == pytest.approx(0.25)
-    # The chunk arrives at 0.55 s; its steps cover until 0.625 s: no idle tick.
-    assert 0.25 + 0.3 < 5 * DT
+    assert s.due(0.18, 0.2) is None
+    assert s.due(0.1875, 0.2) == REFILL  # a tick now would run step 2: 2 steps (0.25 s) are left
+    assert s.refill_at_s() == pytest.approx(0.1875)
+    # The chunk arrives at 0.4875 s; a tick then still finds step 4 (0.5 s +- half a step).
+    assert 0.1875 + 0.3 < 4.5 * DT
 
 
 def test_refill_at_is_when_due_turns_true():
