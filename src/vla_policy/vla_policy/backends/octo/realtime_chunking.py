@@ -1,10 +1,11 @@
 """Training-free real-time chunking (RTC) for Octo's diffusion head: inpaint the new chunk toward
 the previous chunk's actions that will run while this inference runs.
 
-While a chunk is being sampled the robot keeps executing the previous one. With an inference
-latency L and a control period dt, the first d actions of the new chunk are already decided
-(d = ceil(L / dt): ``vla_policy.inference_schedule.frozen_prefix_steps``): the previous chunk's
-actions at those times (the *frozen prefix*). The steps after them that the previous chunk also
+While a chunk is being sampled the robot keeps executing the previous one. When the new chunk
+arrives a latency L after its frame, the actuation starts it at the step its arrival belongs to
+(the chunk executor's half-step rule: d = floor(L / dt + 1/2),
+``vla_policy.inference_schedule.frozen_prefix_steps``), so its first d actions are already decided:
+the previous chunk's actions at those times (the *frozen prefix*). The steps after them that the previous chunk also
 covers (the *overlap*) should bend toward it, so that the join is
 smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` (defined in
 ``vla_policy.chunk_join``, shared with the blend of backends that do not guide) gives the weight of
