@@ -40,6 +40,7 @@ from vla_eval.bench_report import machine_description, today, wilson_interval, w
 DEFAULT_LATENCY_PERIODS = (0.0, 1.5, 2.0)  # the rows of the control table, in control periods
 SUCCESS_LATENCY_PERIODS = (0.0, 1.0, 2.0)  # the success table's latencies, in control periods
 DEFAULT_JITTER_PCT = 10.0
+FIXED_TICK = "fixed tick"  # a --success row: one inference per control period (no RTC), as before
 
 
 def open_loop_s() -> float:
@@ -62,7 +63,7 @@ def _replica_run(job: dict) -> dict:
     # lazy: mujoco and torch load in the worker process only
     from vla_actuation.execution_stats import ExecutionStats
     from vla_bringup.policies import resolve_policy
-    from vla_eval.graph_replica import AsyncInference, Timing, run_graph_episode
+    from vla_eval.graph_replica import TICKED, AsyncInference, Timing, run_graph_episode
     from vla_policy.contract import make_backend
     from vla_sim.widowx_sim import WidowXSim
 
@@ -71,7 +72,11 @@ def _replica_run(job: dict) -> dict:
     backend = make_backend(spec.backend, **kwargs, **spec.options)
     sim = WidowXSim()
     timing = Timing(max_open_loop_s=job["open_loop_s"])
-    schedule = AsyncInference(job["latency_s"], job["jitter_s"], realtime_chunking=job["rtc"])
+    schedule = (
+        TICKED
+        if job["rtc"] == FIXED_TICK
+        else AsyncInference(job["latency_s"], job["jitter_s"], realtime_chunking=job["rtc"] == "on")
+    )
     stats = ExecutionStats(timing.step_dt_s)  # pooled over the job's episodes
     successes, frame_to_action_ms, max_speed = [], [], 0.0
     for seed, family in job["episodes"]:
@@ -134,9 +139,10 @@ def merge(parts: list[dict]) -> dict:
 
 
 def replica_configs(
-    policy: str, configs: list[tuple[float, bool]], episodes: list, jitter_pct: float, workers: int
+    policy: str, configs: list[tuple[float, str]], episodes: list, jitter_pct: float, workers: int
 ) -> list[dict]:
-    """Every (latency, rtc) configuration over ``episodes``, split across ``workers`` processes."""
+    """Every (latency, rtc) configuration over ``episodes``, split across ``workers`` processes; rtc
+    is "on" or "off" (the asynchronous schedule with or without real-time chunking) or FIXED_TICK."""
     parts = max(1, workers)
     jobs = [
         {
@@ -273,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
 
             episodes = tasks.heldout_episodes(args.replica_episodes)
             (figures,) = replica_configs(
-                args.policy, [(latency, True)], episodes, args.jitter_pct, args.workers
+                args.policy, [(latency, "on")], episodes, args.jitter_pct, args.workers
             )
             rows.append(control_row("replica", latency, {**figures, "inference_ms": None}))
             print(rows[-1], flush=True)
@@ -314,8 +320,9 @@ def _joint_speed_limit() -> float:
 
 
 SUCCESS_HEADER = (
-    "| L (control periods) | L ms | real-time chunking | success (95 % interval) | idle | "
-    "join jump joints p99 rad | joins over bound |\n|---|---|---|---|---|---|---|"
+    "| L (control periods) | L ms | real-time chunking (fixed tick: the schedule before) | "
+    "success (95 % interval) | idle | join jump joints p99 rad | joins over bound |\n"
+    "|---|---|---|---|---|---|---|"
 )
 
 
@@ -325,7 +332,8 @@ def run_success(args: argparse.Namespace) -> int:
 
     step_dt = load_deployment().step_dt_s
     latencies = latencies_s(args, SUCCESS_LATENCY_PERIODS)
-    configs = [(latency, rtc) for latency in latencies for rtc in (True, False)]
+    # The fixed tick (the graph's schedule before asynchronous inference) at L = 0 for reference.
+    configs = [(0.0, FIXED_TICK)] + [(latency, rtc) for latency in latencies for rtc in ("on", "off")]
     pick = tasks.validation_episodes if args.seeds == "validation" else tasks.heldout_episodes
     episodes = pick(args.episodes)
     start = time.perf_counter()
@@ -335,7 +343,7 @@ def run_success(args: argparse.Namespace) -> int:
     for r in results:
         idle = f"{100 * r['idle_fraction']:.2f} %"
         rows.append(
-            f"| {r['latency_s'] / step_dt:g} | {1e3 * r['latency_s']:.0f} | {'on' if r['rtc'] else 'off'} | "
+            f"| {r['latency_s'] / step_dt:g} | {1e3 * r['latency_s']:.0f} | {r['rtc']} | "
             f"{_success(r['successes'])} | {idle} | {_num(r['jump_joint_rad_p99'])} | "
             f"{r['jumps_over_bound']} |"
         )
