@@ -5,17 +5,13 @@ Two ways to play (the plan comes from the pure :mod:`vla_data.bag_playback`):
 * ``play_realtime(rate)``: the bag's own timing scaled by ``rate``; /clock advances with the wall
   clock (every ``clock_period_s``) and each message goes out when the clock passes its play time.
 * ``play_stepped()`` (``--fast``): lockstep with the graph. The clock advances one control period at a
-  time on an absolute grid, so perception's sim-time timer fires exactly once per step. Before a
-  step, every non-camera message up to the new clock value is published, and of the camera frames
-  up to it only the set perception will use: the newest synchronised set, predicted with
-  perception's own synchroniser (vla_perception.sync) over every frame played so far. Perception's
-  executor takes one message per subscription per wake-up and runs a due timer before the next
-  messages, so with two frames of a camera queued, the tick could fire between them and take the
-  older set (a 5 ms pause per tick did not prevent it on a loaded machine: 2 of 6 replays
-  differed; a 30 ms pause did, at under 5x real time). With one frame per camera in flight, the
-  frames and the /clock published after them are handled in the same wake-up, before the timer;
-  frames no set uses are never needed by perception and are not played. Then the clock is
-  published and the player waits for the tick's outcome: perception's observation and then the
+  time on an absolute grid. Before a step, every non-camera message up to the new clock value is
+  published; then the clock; then, of the camera frames up to it, only the set perception will use:
+  the newest synchronised set, predicted with perception's own synchroniser (vla_perception.sync)
+  over every frame played so far. Perception publishes a set on the frame that completes it, so
+  the observation is made at the tick's clock, as live; frames no set uses are never needed by
+  perception and are not played (with two frames of a camera in flight it could complete an older
+  set first). The player then waits for the tick's outcome: perception's observation and then the
   policy's /vla/action carrying that observation's stamp. Only then does the clock move on, so no
   camera set is skipped however slow inference is, and two replays feed the policy identical
   inputs. A tick without a new set waits only ``idle_tick_s``; one with a set that yields nothing
@@ -248,8 +244,6 @@ class BagPlayerNode(Node):
                     published.append(item.topic.target)
                 index += 1
             camera_set = predictor.pop_newest_set() if predictor is not None else None
-            for _, frame in camera_set.frames.values() if camera_set is not None else ():
-                self.publish_message(frame)
             if k == 0:  # the start-up handshake (module docstring)
                 self.await_delivery([t for t in published if t in LATCHED_TARGETS])
                 first_tick = time.monotonic()
@@ -257,6 +251,8 @@ class BagPlayerNode(Node):
                 seen = len(self._observations)
             started = time.monotonic()
             self.publish_clock(tick_ns)
+            for _, frame in camera_set.frames.values() if camera_set is not None else ():
+                self.publish_message(frame)  # after the clock: its last frame completes the set
             self.stats.ticks += 1
             if camera_set is None:
                 time.sleep(idle_tick_s)  # no new synchronised set exists: perception will publish nothing

@@ -8,7 +8,8 @@ with a reason before it is queued. The frame that completes a set
 (every camera has a frame newer than its frame in the last set, all within the slop) publishes it
 from its own callback, at most at the camera rate: the set is checked for age, decoded, resized
 to the policy's input size and published as rgb8 on /vla/observation/<camera>, every image under
-the set's stamp. No timer delays it; the policy takes the newest observation when it is free.
+the set's stamp (serialized by wire_frame, published raw). No timer delays it; the policy takes
+the newest observation when it is free.
 
 A refused frame counts ``rejected.frame.<camera>`` and ``refused.<cause>.<camera>`` (causes in
 frame_gate) in /diagnostics, its reason becomes the status and is logged (throttled). A watchdog
@@ -35,17 +36,17 @@ from vla_common.inbound import check_instruction, decode_episode_event
 from vla_common.latency import StageTimer
 from vla_common.ros.callback_guard import CallbackGuard, MessageRejections
 from vla_common.ros.node_parameters import NodeParameters
-from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, ns_to_stamp, run_node, stamp_to_ns
+from vla_common.ros.node_runtime import ERROR, OK, WARN, StageDiagnostics, run_node, stamp_to_ns
 from vla_common.ros.qos import CAMERA_QOS, EVENTS_QOS, LATCHED_QOS, RELIABLE_QOS
 from vla_perception.camera_topics import Publisher, incompatible_qos_reason, silent_camera_reason
 from vla_perception.frame_gate import Refusal, check_stamp
 from vla_perception.image_codec import (
-    array_to_image_fields,
     compressed_to_array,
     decoded_encoding,
     image_to_array,
 )
 from vla_perception.perception_settings import (
+    FRAME_MMAP_THRESHOLD_BYTES,
     PARAMETERS,
     CameraConfig,
     FrameChecks,
@@ -56,7 +57,7 @@ from vla_perception.perception_settings import (
 )
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
 from vla_perception.sync import SetWatchdog, set_overdue_after_ns
-from vla_perception.wire_frame import parse_frame
+from vla_perception.wire_frame import parse_frame, serialize_image
 
 NO_SET_LOG_INTERVAL_S = 5.0  # one log line per interval while no synchronised set forms
 _MESSAGE_TYPES = {"raw": Image, "compressed": CompressedImage}
@@ -257,19 +258,8 @@ class PerceptionNode(Node):
             self.diag.count("bad_preprocess")
             return
         with self.timer.measure("publish"):
-            for name, rgb in images.items():
-                fields = array_to_image_fields(rgb, "rgb8")
-                out = Image(
-                    height=fields.height,
-                    width=fields.width,
-                    encoding=fields.encoding,
-                    is_bigendian=fields.is_bigendian,
-                    step=fields.step,
-                    data=fields.data,
-                )
-                out.header.stamp = ns_to_stamp(synced.stamp_ns)
-                out.header.frame_id = name
-                self.obs_pubs[name].publish(out)
+            for name, rgb in images.items():  # serialized here, published as they are (raw)
+                self.obs_pubs[name].publish(serialize_image(synced.stamp_ns, name, rgb))
         self.watchdog.mark(now_ns)
         self.diag.count("observations")
         if self._qos_problems:  # observations flow, but a publisher's frames never reach us
@@ -294,7 +284,7 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> int:
-    fix_mmap_threshold()  # image buffers go back to the system when freed: no RSS creep
+    fix_mmap_threshold(FRAME_MMAP_THRESHOLD_BYTES)  # see perception_settings
     return run_node(PerceptionNode, args)
 
 

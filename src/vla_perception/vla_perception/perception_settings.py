@@ -23,6 +23,14 @@ from vla_perception.sync import ApproximateSync
 TRANSPORTS = ("raw", "compressed")
 SYNC_QUEUE_SIZE = 5  # frames kept per camera while looking for a set
 MAX_COMPRESSED_BYTES = 8 * 1024 * 1024  # a 1920x1200 PNG of a noisy scene stays below this
+# The perception process's glibc mmap threshold (vla_common.heap): larger buffers are mapped when
+# allocated and given back when freed, so odd-sized frames never fragment the heap. A mapped buffer
+# is page-faulted in each time: at the common 256 KiB, rclpy's take of a 640x480 frame (two 0.9 MB
+# copies) cost 0.3-0.6 ms per copy on a 2-core VM, more than all of perception's own work. At 1 MiB
+# 640x480 rgb8/bgr8 frames come from the heap and are reused; anything larger is still mapped. RSS
+# under fuzzed frames of random sizes at the soak's rate, 60 s to 330 s: +3.7 MB at 1 MiB, +9.0 MB
+# at 256 KiB (one run each); `vla-stack soak` is the check.
+FRAME_MMAP_THRESHOLD_BYTES = 1024 * 1024
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(

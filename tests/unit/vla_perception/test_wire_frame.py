@@ -11,7 +11,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from vla_perception.frame_gate import FrameGate, FrameLimits
 from vla_perception.image_codec import array_to_compressed, compressed_to_array, image_to_array
-from vla_perception.wire_frame import parse_frame
+from vla_perception.wire_frame import parse_frame, serialize_image
 
 S = 1_000_000_000
 NOW = 1_700_000_000 * S
@@ -153,3 +153,20 @@ def test_damaged_or_random_buffers_parse_or_are_refused_and_the_gate_never_raise
         return
     stamp_ns = frame.header.stamp.sec * S + frame.header.stamp.nanosec
     FrameGate(LIMITS).admit("cam", transport, frame, stamp_ns, NOW)  # a refusal or None, never raises
+
+
+def test_an_observation_serializes_to_the_image_message_rclpy_reads() -> None:
+    serialization = pytest.importorskip("rclpy.serialization")
+    image_module = pytest.importorskip("sensor_msgs.msg")
+    wire = serialize_image(NOW + 5, "primary", PIXELS)
+    msg = serialization.deserialize_message(wire, image_module.Image)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id) == (
+        *divmod(NOW + 5, S),
+        "primary",
+    )
+    assert (msg.height, msg.width, msg.encoding, msg.is_bigendian, msg.step) == (48, 64, "rgb8", 0, 192)
+    assert bytes(msg.data) == PIXELS.tobytes()
+    frame, refusal = parse_frame("primary", "raw", wire)
+    assert refusal is None and np.array_equal(image_to_array(frame), PIXELS)
+    with pytest.raises(ValueError, match="observation 'primary': .* is not an HxWx3 uint8 image"):
+        serialize_image(NOW, "primary", PIXELS[:, :, 0])
