@@ -121,6 +121,9 @@ def test_malformed_messages_are_dropped_counted_and_named_and_the_graph_goes_on(
     probe.privileged.publish(String(data="{truncated"))
     probe.observation.publish(_bad_image())
     oversized = _bad_image(height=MAX_IMAGE_PIXELS // 2000 + 1, width=2000)  # refused by its size alone
+    # Best-effort frames published before DDS matched perception's camera reader are lost: since
+    # perception publishes on the completing frame, the first actions can come before that match.
+    assert wait_until(lambda: probe.camera.get_subscription_count() > 0, 30.0), "perception never matched"
     for _ in range(3):  # best-effort camera QoS: one of them arrives
         probe.camera.publish(oversized)
     probe.instruction.publish(String(data="x" * (MAX_INSTRUCTION_CHARS + 1)))
