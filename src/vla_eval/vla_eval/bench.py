@@ -32,7 +32,9 @@ from vla_policy.observation_assembly import ObservationAssembler
 
 __all__ = ["add_bench_parser", "bench_overhead", "bench_replay", "run_bench"]
 
-# label -> ((height, width) of each camera's policy input, interpolation)
+REAL_CAMERA = (640, 480)  # (width, height): the cameras of Bridge's WidowX setup
+# label -> ((height, width) of each camera's policy input, interpolation), with REAL_CAMERA frames;
+# bench_overhead_report adds the sim graph as shipped (its params files' camera and input sizes).
 OVERHEAD_CONFIGS = {
     "2 x 224x224 (OpenVLA-style), antialias (default)": (((224, 224), (224, 224)), "antialias"),
     "256x256 + 128x128 wrist (Octo-style), antialias (default)": (((256, 256), (128, 128)), "antialias"),
@@ -44,7 +46,12 @@ OVERHEAD_CONFIGS = {
 class _OverheadPipeline:
     """Every stage of a control step but the model and DDS: serialised camera images in, joints out."""
 
-    def __init__(self, sizes: tuple[tuple[int, int], tuple[int, int]], interpolation: str) -> None:
+    def __init__(
+        self,
+        sizes: tuple[tuple[int, int], tuple[int, int]],
+        interpolation: str,
+        camera: tuple[int, int] = REAL_CAMERA,
+    ) -> None:
         # lazy: rclpy and sensor_msgs (frames and observations are (de)serialised); bench.py stays ROS-free
         from rclpy.serialization import deserialize_message, serialize_message
         from sensor_msgs.msg import Image
@@ -59,7 +66,8 @@ class _OverheadPipeline:
         }
         self.wire: dict[str, bytearray] = {}  # what DDS hands rclpy: one camera's serialized frame
         for name in self.cameras:
-            fields = array_to_image_fields(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), "bgr8")
+            pixels = rng.integers(0, 255, (camera[1], camera[0], 3), dtype=np.uint8)
+            fields = array_to_image_fields(pixels, "bgr8")
             msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding, step=fields.step)
             msg.data = fields.data
             self.wire[name] = bytearray(serialize_message(msg))
@@ -142,9 +150,11 @@ def bench_overhead(
     steps: int,
     sizes: tuple[tuple[int, int], tuple[int, int]],
     interpolation: str = "antialias",
+    camera: tuple[int, int] = REAL_CAMERA,
 ) -> tuple[dict[str, tuple[float, float]], tuple[float, float]]:
-    """One control step of all but the model: 2 cameras 640x480 -> policy inputs -> action -> joints."""
-    pipeline = _OverheadPipeline(sizes, interpolation)
+    """One control step of all but the model: 2 camera frames (width, height ``camera``) -> policy
+    inputs -> action -> joints."""
+    pipeline = _OverheadPipeline(sizes, interpolation, camera)
     stages = StageTimer(capacity=steps)
     totals: list[float] = []
     for step in range(steps):
@@ -205,13 +215,29 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(func=run_bench)
 
 
+def _shipped_sim_config() -> dict[str, tuple[tuple[tuple[int, int], tuple[int, int]], str, tuple[int, int]]]:
+    """The sim graph as `make demo` runs it: config/sim.yaml's cameras, config/perception.yaml's inputs."""
+    sim = node_parameters("sim", "sim")
+    perception = node_parameters("perception", "perception")
+    primary, wrist = (perception[name] for name in perception["cameras"][:2])
+    camera = (int(sim["camera_width"]), int(sim["camera_height"]))
+    label = (
+        f"sim graph as shipped: 2 x {camera[0]}x{camera[1]} cameras -> "
+        f"{primary['height']}x{primary['width']} + {wrist['height']}x{wrist['width']}, "
+        f"{primary['interpolation']} (config/sim.yaml, perception.yaml)"
+    )
+    sizes = ((primary["height"], primary["width"]), (wrist["height"], wrist["width"]))
+    return {label: (sizes, primary["interpolation"], camera)}
+
+
 def bench_overhead_report(args: argparse.Namespace) -> int:
     """Every OVERHEAD_CONFIGS entry, per stage; printed and (unless --no-write) put in the docs."""
     lines = [
         "## Stack overhead per control step (`vla-stack bench overhead`)",
         "",
         f"Machine: {machine_description()}. {args.steps} steps per configuration, each one observation "
-        "and one action step, as the nodes run them: two 640x480 bgr8 cameras, each taken raw as rclpy "
+        "and one action step, as the nodes run them: two bgr8 cameras (640x480 unless stated), each "
+        "taken raw as rclpy "
         "does it (the sample copied into a serialized buffer, then into Python bytes) and read in place "
         "(vla_perception.wire_frame); the perception node's frame gate (config/perception.yaml), "
         "approximate sync on each frame, stamp age at use, decode, resize (``antialias``: Gaussian "
@@ -226,9 +252,11 @@ def bench_overhead_report(args: argparse.Namespace) -> int:
         "",
     ]
     fix_mmap_threshold(OVERHEAD_HEAP_THRESHOLD_BYTES)
-    for label, (sizes, interpolation) in tqdm(OVERHEAD_CONFIGS.items(), desc="configurations"):
-        bench_overhead(50, sizes, interpolation)  # warm-up
-        per_stage, (p50, p99) = bench_overhead(args.steps, sizes, interpolation)
+    configs = {label: (*config, REAL_CAMERA) for label, config in OVERHEAD_CONFIGS.items()}
+    configs.update(_shipped_sim_config())
+    for label, (sizes, interpolation, camera) in tqdm(configs.items(), desc="configurations"):
+        bench_overhead(50, sizes, interpolation, camera)  # warm-up
+        per_stage, (p50, p99) = bench_overhead(args.steps, sizes, interpolation, camera)
         lines += [f"### {label}", "", "| stage | p50 ms | p99 ms |", "|---|---|---|"]
         lines += [f"| {name} | {a:.3f} | {b:.3f} |" for name, (a, b) in per_stage.items()]
         lines += [f"| **total** | **{p50:.3f}** | **{p99:.3f}** |", ""]
