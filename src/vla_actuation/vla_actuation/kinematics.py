@@ -270,13 +270,22 @@ def limit_violation(joints_rad: np.ndarray) -> str:
     return ""
 
 
+_CONTINUOUS_INDICES = tuple(int(i) for i in np.flatnonzero(_CONTINUOUS_MASK))
+_LIMITS = tuple(zip(JOINT_LOWER_RAD.tolist(), JOINT_UPPER_RAD.tolist(), strict=True))
+
+
 def _wrap_and_clip(q: np.ndarray, enforce_limits: bool) -> np.ndarray:
-    q = q.copy()
-    q[_CONTINUOUS_MASK] = (q[_CONTINUOUS_MASK] + math.pi) % (2.0 * math.pi) - math.pi
+    """Continuous joints wrapped to [-pi, pi); then every joint clipped to its limits, or (without
+    ``enforce_limits``) the continuous ones to +-CONTINUOUS_LIMIT_RAD. On floats: 6 values."""
+    values = q.tolist()
+    for i in _CONTINUOUS_INDICES:
+        values[i] = (values[i] + math.pi) % (2.0 * math.pi) - math.pi  # Python's % floors like numpy's
     if enforce_limits:
-        return np.clip(q, JOINT_LOWER_RAD, JOINT_UPPER_RAD)
-    q[_CONTINUOUS_MASK] = np.clip(q[_CONTINUOUS_MASK], -CONTINUOUS_LIMIT_RAD, CONTINUOUS_LIMIT_RAD)
-    return q
+        values = [min(max(value, low), high) for value, (low, high) in zip(values, _LIMITS, strict=True)]
+    else:
+        for i in _CONTINUOUS_INDICES:
+            values[i] = min(max(values[i], -CONTINUOUS_LIMIT_RAD), CONTINUOUS_LIMIT_RAD)
+    return np.array(values)
 
 
 @dataclass
