@@ -4,12 +4,12 @@ Each camera (raw sensor_msgs/Image or CompressedImage, sensor-data QoS) feeds an
 synchroniser. Frames arrive serialized (a raw subscription) and are read in place by wire_frame
 (the pixels are never copied into a Python message). A frame is checked on arrival (wire_frame: a
 malformed buffer; frame_gate: stamps, size bounds, data, structure, frozen content) and refused
-with a reason before it is queued. The frame that completes a set
-(every camera has a frame newer than its frame in the last set, all within the slop) publishes it
-from its own callback, at most at the camera rate: the set is checked for age, decoded, resized
-to the policy's input size and published as rgb8 on /vla/observation/<camera>, every image under
-the set's stamp (serialized by wire_frame, published raw). No timer delays it; the policy takes
-the newest observation when it is free.
+with a reason before it is queued. The frame that completes a set (every camera has a frame newer
+than its frame in the last set, all within the slop) publishes it from its own callback, at most
+at the camera rate: the set is checked for age, decoded, resized to the policy's input size and
+published as rgb8 on /vla/observation/<camera>, every image under the set's stamp (serialized by
+wire_frame, published raw). No timer delays it; the policy takes the newest observation when it
+is free.
 
 A refused frame counts ``rejected.frame.<camera>`` and ``refused.<cause>.<camera>`` (causes in
 frame_gate) in /diagnostics, its reason becomes the status and is logged (throttled). A watchdog
@@ -122,10 +122,11 @@ class PerceptionNode(Node):
             String, self.instruction_topic, guard("instruction", self._on_instruction), LATCHED_QOS
         )
         self.create_subscription(String, "/vla/episode", guard("episode", self._on_episode), EVENTS_QOS)
-        self._control_period_ns = int(round(step_period_s(values["control_hz"]) * 1e9))
+        control_period_s = step_period_s(values["control_hz"])
+        self._control_period_ns = int(round(control_period_s * 1e9))
         self.watchdog = SetWatchdog(set_overdue_after_ns(self._control_period_ns, self.checks.slop_ns))
         self.create_timer(
-            step_period_s(values["control_hz"]),
+            control_period_s,
             guard("watchdog", self._on_watchdog),
             callback_group=MutuallyExclusiveCallbackGroup(),
         )

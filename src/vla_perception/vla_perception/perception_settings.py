@@ -39,7 +39,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "Camera names; each has <name>.topic, .transport, .height, .width",
         read_only=True,
     ),
-    control_hz_spec("Observations per second"),
+    control_hz_spec("Rate of the missing-set watchdog (a set is overdue after a period plus the slop)"),
     ParameterSpec(
         "sync_slop_s", 0.05, "Max stamp spread within one synchronised set (s)", minimum=0.0, maximum=1.0
     ),
