@@ -67,6 +67,10 @@ def _replica_run(job: dict) -> dict:
     from vla_policy.contract import make_backend
     from vla_sim.widowx_sim import WidowXSim
 
+    if job["workers"] > 1:  # a model's own threads on top of the workers would oversubscribe the cores
+        import torch  # lazy: only model backends need it, in the worker process
+
+        torch.set_num_threads(1)
     spec = resolve_policy(job["policy"])
     kwargs = {"checkpoint": spec.checkpoint} if spec.checkpoint else {}
     backend = make_backend(spec.backend, **kwargs, **spec.options)
@@ -151,6 +155,7 @@ def replica_configs(
             "jitter_s": latency * jitter_pct / 100.0,
             "rtc": rtc,
             "open_loop_s": open_loop_s(),
+            "workers": workers,
             "episodes": share,
         }
         for latency, rtc in configs
