@@ -22,7 +22,7 @@ from vla_common.heap import fix_mmap_threshold
 from vla_common.inbound import image_to_pixels
 from vla_common.latency import StageTimer
 from vla_data.replay import ReplayOptions, run_replay
-from vla_eval import bench_demo, bench_load, bench_policy
+from vla_eval import bench_control, bench_demo, bench_load, bench_policy
 from vla_eval.bench_report import machine_description, percentiles, write_section
 from vla_perception.frame_gate import check_stamp
 from vla_perception.image_codec import array_to_image_fields, image_to_array
@@ -190,13 +190,14 @@ def bench_overhead(
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """``vla-stack bench overhead | policy | load | demo | replay``."""
+    """``vla-stack bench overhead | policy | load | demo | control | replay``."""
     runners = {
         "replay": bench_replay,
         "policy": bench_policy.run,
         "overhead": bench_overhead_report,
         "load": bench_load.run,
         "demo": bench_demo.run,
+        "control": bench_control.run,
     }
     if args.bench not in runners:
         raise SystemExit(f"unknown benchmark '{args.bench}'")
@@ -229,6 +230,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     policy.add_argument("--no-write", **no_write)
     bench_load.add_parser(bench_sub, no_write)
     bench_demo.add_parser(bench_sub, no_write)
+    bench_control.add_parser(bench_sub, no_write)
     replay = bench_sub.add_parser("replay", help="--fast replay speed of a bag with the scripted policy")
     replay.add_argument("bag")
     replay.add_argument("--runs", type=int, default=3)

@@ -398,4 +398,3 @@ def add_parser(bench_sub: argparse._SubParsersAction, no_write: dict) -> None:
     parser.add_argument("--workers", type=int, default=1, help="replica processes at once")
     parser.add_argument("--out-json", default=None, help="--success: every row's figures as JSON")
     parser.add_argument("--no-write", **no_write)
-    parser.set_defaults(bench_runner=run)
