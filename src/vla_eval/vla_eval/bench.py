@@ -316,7 +316,7 @@ def bench_replay(args: argparse.Namespace) -> int:
         f"{results[0]['frames']['control_ticks']} control ticks, "
         f"{len(results[0]['frames']['published'])} cameras; scripted policy; {args.runs} runs. The clock "
         "advances one control period at a time once the graph has answered the previous one, so no "
-        "tick is skipped; each tick plays the camera set perception will use, then its clock. "
+        "tick is skipped; each tick plays its clock, then the camera set perception will use. "
         "Speed is bag seconds over wall seconds from the first tick (start-up excluded); "
         "tick_to_action is wall ms from a tick's /clock to the policy's action. "
         f"Target: >= {REPLAY_TARGET_X:g}x real time.",
