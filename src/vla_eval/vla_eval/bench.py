@@ -19,6 +19,7 @@ from vla_bringup.deployment import load_deployment, node_parameters
 from vla_common.action_message import decode_action_chunk, encode_action_chunk
 from vla_common.action_space import ActionSpace
 from vla_common.heap import fix_mmap_threshold
+from vla_common.image_wire import deserialize_image, serialize_image
 from vla_common.inbound import image_to_pixels
 from vla_common.latency import StageTimer
 from vla_data.replay import ReplayOptions, run_replay
@@ -28,7 +29,7 @@ from vla_perception.frame_gate import check_stamp
 from vla_perception.image_codec import array_to_image_fields, image_to_array
 from vla_perception.perception_settings import FRAME_MMAP_THRESHOLD_BYTES, build_frame_checks
 from vla_perception.preprocess import CameraPreprocess, to_policy_input
-from vla_perception.wire_frame import parse_frame, serialize_image
+from vla_perception.wire_frame import parse_frame
 from vla_policy.observation_assembly import ObservationAssembler
 
 __all__ = ["add_bench_parser", "bench_overhead", "bench_replay", "run_bench"]
@@ -63,11 +64,8 @@ class _OverheadPipeline:
         camera: tuple[int, int] = REAL_CAMERA,
     ) -> None:
         # lazy: rclpy and sensor_msgs (frames and observations are (de)serialised); bench.py stays ROS-free
-        from rclpy.serialization import deserialize_message, serialize_message
+        from rclpy.serialization import serialize_message
         from sensor_msgs.msg import Image
-
-        self._image_type = Image
-        self._deserialize = deserialize_message
 
         rng = np.random.default_rng(0)
         self.cameras = {
@@ -144,8 +142,9 @@ class _OverheadPipeline:
         for name, small in inputs.items():
             with timer.measure("obs_publish"):  # the perception node serialises, rclpy publishes raw
                 wire = serialize_image(stamp_ns, name, small)
-            with timer.measure("obs_take"):  # the policy node's subscription and image conversion
-                pixels = image_to_pixels(self._deserialize(wire, self._image_type), what=name)
+            with timer.measure("obs_take"):  # the policy node's raw take, read in place, pixels checked
+                taken = deserialize_image(bytes(bytearray(wire)), what=name)
+                pixels = image_to_pixels(taken, what=name)
             self.assembler.add(name, stamp_ns, pixels)
         self.assembler.take()
 
@@ -262,10 +261,11 @@ def bench_overhead_report(args: argparse.Namespace) -> int:
         "and one action step, as the nodes run them: two bgr8 cameras (640x480 unless stated), each "
         "taken raw as rclpy "
         "does it (the sample copied into a serialized buffer, then into Python bytes) and read in place "
-        "(vla_perception.wire_frame); the perception node's frame gate (config/perception.yaml), "
+        "(vla_common.image_wire); the perception node's frame gate (config/perception.yaml), "
         "approximate sync on each frame, stamp age at use, decode, resize (``antialias``: Gaussian "
         "pyramid + bilinear, unless stated) and RGB conversion, the observation published (serialised) "
-        "and taken by the policy node; action encode/decode, chunk execution, IK with the safety "
+        "and taken the same way by the policy node (raw, read in place, pixels checked); action "
+        "encode/decode, chunk execution, IK with the safety "
         "clamps, servo interpolation. The process "
         "allocates as the perception node does (vla_common.heap: buffers of "
         f"{OVERHEAD_HEAP_THRESHOLD_BYTES // 1024} KiB or more are mapped, page-faulted in and unmapped "

@@ -29,6 +29,7 @@ from std_msgs.msg import String
 
 from vla_common.action_message import encode_action_chunk
 from vla_common.control_period import step_dt_mismatch, step_period_s
+from vla_common.image_wire import deserialize_image
 from vla_common.inbound import (
     check_instruction,
     decode_episode_event,
@@ -76,6 +77,7 @@ class PolicyNode(Node):
                 f"/vla/observation/{camera}",
                 guard(f"image.{camera}", lambda m, c=camera: self._on_image(c, m)),
                 RELIABLE_QOS,
+                raw=True,  # serialized bytes, read in place (vla_common.image_wire): no pixel copy
             )
         self.create_subscription(
             String, "/vla/instruction", guard("instruction", self._on_instruction), LATCHED_QOS
@@ -163,12 +165,18 @@ class PolicyNode(Node):
             if committed is not None:
                 self.scheduler.on_chunk(committed.start_s, committed.actions)
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _on_image(self, camera: str, serialized: bytes) -> None:
+        what = f"observation '{camera}'"
+        try:
+            msg = deserialize_image(serialized, what=what)
+        except ValueError as exc:  # not a serialized sensor_msgs/Image
+            self.rejections.drop(f"image.{camera}", str(exc))
+            return
         stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns < self._episode_start_ns:
             return
         try:
-            image = image_to_pixels(msg, what=f"observation '{camera}'")
+            image = image_to_pixels(msg, what=what)  # a read-only view of ``serialized``
         except ValueError as exc:
             self.rejections.drop(f"image.{camera}", str(exc))
             return
