@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import cv2
@@ -186,6 +187,50 @@ def test_the_fingerprint_sees_noise_in_a_large_frame_and_costs_little():
     noisy = np.clip(image + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
     assert wire_fingerprint(image.tobytes()) == wire_fingerprint(bytes(image.tobytes()))
     assert wire_fingerprint(image.tobytes()) != wire_fingerprint(noisy.tobytes())
+
+
+def _sampled_blocks(data: bytes, blocks: int = 64, block: int = 256) -> list[bytes]:
+    """The fingerprint's sample, written out: evenly spaced blocks, the last ending at the end."""
+    spacing = (len(data) - block) // (blocks - 1)
+    first = len(data) - block - (blocks - 1) * spacing
+    return [data[first + i * spacing : first + i * spacing + block] for i in range(blocks)]
+
+
+@pytest.mark.parametrize("size", [16 * 1024 + 1, 640 * 480 * 3, 640 * 480 * 3 + 61, 1920 * 1200 * 3])
+def test_the_fingerprint_hashes_evenly_spaced_blocks_that_span_the_frame(size: int):
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    blocks = _sampled_blocks(data)
+    assert data.find(blocks[0]) < 64 and data.endswith(blocks[-1])  # the sample spans the frame
+    assert wire_fingerprint(data) == zlib.crc32(b"".join(blocks), size)
+    for position in (size - 1, data.find(blocks[32]) + 100):  # the last byte, one in a middle block
+        changed = bytearray(data)
+        changed[position] ^= 0xFF
+        assert wire_fingerprint(bytes(changed)) != wire_fingerprint(data)
+
+
+def test_a_small_frame_is_hashed_whole_and_its_length_counts():
+    data = bytes(range(256)) * 64  # 16 KiB: every byte hashed
+    for position in range(0, len(data), 997):
+        changed = bytearray(data)
+        changed[position] ^= 1
+        assert wire_fingerprint(bytes(changed)) != wire_fingerprint(data)
+    assert wire_fingerprint(bytes(10)) != wire_fingerprint(bytes(11))
+
+
+def test_a_frozen_large_frame_is_refused_and_a_noisy_one_never_is():
+    rng = np.random.default_rng(3)
+    scene = rng.integers(0, 256, (480, 640, 3)).astype(np.uint8)
+    frozen, live = FrameGate(LIMITS), FrameGate(LIMITS)
+    period = 100 * MS
+    frozen_results, live_results = [], []
+    for i in range(20):
+        stamp = NOW + i * period
+        frame = Raw(height=480, width=640, step=640 * 3, data=scene.tobytes())
+        frozen_results.append(admit(frozen, frame, stamp_ns=stamp, now_ns=stamp))
+        noisy = np.clip(scene + rng.normal(0, 2, scene.shape), 0, 255).astype(np.uint8)  # sensor noise
+        live_results.append(admit(live, Raw(480, 640, step=640 * 3, data=noisy.tobytes()), stamp, stamp))
+    assert [r is not None and r.cause == "frozen" for r in frozen_results] == [False] * 10 + [True] * 10
+    assert live_results == [None] * 20
 
 
 @pytest.mark.parametrize(
