@@ -32,12 +32,46 @@ INT64_LIMIT = 2**63
 IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}  # 8-bit encodings
 
 _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]")
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_FOLD_BRACKETS = str.maketrans("{}", "[]")  # nesting counts arrays and objects alike
+
+
+def _outside_strings(text: str) -> str:
+    """What ``text`` holds outside its string literals, for its brackets (an unterminated literal
+    is not one: what follows its quote counts).
+
+    Without a backslash a literal runs from a quote to the next one, so splitting on quotes finds
+    them, faster than the regular expression, which handles escapes.
+    """
+    if "\\" in text:
+        return _STRING_LITERAL.sub('""', text)
+    parts = text.split('"')
+    outside = parts[0::2]
+    if len(parts) % 2 == 0:  # an odd number of quotes: the text after the last one is outside
+        outside.append(parts[-1])
+    return "".join(outside)
 
 
 def _brackets(text: str) -> str:
     """The brackets of ``text`` in order, without those inside string literals."""
-    return _NOT_BRACKET.sub("", _STRING_LITERAL.sub('""', text))
+    return _NOT_BRACKETS.sub("", _outside_strings(text))
+
+
+def _depth_at_most(brackets: str, limit: int) -> bool:
+    """Whether ``_depth(brackets) <= limit``, if that is quickly sure; False when unsure.
+
+    Each pass removes the innermost ``[]`` pairs (after folding ``{}`` into them): a balanced
+    sequence is empty after as many passes as it is deep. At most ``limit`` passes, so a deep
+    message costs no more than a shallow one.
+    """
+    if limit < 0:
+        return False
+    folded = brackets.translate(_FOLD_BRACKETS)
+    for _ in range(limit):
+        if not folded:
+            return True
+        folded = folded.replace("[]", "")
+    return not folded
 
 
 def _depth(brackets: str) -> int:
@@ -75,11 +109,19 @@ def load_bounded_json(
     size = len(text.encode("utf-8")) if len(text) * 4 > max_bytes else len(text)
     if size > max_bytes:
         raise ValueError(f"{what}: {size} bytes, more than the limit of {max_bytes}")
-    brackets = _brackets(text)
-    depth = _depth(brackets)
-    if depth > max_depth:
-        raise ValueError(f"{what}: JSON nested {depth} levels deep, more than the limit of {max_depth}")
-    if max_containers is not None:
+    # Both counts are at most the number of opening brackets in the whole text: when that is within
+    # the limits (a short action chunk), the brackets outside strings need not be found.
+    openers = text.count("[") + text.count("{")
+    check_containers = max_containers is not None and openers > max_containers
+    if openers <= max_depth and not check_containers:
+        brackets = ""
+    else:
+        brackets = _brackets(text)
+    if openers > max_depth and not _depth_at_most(brackets, max_depth):
+        depth = _depth(brackets)
+        if depth > max_depth:
+            raise ValueError(f"{what}: JSON nested {depth} levels deep, more than the limit of {max_depth}")
+    if check_containers:
         containers = brackets.count("[") + brackets.count("{")
         if containers > max_containers:
             raise ValueError(
