@@ -41,6 +41,8 @@ DEFAULT_LATENCY_PERIODS = (0.0, 1.5, 2.0)  # the rows of the control table, in c
 SUCCESS_LATENCY_PERIODS = (0.0, 1.0, 2.0)  # the success table's latencies, in control periods
 DEFAULT_JITTER_PCT = 10.0
 FIXED_TICK = "fixed tick"  # a --success row: one inference per control period (no RTC), as before
+# A configuration's real-time chunking: on, off, or config/policy.yaml's (AsyncInference reads it).
+RTC_SETTINGS = {"on": True, "off": False, "default": None}
 
 
 def open_loop_s() -> float:
@@ -79,7 +81,7 @@ def _replica_run(job: dict) -> dict:
     schedule = (
         TICKED
         if job["rtc"] == FIXED_TICK
-        else AsyncInference(job["latency_s"], job["jitter_s"], realtime_chunking=job["rtc"] == "on")
+        else AsyncInference(job["latency_s"], job["jitter_s"], realtime_chunking=RTC_SETTINGS[job["rtc"]])
     )
     stats = ExecutionStats(timing.step_dt_s)  # pooled over the job's episodes
     successes, frame_to_action_ms, max_speed = [], [], 0.0
@@ -146,7 +148,8 @@ def replica_configs(
     policy: str, configs: list[tuple[float, str]], episodes: list, jitter_pct: float, workers: int
 ) -> list[dict]:
     """Every (latency, rtc) configuration over ``episodes``, split across ``workers`` processes; rtc
-    is "on" or "off" (the asynchronous schedule with or without real-time chunking) or FIXED_TICK."""
+    is "on", "off" or "default" (the asynchronous schedule with or without real-time chunking, or
+    as config/policy.yaml says) or FIXED_TICK."""
     parts = max(1, workers)
     jobs = [
         {
@@ -284,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
 
             episodes = tasks.heldout_episodes(args.replica_episodes)
             (figures,) = replica_configs(
-                args.policy, [(latency, "on")], episodes, args.jitter_pct, args.workers
+                args.policy, [(latency, "default")], episodes, args.jitter_pct, args.workers
             )
             rows.append(control_row("replica", latency, {**figures, "inference_ms": None}))
             print(rows[-1], flush=True)
@@ -294,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"Machine: {machine_description()}. Policy `{args.policy}` padded to L (+- {args.jitter_pct:g} %), "
         f"control period {deployment.step_dt_s * 1e3:.0f} ms, chunks of {deployment.chunk_horizon} steps, "
-        f"`max_open_loop_s` {open_loop_s():g} s (a whole chunk, for every row), real-time chunking on, "
+        f"`max_open_loop_s` {open_loop_s():g} s (a whole chunk, for every row), real-time chunking "
+        f"{'on' if _configured_rtc() else 'off'} (config/policy.yaml), "
         "asynchronous inference (replan every step, refill before the committed steps run out). "
         "**graph**: `vla-stack demo` through DDS, figures from the nodes' /diagnostics (inference: the "
         "policy node's time per chunk, the padding included; frame_to_action: a frame's stamp to its "
@@ -316,6 +320,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_write:
         print(f"\nwritten to {write_section('control', body)}")
     return 0
+
+
+def _configured_rtc() -> bool:
+    from vla_eval.graph_replica import AsyncInference  # lazy: the replica imports mujoco
+
+    return bool(AsyncInference().realtime_chunking)
 
 
 def _joint_speed_limit() -> float:

@@ -33,7 +33,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     ParameterSpec(
         "realtime_chunking",
-        True,
+        False,
         "Join each chunk to the steps the arm runs during its inference (diffusion guidance, or a "
         "prefix blend for other chunking backends)",
     ),

@@ -28,7 +28,7 @@ def test_only_the_observation_limits_and_the_schedule_change_at_run_time():
     }
     limits = build_inference_limits({**DEFAULTS, "max_observation_age_s": 0.3, "replan_steps": 3})
     assert (limits.max_observation_age_s, limits.privileged_state_wait_s) == (0.3, 0.2)
-    assert (limits.replan_steps, limits.max_open_loop_s, limits.realtime_chunking) == (3, 0.5, True)
+    assert (limits.replan_steps, limits.max_open_loop_s, limits.realtime_chunking) == (3, 0.5, False)
 
 
 def test_backend_options_merge_the_json_extras_and_the_checkpoint():
