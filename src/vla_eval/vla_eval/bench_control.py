@@ -176,7 +176,7 @@ def replica_configs(
 # --- the graph --------------------------------------------------------------------------------
 
 
-def graph_run(policy: str, latency_s: float, jitter_s: float, episodes: int, seed: int) -> dict:
+def graph_run(policy: str, latency_s: float, jitter_s: float, episodes: int, seed: int, rtc: str) -> dict:
     """``vla-stack demo`` episodes with the injected latency and the arm judged; the summary."""
     # lazy: the demo starts ROS nodes; only the graph rows need it
     from vla_eval.demo import DemoOptions, run_demo
@@ -196,6 +196,7 @@ def graph_run(policy: str, latency_s: float, jitter_s: float, episodes: int, see
             "policy": {
                 "inject_latency_s": latency_s,
                 "inject_latency_jitter_s": jitter_s,
+                **({} if RTC_SETTINGS[rtc] is None else {"realtime_chunking": RTC_SETTINGS[rtc]}),
                 "max_open_loop_s": bound,
             },
             "actuation": {"max_open_loop_s": bound},
@@ -276,21 +277,24 @@ def run(args: argparse.Namespace) -> int:
         return run_success(args)
     deployment = load_deployment()
     rows = []
+    settings = ("on", "off") if args.rtc == "both" else (args.rtc,)
     for latency in latencies_s(args, DEFAULT_LATENCY_PERIODS):
         jitter = latency * args.jitter_pct / 100.0
-        if args.graph_episodes > 0:
-            summary = graph_run(args.policy, latency, jitter, args.graph_episodes, args.seed)
-            rows.append(control_row("graph", latency, graph_figures(summary)))
-            print(rows[-1], flush=True)
-        if args.replica_episodes > 0:
-            from vla_sim import tasks  # lazy: the task tables import mujoco's scene helpers
+        for rtc in settings:
+            label = f"RTC {rtc if rtc != 'default' else ('on' if _configured_rtc() else 'off')}"
+            if args.graph_episodes > 0:
+                summary = graph_run(args.policy, latency, jitter, args.graph_episodes, args.seed, rtc)
+                rows.append(control_row(f"graph, {label}", latency, graph_figures(summary)))
+                print(rows[-1], flush=True)
+            if args.replica_episodes > 0:
+                from vla_sim import tasks  # lazy: the task tables import mujoco's scene helpers
 
-            episodes = tasks.heldout_episodes(args.replica_episodes)
-            (figures,) = replica_configs(
-                args.policy, [(latency, "default")], episodes, args.jitter_pct, args.workers
-            )
-            rows.append(control_row("replica", latency, {**figures, "inference_ms": None}))
-            print(rows[-1], flush=True)
+                episodes = tasks.heldout_episodes(args.replica_episodes)
+                (figures,) = replica_configs(
+                    args.policy, [(latency, rtc)], episodes, args.jitter_pct, args.workers
+                )
+                rows.append(control_row(f"replica, {label}", latency, {**figures, "inference_ms": None}))
+                print(rows[-1], flush=True)
     limit = _joint_speed_limit()
     lines = [
         "## Control with a model of latency L (`vla-stack bench control`)",
@@ -298,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
         f"Machine: {machine_description()}. Policy `{args.policy}` padded to L (+- {args.jitter_pct:g} %), "
         f"control period {deployment.step_dt_s * 1e3:.0f} ms, chunks of {deployment.chunk_horizon} steps, "
         f"`max_open_loop_s` {open_loop_s():g} s (a whole chunk, for every row), real-time chunking "
-        f"{'on' if _configured_rtc() else 'off'} (config/policy.yaml), "
+        "(RTC) as the row says, "
         "asynchronous inference (replan every step, refill before the committed steps run out). "
         "**graph**: `vla-stack demo` through DDS, figures from the nodes' /diagnostics (inference: the "
         "policy node's time per chunk, the padding included; frame_to_action: a frame's stamp to its "
@@ -402,6 +406,12 @@ def add_parser(bench_sub: argparse._SubParsersAction, no_write: dict) -> None:
     parser.add_argument("--graph-episodes", type=int, default=3, help="episodes through the node graph per L")
     parser.add_argument("--replica-episodes", type=int, default=20, help="episodes in the replica per L")
     parser.add_argument("--seed", type=int, default=0, help="the graph's first episode seed")
+    parser.add_argument(
+        "--rtc",
+        choices=["both", "on", "off", "default"],
+        default="both",
+        help="real-time chunking of the latency rows (default: a row with and one without)",
+    )
     parser.add_argument("--success", action="store_true", help="octo-sim's success with and without RTC")
     parser.add_argument("--episodes", type=int, default=80, help="--success: episodes per row")
     parser.add_argument("--seeds", choices=["heldout", "validation"], default="heldout")
