@@ -226,13 +226,19 @@ class BagPlayerNode(Node):
         action_timeout_s: float = 30.0,
         sync_slop_ns: int = 50_000_000,
         idle_tick_s: float = 0.01,
+        min_set_gap_ns: int = 0,
         poll_failure: Callable[[], str | None] = lambda: None,
     ) -> float:
-        """Lockstep playback (see the module docstring); returns the wall seconds from the first tick."""
+        """Lockstep playback (see the module docstring); returns the wall seconds from the first tick.
+
+        ``min_set_gap_ns``: a camera set stamped less than this after the last one played is not
+        played (the policy starts no inference on it: vla_policy.inference_schedule.replan_min_gap_s),
+        so no tick waits for an action that cannot come."""
         index = 0
         cameras = sorted({m.topic.target for m in messages if m.topic.is_image})
         predictor = ApproximateSync(cameras, sync_slop_ns, queue_size=5) if cameras else None
         first_tick = time.monotonic()
+        last_set_ns = -(2**62)
         for k, tick_ns in enumerate(ticks):
             published: list[str] = []
             while index < len(messages) and messages[index].play_ns <= tick_ns:
@@ -244,6 +250,10 @@ class BagPlayerNode(Node):
                     published.append(item.topic.target)
                 index += 1
             camera_set = predictor.pop_newest_set() if predictor is not None else None
+            if camera_set is not None and camera_set.stamp_ns - last_set_ns < min_set_gap_ns:
+                camera_set = None  # too close to the last set for the policy to replan on it
+            if camera_set is not None:
+                last_set_ns = camera_set.stamp_ns
             if k == 0:  # the start-up handshake (module docstring)
                 self.await_delivery([t for t in published if t in LATCHED_TARGETS])
                 first_tick = time.monotonic()

@@ -24,6 +24,7 @@ from vla_data.bag_player_node import BagPlayerNode
 from vla_data.bag_recorder_node import BagRecorderNode
 from vla_data.replay_report import PlaybackStats
 from vla_data.stop_signals import Interrupted, StopSignals
+from vla_policy.inference_schedule import replan_min_gap_s
 
 RECORDED_OUTPUTS = (
     "/vla/action",
@@ -184,7 +185,11 @@ def _play(
     try:
         if settings.fast:  # timed from its first tick: the start-up handshake is not playback
             wall_s = player.play_stepped(
-                messages, ticks, action_timeout_s=settings.action_timeout_s, poll_failure=poll_failure
+                messages,
+                ticks,
+                action_timeout_s=settings.action_timeout_s,
+                min_set_gap_ns=int(replan_min_gap_s(1.0 / settings.control_hz) * 1e9),
+                poll_failure=poll_failure,
             )
         else:
             player.play_realtime(

@@ -250,6 +250,13 @@ def step_offset(from_stamp_s: float, to_stamp_s: float, step_dt_s: float) -> int
 # period: camera stamps jitter by a sim clock tick (10 ms) around their period.
 REPLAN_STAMP_TOLERANCE = 0.25
 
+
+def replan_min_gap_s(step_dt_s: float) -> float:
+    """How much newer than the committed chunk's an observation must be to start any inference: a
+    control period, less the stamp tolerance (a faster camera does not multiply the inferences)."""
+    return (1 - REPLAN_STAMP_TOLERANCE) * _check_period(step_dt_s)
+
+
 # Why an inference starts (InferenceScheduler.due), as the policy node counts them in /diagnostics.
 FIRST = "first"  # nothing committed: the arm holds until a chunk arrives
 REFILL = "refill"  # the committed steps run out within the latency estimate
@@ -324,9 +331,9 @@ class InferenceScheduler:
         (:data:`FIRST`, :data:`REFILL`, :data:`REPLAN`), or None: keep waiting."""
         if self.committed is None:
             return FIRST
-        newer_by = (observation_stamp_s - self.committed.start_s) / self.step_dt_s
-        if newer_by < 1 - REPLAN_STAMP_TOLERANCE:
+        if observation_stamp_s - self.committed.start_s < replan_min_gap_s(self.step_dt_s) - _EPS:
             return None  # not a control step newer than what the committed chunk saw: no new plan
+        newer_by = (observation_stamp_s - self.committed.start_s) / self.step_dt_s
         if self.refill_due(now_s):
             return REFILL
         if newer_by >= self.replan_steps - REPLAN_STAMP_TOLERANCE:

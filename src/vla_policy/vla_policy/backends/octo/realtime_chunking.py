@@ -4,9 +4,9 @@ the previous chunk's actions that will run while this inference runs.
 While a chunk is being sampled the robot keeps executing the previous one. When the new chunk
 arrives a latency L after its frame, the actuation starts it at the step its arrival belongs to
 (the chunk executor's half-step rule: d = floor(L / dt + 1/2),
-``vla_policy.inference_schedule.frozen_prefix_steps``), so its first d actions are already decided:
-the previous chunk's actions at those times (the *frozen prefix*). The steps after them that the previous chunk also
-covers (the *overlap*) should bend toward it, so that the join is
+``vla_policy.inference_schedule.frozen_prefix_steps``), so its first d actions are already
+decided: the previous chunk's actions at those times (the *frozen prefix*). The steps after them
+that the previous chunk also covers (the *overlap*) should bend toward it, so that the join is
 smooth, while the rest (the *fresh tail*) is the policy's own. ``soft_mask`` (defined in
 ``vla_policy.chunk_join``, shared with the blend of backends that do not guide) gives the weight of
 each chunk step: 1 on the frozen prefix, decaying exponentially over the overlap as in Black et al.
