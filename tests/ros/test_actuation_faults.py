@@ -123,6 +123,7 @@ def probe(tmp_path: Path):
     )
     try:
         with spinning(Probe) as node:
+            node.fake_pid = fake.pid
             assert wait_until(lambda: node.count_subscribers("/vla/action") > 0, 30.0)
             time.sleep(1.0)  # joint states reach the node
             yield node, launcher
@@ -513,4 +514,34 @@ def test_chunk_joins_and_idle_ticks_are_measured_on_diagnostics(probe):
     time.sleep(1.5)  # past the next diagnostics period
     idle = _execution(node)["idle_steps"]
     assert not wait_until(lambda: _execution(node)["idle_steps"] != idle, 2.5), (idle, _execution(node))
+    assert launcher.poll() is None, launcher.poll()
+
+
+def test_a_chunk_newer_than_every_joint_state_waits_for_one(probe):
+    """Why: with observations published on their completing frame the policy can answer an episode's
+    first frame before actuation holds a joint state as new (the arm was just reset, its states and
+    the episode start still in flight); a step planned from the older measurement streamed a
+    waypoint 0.17 rad from where the arm was (tests/faults, a clean-clone CI run). No step runs
+    from a measurement older than the chunk's frame; the next joint state runs it."""
+    node, launcher = probe
+    step = [0.002, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    with node.lock:
+        before = len(node.gripper_received)
+    node.send(step)
+    assert wait_until(lambda: len(node.gripper_received) > before, 5.0)  # an ordinary step first
+    time.sleep(0.4)
+    os.kill(node.fake_pid, signal.SIGSTOP)  # the joint states stop
+    try:
+        time.sleep(0.1)
+        with node.lock:
+            before = len(node.gripper_received)
+        node.send(step)  # stamped now: newer than every joint state actuation has
+        time.sleep(0.25)
+        with node.lock:
+            held = len(node.gripper_received) == before
+    finally:
+        os.kill(node.fake_pid, signal.SIGCONT)
+    assert held, "a step ran from a joint state older than its chunk's frame"
+    assert wait_until(lambda: len(node.gripper_received) > before, 3.0), "the next joint state ran nothing"
+    assert wait_until(lambda: node.diagnostics()[0].get("hold_measurement_behind_action", 0) >= 1, 3.0)
     assert launcher.poll() is None, launcher.poll()

@@ -6,7 +6,8 @@ into joint targets by IK on the wx250s kinematics, and streams interpolated targ
 rate to the ros2_control joint_trajectory_controller topics. It holds the arm (publishes nothing
 new) on stale or invalid commands, on joint states that stop or are all refused for
 joint_state_timeout_s, and on /vla/estop; resuming never jumps. A refused joint state changes
-nothing; a jump in the measured joints is believed only once later states confirm it.
+nothing; a jump in the measured joints is believed only once later states confirm it. No step of
+a chunk runs before a joint state at least as new as the chunk's frame has been taken.
 All decisions live in pure modules (ee_delta_controller, chunk_executor, safety, execution_stats).
 
 /diagnostics (1 Hz, status ``vla_stack/actuation``) carries, besides ``latency_ms``, the ``count.*``
@@ -110,6 +111,10 @@ class ActuationNode(Node):
         self._needs_reset = True
         self._stream_reset = False
         self._episode_start_ns = 0
+        # The newest accepted chunk's frame stamp: no step of it runs before a joint state at least as
+        # new has been taken (see _control_step); True while a step waits for one.
+        self._action_stamp_ns = 0
+        self._waiting_for_measurement = False
         # After the stream's reference moved to a measurement (a reset), nothing is sent stamped before
         # that measurement (a node clock lagging the sim's, e.g. after a stall, would stamp it in the
         # old episode, where it reads as a jump).
@@ -225,6 +230,8 @@ class ActuationNode(Node):
         self.measured_stamp_ns = stamp_ns
         if self._needs_reset and self.measured_stamp_ns >= self._episode_start_ns:
             self._reset_to_measured()
+        if self._waiting_for_measurement and stamp_ns >= self._action_stamp_ns:
+            self._control_step(now_ns)  # the step held for a measurement as new as its frame
 
     def _hold_until_valid_state(self, reset: bool = False) -> None:
         """Hold: drop what is planned; the next valid joint state re-plans from where the arm is.
@@ -304,6 +311,7 @@ class ActuationNode(Node):
             self._refuse(WARN, f"action chunk rejected: {result.reason}", "rejected_chunks")
             return
         self.diag.count("actions")
+        self._action_stamp_ns = chunk.stamp_ns  # (each accepted chunk is newer than the last)
         # How old the chunk's frame is when its action starts, on the node's clock (sim time in the
         # sim): what the graph replica's Timing models (policy phase + processing).
         self.timer.record("frame_to_action", (now_ns - chunk.stamp_ns) * 1e-6)
@@ -356,6 +364,7 @@ class ActuationNode(Node):
             return
         if event.event == "start":  # nothing computed before the reset is sent after it
             self._episode_start_ns = event.stamp_ns
+            self._action_stamp_ns = 0  # (a restarted sim's clock may begin again below it)
             self.executor_.reset()
             self.execution.start()
             self._hold_until_valid_state(reset=True)
@@ -372,6 +381,14 @@ class ActuationNode(Node):
             age_s = (now_ns - self.measured_stamp_ns) * 1e-9
             self._refuse(ERROR, f"joint_states are {age_s:.2f} s old; holding", "stale_joint_states")
             self._hold_until_valid_state()
+            return
+        self._waiting_for_measurement = self.measured_stamp_ns < self._action_stamp_ns
+        if self._waiting_for_measurement:
+            # The chunk comes from a frame newer than every joint state taken: the world may have
+            # changed under it (an episode start whose event and joint states are still in flight
+            # while the policy already answered its first frame). No step runs from a measurement
+            # older than the chunk's frame; the next joint state runs this step.
+            self.diag.count("hold_measurement_behind_action")
             return
         tick = self.executor_.next_step(now_ns * 1e-9)
         action = tick.action
