@@ -24,7 +24,7 @@ from vla_common.inbound import image_to_pixels
 from vla_common.latency import StageTimer
 from vla_data.replay import ReplayOptions, run_replay
 from vla_eval import bench_control, bench_demo, bench_load, bench_policy
-from vla_eval.bench_report import machine_description, percentiles, write_section
+from vla_eval.bench_report import machine_description, percentiles, print_and_write
 from vla_perception.frame_gate import check_stamp
 from vla_perception.image_codec import array_to_image_fields, image_to_array
 from vla_perception.perception_settings import FRAME_MMAP_THRESHOLD_BYTES, build_frame_checks
@@ -286,10 +286,7 @@ def bench_overhead_report(args: argparse.Namespace) -> int:
         lines += [f"| {name} | {a:.3f} | {b:.3f} |" for name, (a, b) in per_stage.items()]
         lines += [f"| **total** | **{p50:.3f}** | **{p99:.3f}** |", ""]
     lines.append(f"Run on {time.strftime('%Y-%m-%d')}.")
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('overhead', body)}")
+    print_and_write("overhead", "\n".join(lines), args.no_write)
     return 0
 
 
@@ -336,8 +333,5 @@ def bench_replay(args: argparse.Namespace) -> int:
         f"{f' (below the {REPLAY_TARGET_X:g}x target)' if median < REPLAY_TARGET_X else ''}. "
         f"Run on {time.strftime('%Y-%m-%d')}.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('replay', body)}")
+    print_and_write("replay", "\n".join(lines), args.no_write)
     return 0

@@ -35,7 +35,7 @@ import numpy as np
 
 from vla_bringup.deployment import load_deployment
 from vla_bringup.policies import DEFAULT_POLICY
-from vla_eval.bench_report import machine_description, today, wilson_interval, write_section
+from vla_eval.bench_report import machine_description, print_and_write, today, wilson_interval
 
 DEFAULT_LATENCY_PERIODS = (0.0, 1.5, 2.0)  # the rows of the control table, in control periods
 SUCCESS_LATENCY_PERIODS = (0.0, 1.0, 2.0)  # the success table's latencies, in control periods
@@ -319,10 +319,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"Run on {today()}.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    if not args.no_write:
-        print(f"\nwritten to {write_section('control', body)}")
+    print_and_write("control", "\n".join(lines), args.no_write)
     return 0
 
 
@@ -381,12 +378,10 @@ def run_success(args: argparse.Namespace) -> int:
         "",
         f"Run on {today()}.",
     ]
-    body = "\n".join(lines)
-    print(body)
     if args.out_json:
         Path(args.out_json).write_text(json.dumps(results, indent=1))
-    if not args.no_write and args.seeds != "validation":
-        print(f"\nwritten to {write_section('control-success', body)}")
+    # Validation figures choose settings; they never go into the docs as results.
+    print_and_write("control-success", "\n".join(lines), args.no_write or args.seeds == "validation")
     return 0
 
 

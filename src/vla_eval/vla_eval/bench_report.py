@@ -69,6 +69,13 @@ def write_section(name: str, body: str, path: Path | None = None) -> Path:
     return path
 
 
+def print_and_write(name: str, body: str, no_write: bool) -> None:
+    """Print a benchmark's section and, unless ``no_write``, put it in docs/benchmarks.md."""
+    print(body)
+    if not no_write:
+        print(f"\nwritten to {write_section(name, body)}")
+
+
 def table_cells(line: str) -> list[str]:
     """The cells of a markdown table row."""
     return [cell.strip() for cell in line.strip().strip("|").split("|")]

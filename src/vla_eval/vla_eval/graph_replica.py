@@ -240,19 +240,35 @@ class _PolicySide:
 
     def _infer(self, now: float) -> None:
         stamp, state, images = self.frame
+        chunk = self._chunk(int(stamp * 1e9), state, images)
+        self.pending.append((now + self._processing_delay_s(), stamp, chunk))
+
+    def _chunk(
+        self, stamp_ns: int, state: dict, images: dict, committed: CommittedActions | None = None
+    ) -> np.ndarray:
+        """The backend's chunk on this frame, the newest joint state as proprio, as the actuation
+        executes it (discrete bins decoded, a non-guiding backend's prefix blended, perturbed)."""
         proprio = self.sim.joint_state()[1][:7].astype(np.float64)
         # the sim's current task: a collector may re-target it mid-episode (WidowXSim.retarget)
-        observation = Observation(int(stamp * 1e9), images, self.sim.spec.instruction, proprio, state)
+        instruction = self.sim.spec.instruction
+        observation = Observation(stamp_ns, images, instruction, proprio, state, committed)
         out = self.backend.infer(observation)
         if self.on_inference is not None:
             self.on_inference(observation, out)
         chunk = np.atleast_2d(out.chunk)
         if self.backend.action_space.kind == "discrete":  # what the actuation decodes from the wire
             chunk = dequantize_actions(chunk, self.backend.action_space)
+        elif (
+            committed is not None and chunk.shape[0] > 1 and not getattr(self.backend, "guides_chunks", False)
+        ):
+            chunk = blend_prefix(chunk, committed)  # as the policy node blends it
         if self.perturb is not None:
             chunk = self.perturb(chunk)
-        delay = self.timing.processing_s + self.latency_rng.uniform(0.0, self.timing.processing_jitter_s)
-        self.pending.append((now + delay, stamp, chunk))
+        return chunk
+
+    def _processing_delay_s(self) -> float:
+        """Perception, transport and (in processing_s) the model's own time, drawn per chunk."""
+        return self.timing.processing_s + self.latency_rng.uniform(0.0, self.timing.processing_jitter_s)
 
 
 class _AsyncPolicySide(_PolicySide):
@@ -271,7 +287,6 @@ class _AsyncPolicySide(_PolicySide):
         )
         # The chunk being computed: (publish time, frame stamp, chunk, latency), None when free.
         self.in_flight: tuple[float, float, np.ndarray, float] | None = None
-        self.guides = bool(getattr(self.backend, "guides_chunks", False))
         self.triggers: dict[str, int] = {}
 
     def tick(self, now: float) -> list[tuple[float, np.ndarray]]:
@@ -303,28 +318,14 @@ class _AsyncPolicySide(_PolicySide):
     def _infer(self, now: float) -> None:
         stamp, state, images = self.frame
         self.frame = None  # taken: the next inference waits for a newer frame
-        proprio = self.sim.joint_state()[1][:7].astype(np.float64)
         committed = None
         if self.schedule.realtime_chunking and self.backend.action_space.kind == "continuous":
             got = self.scheduler.committed_for(stamp, now)
             committed = None if got is None else CommittedActions(*got)
-        observation = Observation(
-            int(round(stamp * 1e9)), images, self.sim.spec.instruction, proprio, state, committed
-        )
-        out = self.backend.infer(observation)
-        if self.on_inference is not None:
-            self.on_inference(observation, out)
-        chunk = np.atleast_2d(out.chunk)
-        if self.backend.action_space.kind == "discrete":
-            chunk = dequantize_actions(chunk, self.backend.action_space)
-        elif committed is not None and chunk.shape[0] > 1 and not self.guides:
-            chunk = blend_prefix(chunk, committed)
-        if self.perturb is not None:
-            chunk = self.perturb(chunk)
+        chunk = self._chunk(int(round(stamp * 1e9)), state, images, committed)
         latency_s = self.model_latency.draw()
         publish = now + latency_s
-        arrival = publish + self.timing.processing_s
-        arrival += self.latency_rng.uniform(0.0, self.timing.processing_jitter_s)
+        arrival = publish + self._processing_delay_s()
         self.in_flight = (publish, stamp, chunk, latency_s)
         self.pending.append((arrival, stamp, chunk))
 

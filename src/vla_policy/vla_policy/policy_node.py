@@ -119,9 +119,8 @@ class PolicyNode(Node):
         self.step_dt_s = step_period_s(self.control_hz)
         # Until measured, plan with one control period; the first inference (kernels, caches) is not counted.
         self.latency = LatencyEstimate(initial_s=self.step_dt_s)
-        self._schedule_lock = (
-            threading.Lock()
-        )  # the scheduler: inference thread, episode and parameter callbacks
+        # The scheduler is used by the inference thread and changed by the episode and parameter callbacks.
+        self._schedule_lock = threading.Lock()
         self.scheduler = self._new_scheduler(self.limits)
 
     def _load_backend(self, values: dict) -> PolicyBackend:
